@@ -1,0 +1,130 @@
+"""The hub's own vocabulary. Nothing here knows any vendor's field names.
+
+Every timestamp is timezone-aware UTC: naive or non-UTC values are refused or
+converted at construction, so logic never compares local and UTC times.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return value.astimezone(timezone.utc)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+PermitType = Literal["hot_work", "confined_space", "work_at_height", "lifting", "temporary_power"]
+RiskLevel = Literal["red", "orange", "yellow"]
+PermitStatus = Literal["submitted", "approved", "active", "suspended", "closed", "cancelled"]
+PermitResult = Literal["completed", "aborted", "incident"]
+MaintenanceKind = Literal["preventive", "corrective", "inspection", "overhaul"]
+MaintenanceStatus = Literal["planned", "approved", "in_progress", "completed", "closed", "cancelled"]
+Isolation = Literal["none", "applied", "released"]
+Decision = Literal["allow", "block"]
+ReasonCode = Literal[
+    "DEVICE_UNKNOWN",
+    "OPEN_WORK_ORDER",
+    "ISOLATION_NOT_RELEASED",
+    "INSPECTION_OVERDUE",
+    "EAM_DATA_STALE",
+    "EAM_UNAVAILABLE",
+    "NO_DEVICE_LINKED",
+    "EAM_RECORD_INVALID",
+    "PERMIT_RECORD_INVALID",
+]
+
+PERMIT_TYPES: tuple[str, ...] = PermitType.__args__  # type: ignore[attr-defined]
+LIVE_PERMIT_STATUSES = frozenset({"submitted", "approved", "active"})
+FINISHED_MAINTENANCE_STATUSES = frozenset({"completed", "closed", "cancelled"})
+
+
+class Canonical(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Permit(Canonical):
+    permit_id: str = Field(min_length=1)
+    permit_type: PermitType
+    risk_level: RiskLevel
+    site: str = Field(min_length=1)
+    area: str = Field(min_length=1)
+    device_ids: tuple[str, ...] = ()
+    material_names: tuple[str, ...] = ()
+    applicant: str
+    guardian: str | None = None
+    planned_start: UtcDateTime
+    planned_end: UtcDateTime
+    status: PermitStatus
+    submitted_at: UtcDateTime
+    approved_at: UtcDateTime | None = None
+    guardian_arrived_at: UtcDateTime | None = None
+    closed_at: UtcDateTime | None = None
+    result: PermitResult | None = None
+    work_hours: Decimal | None = Field(default=None, ge=0)
+    updated_at: UtcDateTime
+
+
+class Equipment(Canonical):
+    device_id: str = Field(min_length=1)
+    site: str
+    name: str
+    area: str | None = None
+    status: str
+    next_inspection_due: UtcDateTime | None = None
+    # When the EAM last refreshed this device's data; None means "as of the fetch".
+    data_as_of: UtcDateTime | None = None
+
+
+class MaintenanceRecord(Canonical):
+    record_id: str = Field(min_length=1)
+    device_id: str = Field(min_length=1)
+    kind: MaintenanceKind
+    status: MaintenanceStatus
+    window_start: UtcDateTime | None = None
+    window_end: UtcDateTime | None = None
+    isolation: Isolation = "none"
+    updated_at: UtcDateTime
+
+
+class ProcessParameter(Canonical):
+    material_name: str = Field(min_length=1)
+    parameter_id: str = Field(min_length=1)
+    value: str
+    data_type: str
+    unit: str | None = None
+
+
+class SafetyCostEntry(Canonical):
+    entry_key: str = Field(min_length=1)
+    permit_id: str
+    site: str
+    cost_center: str
+    gl_account: str
+    amount: Decimal
+    currency: str = Field(min_length=3, max_length=3)
+    posting_date: date
+    description: str
+
+
+class Reason(Canonical):
+    code: ReasonCode
+    device_id: str | None = None
+    message: str
+    evidence: dict[str, str] = Field(default_factory=dict)
+
+
+class GateDecision(Canonical):
+    permit_id: str
+    decision: Decision
+    reasons: tuple[Reason, ...] = ()
+    rule_version: str
+    evaluated_at: UtcDateTime
+    eam_data_as_of: UtcDateTime | None = None
