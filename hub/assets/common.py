@@ -1,0 +1,46 @@
+"""Small pieces every asset needs: scope, quarantine hand-off and metadata previews."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+from dagster import MetadataValue
+
+from hub.mappings.engine import Mapping, Rejected
+from hub.model import Permit
+from hub.store.repository import HubStore, QuarantineItem
+
+# Permits whose equipment and materials the hub keeps current: anything that may still be worked.
+SYNC_SCOPE_STATUSES = ("submitted", "approved", "active", "suspended")
+
+
+def permits_in_scope(store: HubStore) -> list[Permit]:
+    return store.load_permits(statuses=SYNC_SCOPE_STATUSES)
+
+
+def device_ids_of(permits: Iterable[Permit]) -> set[str]:
+    return {device for permit in permits for device in permit.device_ids}
+
+
+def quarantine_rejects(store: HubStore, system: str, mapping: Mapping, rejected: Sequence[Rejected]) -> int:
+    return store.quarantine(
+        [
+            QuarantineItem(
+                system=system,
+                record_kind=item.kind,
+                source_key=item.source_key,
+                payload=item.payload,
+                field=item.field,
+                reason=item.reason,
+                source_file=str(mapping.source_file),
+            )
+            for item in rejected
+        ]
+    )
+
+
+def preview(rows: Sequence[dict], limit: int = 10) -> MetadataValue:
+    if not rows:
+        return MetadataValue.md("_(none)_")
+    return MetadataValue.md(pd.DataFrame(list(rows)[:limit]).to_markdown(index=False))

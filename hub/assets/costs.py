@@ -1,0 +1,50 @@
+"""`safety_cost_entries`: closed permits become cost lines, queued once each in the ERP outbox."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from dagster import AssetExecutionContext, MaterializeResult, asset
+
+from hub.assets.common import preview
+from hub.logic.costs import CostError, cost_entries, message_uuid
+from hub.resources import HubStoreResource, RulesResource
+from hub.store.repository import QuarantineItem
+
+
+@asset(group_name="erp", deps=["permits"], description="Safety-cost ledger lines of closed permits, by the cost rules.")
+def safety_cost_entries(
+    context: AssetExecutionContext, store: HubStoreResource, rules: RulesResource
+) -> MaterializeResult:
+    hub_store = store.store()
+    cost_rules = rules.costs()
+    entries, problems = [], []
+    for permit in hub_store.load_permits(statuses=("closed",)):
+        try:
+            entries.extend(cost_entries(permit, cost_rules))
+        except CostError as exc:
+            problems.append(
+                QuarantineItem(
+                    system="hub",
+                    record_kind="safety_cost_entry",
+                    source_key=permit.permit_id,
+                    payload=permit.model_dump(mode="json"),
+                    field=exc.field,
+                    reason=str(exc),
+                    source_file=str(cost_rules.source_file) if hasattr(cost_rules, "source_file") else None,
+                )
+            )
+    new = hub_store.enqueue_entries(entries, {e.entry_key: str(message_uuid(e.entry_key)) for e in entries})
+    quarantined = hub_store.quarantine(problems)
+    return MaterializeResult(
+        metadata={
+            "row_count": len(entries),
+            "new_in_outbox": new,
+            "quarantined_new": quarantined,
+            "total_amount": float(sum((e.amount for e in entries), Decimal(0))),
+            "rule_version": cost_rules.version,
+            "preview": preview(
+                [{"entry_key": e.entry_key, "amount": str(e.amount), "cost_center": e.cost_center} for e in entries]
+            ),
+        }
+    )

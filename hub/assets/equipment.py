@@ -1,0 +1,95 @@
+"""`equipment` and `maintenance_records`: one batched EAM pull for the devices in scope.
+
+A failed pull does not fail the assets: the devices keep their old fetch time, so
+the gate sees them as stale or unavailable and blocks. Failing here would instead
+stop the gate from running at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetOut,
+    Output,
+    asset_check,
+    multi_asset,
+)
+
+from hub.assets.common import device_ids_of, permits_in_scope, preview, quarantine_rejects
+from hub.connectors.eam import SoapFault
+from hub.connectors.retry import TransientError
+from hub.mappings.engine import load_mapping
+from hub.resources import EamResource, HubStoreResource
+
+
+@multi_asset(
+    group_name="eam",
+    deps=["permits"],
+    outs={
+        "equipment": AssetOut(description="Equipment of the devices linked to permits in scope, from the EAM."),
+        "maintenance_records": AssetOut(description="Work orders of those devices, from the EAM."),
+    },
+)
+def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamResource):
+    hub_store = store.store()
+    device_ids = device_ids_of(permits_in_scope(hub_store))
+    mapping = load_mapping("eam")
+    client = eam.client()
+    fetched_at = datetime.now(timezone.utc)
+    error = ""
+    try:
+        reply = client.maintenance_for(device_ids)
+    except (TransientError, SoapFault) as exc:
+        error = str(exc)
+        context.log.error(f"EAM pull failed; affected permits will be blocked as EAM_UNAVAILABLE/STALE: {exc}")
+        reply = None
+    equipment = mapping.inbound("equipment", reply.records.get("asset", []) if reply else [])
+    records = mapping.inbound("maintenance_record", reply.records.get("workorder", []) if reply else [])
+    hub_store.upsert_equipment(equipment.records, fetched_at)
+    hub_store.upsert_maintenance_records(records.records, fetched_at)
+    quarantined = quarantine_rejects(hub_store, "eam", mapping, equipment.quarantined + records.quarantined)
+    found = {e.device_id for e in equipment.records}
+    common = {
+        "devices_requested": len(device_ids),
+        "eam_calls": client.calls,
+        "eam_error": error or "none",
+        "quarantined_new": quarantined,
+        "mapping": f"{mapping.source_file.name} sha256:{mapping.sha256[:12]}",
+    }
+    yield Output(
+        None,
+        output_name="equipment",
+        metadata={
+            **common,
+            "row_count": len(equipment.records),
+            "devices_not_found": len(device_ids - found) if reply else len(device_ids),
+            "preview": preview([{"device_id": e.device_id, "name": e.name, "site": e.site} for e in equipment.records]),
+        },
+    )
+    yield Output(
+        None,
+        output_name="maintenance_records",
+        metadata={
+            **common,
+            "row_count": len(records.records),
+            "preview": preview(
+                [{"record_id": r.record_id, "device_id": r.device_id, "status": r.status} for r in records.records]
+            ),
+        },
+    )
+
+
+@asset_check(asset="equipment", description="Every device linked to a permit in scope exists in the EAM.")
+def devices_found_in_eam(store: HubStoreResource) -> AssetCheckResult:
+    hub_store = store.store()
+    wanted = device_ids_of(permits_in_scope(hub_store))
+    missing = sorted(wanted - set(hub_store.load_equipment(wanted)))
+    return AssetCheckResult(
+        passed=not missing,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"devices_checked": len(wanted), "missing": ", ".join(missing) or "none"},
+    )

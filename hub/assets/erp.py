@@ -1,0 +1,94 @@
+"""`erp_postings`: push the outbox to the ERP exactly once per entry and record document numbers."""
+
+from __future__ import annotations
+
+from dagster import AssetCheckResult, AssetExecutionContext, Failure, MaterializeResult, asset, asset_check
+
+from hub.assets.common import preview
+from hub.connectors.retry import TransientError, VendorRejected
+from hub.mappings.engine import load_mapping
+from hub.resources import ErpResource, HubStoreResource
+from hub.store.repository import QuarantineItem
+
+
+def _settle_unclear(client, hub_store, rows) -> list:
+    """An entry whose last send had no clear answer may have landed: ask before sending again."""
+    still_to_send, found = [], []
+    for row in rows:
+        if row.status != "unclear":
+            still_to_send.append(row)
+            continue
+        matches = [m for m in client.find_by_reference(row.entry_key) if m.get("MessageUUID") == row.message_uuid]
+        if matches:
+            found.append((row.entry_key, matches[0]["AccountingDocument"], matches[0].get("FiscalYear")))
+        else:
+            still_to_send.append(row)
+    hub_store.mark_posted(found)
+    return still_to_send
+
+
+@asset(group_name="erp", deps=["safety_cost_entries"], description="Outbox entries posted to the ERP, with document numbers.")
+def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: ErpResource) -> MaterializeResult:
+    hub_store = store.store()
+    mapping = load_mapping("erp")
+    client = erp.client()
+    posted = rejected = 0
+    failure = ""
+    with client.rest:
+        rows = _settle_unclear(client, hub_store, hub_store.outbox_to_send())
+        by_uuid = {row.message_uuid: row for row in rows}
+        pending = [(row.message_uuid, mapping.outbound("safety_cost_entry", row.entry)) for row in rows]
+        sent: set[str] = set()
+        try:
+            for confirmations in client.post_entries(pending):
+                ok = [c for c in confirmations if c.accounting_document]
+                refused = [c for c in confirmations if not c.accounting_document]
+                hub_store.mark_posted([(by_uuid[c.message_uuid].entry_key, c.accounting_document, c.fiscal_year) for c in ok])
+                hub_store.mark_rejected([(by_uuid[c.message_uuid].entry_key, c.error) for c in refused])
+                hub_store.quarantine(
+                    [
+                        QuarantineItem(
+                            system="erp",
+                            record_kind="safety_cost_entry",
+                            source_key=by_uuid[c.message_uuid].entry_key,
+                            payload=by_uuid[c.message_uuid].entry.model_dump(mode="json"),
+                            field=None,
+                            reason=f"ERP refused entry {by_uuid[c.message_uuid].entry_key}: {c.error}",
+                            source_file=None,
+                        )
+                        for c in refused
+                    ]
+                )
+                sent.update(c.message_uuid for c in confirmations)
+                posted += len(ok)
+                rejected += len(refused)
+        except (TransientError, VendorRejected) as exc:
+            unsent = [row.entry_key for row in rows if row.message_uuid not in sent]
+            hub_store.mark_unclear(unsent, str(exc))
+            failure = f"{len(unsent)} entries unclear after: {exc}"
+    summary = hub_store.outbox_summary()
+    metadata = {
+        "posted_now": posted,
+        "rejected_now": rejected,
+        "erp_calls": client.rest.calls,
+        **{f"outbox_{status}": count for status, count in sorted(summary.items())},
+        "preview": preview(
+            [
+                {"entry_key": r["entry_key"], "document": r["accounting_document"], "status": r["status"]}
+                for r in hub_store.load_outbox()
+            ]
+        ),
+    }
+    if failure:
+        raise Failure(description=failure + " (they are asked for by reference before any resend)", metadata=metadata)
+    return MaterializeResult(metadata=metadata)
+
+
+@asset_check(asset="erp_postings", description="Every outbox entry is confirmed by an ERP document number.")
+def erp_entries_confirmed(store: HubStoreResource) -> AssetCheckResult:
+    rows = store.store().load_outbox()
+    unconfirmed = sorted(r["entry_key"] for r in rows if not r["accounting_document"])
+    return AssetCheckResult(
+        passed=not unconfirmed,
+        metadata={"entries": len(rows), "unconfirmed": ", ".join(unconfirmed[:50]) or "none"},
+    )

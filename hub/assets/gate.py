@@ -1,0 +1,94 @@
+"""`permit_gate_decisions`: decide every gated permit, audit it, write changed holds to the PTW."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
+
+from hub.assets.common import preview
+from hub.connectors.retry import TransientError, VendorRejected
+from hub.logic.clearance import DeviceProfile
+from hub.logic.gate import decide_all, decision_fingerprint, invalid_permit_decision
+from hub.logic.rules import GateRules
+from hub.mappings.engine import load_mapping
+from hub.model import GateDecision
+from hub.resources import HubStoreResource, PtwResource, RulesResource
+
+
+def _invalid_permit_decisions(hub_store, rules: GateRules, now: datetime) -> list[GateDecision]:
+    """Block quarantined permits unless what could be read shows they are not gated."""
+    decisions = {}
+    for row in hub_store.list_quarantine():
+        if row["system"] != "ptw" or row["record_kind"] != "permit" or not row["source_key"]:
+            continue
+        partial = row.get("partial") or {}
+        if partial.get("status", "submitted") not in rules.gated_statuses:
+            continue
+        if partial.get("permit_type", rules.gated_permit_types[0]) not in rules.gated_permit_types:
+            continue
+        decisions[row["source_key"]] = invalid_permit_decision(row["source_key"], row["reason"], rules, now)
+    return list(decisions.values())
+
+
+@asset(
+    group_name="gate",
+    deps=["permits", "equipment_clearance"],
+    description="Allow or block each gated permit with reasons and evidence; blocks are written back to the PTW.",
+)
+def permit_gate_decisions(
+    context: AssetExecutionContext, store: HubStoreResource, rules: RulesResource, ptw: PtwResource
+) -> MaterializeResult:
+    hub_store = store.store()
+    gate_rules = rules.gate()
+    now = datetime.now(timezone.utc)
+    permits = hub_store.load_permits(statuses=gate_rules.gated_statuses)
+    device_ids = {d for p in permits for d in p.device_ids}
+    profiles = {
+        device: DeviceProfile.model_validate({k: row[k] for k in ("device_id", "known", "hazards", "data_as_of")})
+        for device, row in hub_store.load_device_clearance(device_ids).items()
+    }
+    by_id = {d.permit_id: d for d in decide_all(permits, profiles, gate_rules, now)}
+    # A newer record that failed validation overrides the last good copy: fail closed.
+    for decision in _invalid_permit_decisions(hub_store, gate_rules, now):
+        by_id[decision.permit_id] = decision
+    decisions = [by_id[k] for k in sorted(by_id)]
+    fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}
+    hub_store.append_gate_decisions(decisions, [fingerprints[d.permit_id] for d in decisions])
+
+    to_write = hub_store.holds_needing_write(fingerprints)
+    previous = hub_store.load_holds()
+    mapping = load_mapping("ptw")
+    client = ptw.client()
+    written, failed = [], []
+    with client.rest:
+        for decision in decisions:
+            if decision.permit_id not in to_write:
+                continue
+            try:
+                if decision.decision == "block":
+                    client.put_hold(decision.permit_id, ptw.hold_source, mapping.outbound("gate_decision", decision))
+                elif previous.get(decision.permit_id, ("", ""))[1] == "block":
+                    client.release_hold(decision.permit_id, ptw.hold_source)
+            except (TransientError, VendorRejected) as exc:
+                failed.append(f"{decision.permit_id}: {exc}")
+                continue
+            written.append((decision.permit_id, fingerprints[decision.permit_id], decision.decision))
+    hub_store.record_holds_written(written, datetime.now(timezone.utc))
+
+    blocked = [d for d in decisions if d.decision == "block"]
+    metadata = {
+        "row_count": len(decisions),
+        "blocked": len(blocked),
+        "allowed": len(decisions) - len(blocked),
+        "holds_written": sum(1 for _, _, kind in written if kind == "block"),
+        "write_back_failures": len(failed),
+        "rule_version": gate_rules.version,
+        "preview": preview(
+            [{"permit_id": d.permit_id, "reasons": ", ".join(sorted({r.code for r in d.reasons}))} for d in blocked]
+        ),
+    }
+    if failed:
+        # The decisions are audited; the holds that did not reach the PTW are retried next run.
+        raise Failure(description="PTW write-back failed for: " + "; ".join(failed[:20]), metadata=metadata)
+    return MaterializeResult(metadata=metadata)

@@ -1,0 +1,67 @@
+"""The `hub` command: the demo run and store administration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Permit integration hub: PTW, EAM, MES and ERP on Dagster.", no_args_is_help=True)
+db_app = typer.Typer(help="The hub's own store.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+REPO_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@app.command()
+def demo(
+    fixtures: Path = typer.Option(REPO_FIXTURES, help="Fixture plant loaded into the mock systems."),
+    workdir: Path = typer.Option(Path(".hub"), help="Where the SQLite store, Dagster home and mock state live."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start from an empty store and fresh mock systems."),
+) -> None:
+    """Start the mock systems, materialize every asset once and print what happened."""
+    from hub.demo import run_demo
+
+    report = run_demo(fixtures, workdir, fresh=fresh)
+    console.print(f"[bold]Permits synced:[/] {report.permits_synced}")
+    console.print(
+        f"[bold]Devices looked up:[/] {report.devices_looked_up} in {report.eam_calls} EAM call(s); "
+        f"materials in {report.mes_calls} MES call(s)"
+    )
+    blocked = Table(title=f"Blocked permits ({len(report.blocked)})", show_lines=True)
+    blocked.add_column("permit")
+    blocked.add_column("reasons")
+    for permit_id, reasons in sorted(report.blocked.items()):
+        blocked.add_row(permit_id, "\n".join(reasons))
+    console.print(blocked)
+    console.print(f"[bold]Allowed work-at-height permits:[/] {', '.join(sorted(report.allowed)) or 'none'}")
+    console.print(f"[bold]Holds written to the PTW this run:[/] {report.holds_written}")
+    postings = Table(title=f"ERP safety-cost entries ({len(report.postings)})")
+    for column in ("entry", "amount", "document"):
+        postings.add_column(column)
+    for key, amount, document in report.postings:
+        postings.add_row(key, amount, document or "[red]unconfirmed[/]")
+    console.print(postings)
+    console.print(f"[bold]ERP posts received this run:[/] {report.erp_posts_received}")
+    console.print(f"[bold]Quarantined records ({len(report.quarantined)}):[/]")
+    for line in report.quarantined:
+        console.print(f"  {line}", markup=False)
+    if not report.success:
+        console.print("[red]The sync run failed; see the Dagster run log.[/]")
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: str = typer.Option(None, envvar="HUB_DATABASE_URL", help="Defaults to the hub's settings."),
+) -> None:
+    """Create or migrate the hub's tables (alembic)."""
+    from hub.settings import HubSettings
+    from hub.store.migrate import upgrade
+
+    url = database_url or HubSettings().database_url
+    upgrade(url)
+    console.print(f"store at head: {url.split('@')[-1]}")

@@ -1,0 +1,44 @@
+"""The Dagster code location: assets, checks, the full-sync job and its schedule."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, DefaultScheduleStatus, Definitions, ScheduleDefinition, define_asset_job
+
+from hub.assets.clearance import clearance_covers_every_device, equipment_clearance
+from hub.assets.costs import safety_cost_entries
+from hub.assets.equipment import devices_found_in_eam, eam_pull
+from hub.assets.erp import erp_entries_confirmed, erp_postings
+from hub.assets.gate import permit_gate_decisions
+from hub.assets.permits import permits
+from hub.assets.process import process_parameters
+from hub.resources import resources_from_settings
+from hub.settings import HubSettings
+
+ASSETS = [permits, eam_pull, process_parameters, equipment_clearance, permit_gate_decisions, safety_cost_entries, erp_postings]
+CHECKS = [devices_found_in_eam, clearance_covers_every_device, erp_entries_confirmed]
+
+full_sync = define_asset_job(
+    "full_sync",
+    selection=AssetSelection.all(),
+    description="Pull permits, equipment and process data, gate permits, post safety costs.",
+)
+
+full_sync_schedule = ScheduleDefinition(
+    job=full_sync,
+    cron_schedule="*/15 * * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=DefaultScheduleStatus.STOPPED,
+)
+
+
+def build_definitions(settings: HubSettings | None = None) -> Definitions:
+    return Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[full_sync],
+        schedules=[full_sync_schedule],
+        resources=resources_from_settings(settings or HubSettings()),
+    )
+
+
+defs = build_definitions()

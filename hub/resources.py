@@ -1,0 +1,149 @@
+"""Dagster resources: the only place assets get clients, store and rules from.
+
+Assets ask a resource for a client and never see URLs or credentials; the values
+are bound from `HUB_*` settings in `hub.definitions`, secrets as `EnvVar` so the
+Dagster UI shows the variable name, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import ConfigurableResource, EnvVar
+
+from hub.connectors.eam import EamClient
+from hub.connectors.erp import ErpClient
+from hub.connectors.mes import MesClient
+from hub.connectors.ptw import PtwClient
+from hub.connectors.rest import RestClient
+from hub.connectors.retry import RetryPolicy
+from hub.logic.rules import CostRules, GateRules, load_cost_rules, load_gate_rules
+from hub.settings import HubSettings, SystemEndpoint
+from hub.store.repository import HubStore
+
+
+class HubStoreResource(ConfigurableResource):
+    database_url: str
+
+    def store(self) -> HubStore:
+        return HubStore(self.database_url)
+
+
+class RulesResource(ConfigurableResource):
+    gate_rules_file: str | None = None
+    cost_rules_file: str | None = None
+
+    def gate(self) -> GateRules:
+        return load_gate_rules(self.gate_rules_file)
+
+    def costs(self) -> CostRules:
+        return load_cost_rules(self.cost_rules_file)
+
+
+class PlantSystemResource(ConfigurableResource):
+    """Endpoint, credentials, timeouts, retries and batch size shared by all four systems."""
+
+    url: str
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    api_key: str | None = None
+    api_key_header: str = "X-API-Key"
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    retry_attempts: int = 5
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    batch_size: int = 100
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retry_attempts, self.retry_initial_s, self.retry_max_s)
+
+    def rest(self, system: str) -> RestClient:
+        endpoint = SystemEndpoint(
+            url=self.url,
+            username=self.username,
+            password=self.password,
+            token=self.token,
+            api_key=self.api_key,
+            api_key_header=self.api_key_header,
+        )
+        return RestClient(
+            system,
+            endpoint,
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            retry=self.retry_policy(),
+        )
+
+
+class PtwResource(PlantSystemResource):
+    hold_source: str = "integration-hub"
+
+    def client(self) -> PtwClient:
+        return PtwClient(self.rest("PTW"), page_size=self.batch_size)
+
+
+class MesResource(PlantSystemResource):
+    def client(self) -> MesClient:
+        return MesClient(self.rest("MES"), batch_size=self.batch_size)
+
+
+class ErpResource(PlantSystemResource):
+    def client(self) -> ErpClient:
+        return ErpClient(self.rest("ERP"), batch_size=self.batch_size)
+
+
+class EamResource(PlantSystemResource):
+    wsdl: str | None = None
+
+    def client(self) -> EamClient:
+        return EamClient(
+            self.url,
+            self.wsdl or f"{self.url}?wsdl",
+            connect_timeout_s=self.connect_timeout_s,
+            operation_timeout_s=self.read_timeout_s,
+            retry=self.retry_policy(),
+            batch_size=self.batch_size,
+        )
+
+
+def _secret(env_name: str, value: object) -> EnvVar | None:
+    """Bind a secret by variable name when it came from the environment."""
+    if value is None:
+        return None
+    return EnvVar(env_name) if env_name in os.environ else value.get_secret_value()  # type: ignore[attr-defined]
+
+
+def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, batch_size: int, **extra: object):
+    endpoint: SystemEndpoint = getattr(settings, name)
+    prefix = f"HUB_{name.upper()}__"
+    return cls(
+        url=endpoint.url,
+        username=endpoint.username,
+        password=_secret(prefix + "PASSWORD", endpoint.password),
+        token=_secret(prefix + "TOKEN", endpoint.token),
+        api_key=_secret(prefix + "API_KEY", endpoint.api_key),
+        api_key_header=endpoint.api_key_header,
+        connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
+        retry_attempts=settings.retry_attempts,
+        retry_initial_s=settings.retry_initial_s,
+        retry_max_s=settings.retry_max_s,
+        batch_size=batch_size,
+        **extra,
+    )
+
+
+def resources_from_settings(settings: HubSettings) -> dict[str, ConfigurableResource]:
+    return {
+        "store": HubStoreResource(database_url=settings.database_url),
+        "rules": RulesResource(
+            gate_rules_file=str(settings.gate_rules_file) if settings.gate_rules_file else None,
+            cost_rules_file=str(settings.cost_rules_file) if settings.cost_rules_file else None,
+        ),
+        "ptw": _system(PtwResource, "ptw", settings, settings.ptw_page_size, hold_source=settings.hold_source),
+        "eam": _system(EamResource, "eam", settings, settings.eam_batch_size, wsdl=settings.eam_wsdl),
+        "mes": _system(MesResource, "mes", settings, settings.mes_batch_size),
+        "erp": _system(ErpResource, "erp", settings, settings.erp_batch_size),
+    }

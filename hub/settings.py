@@ -1,0 +1,59 @@
+"""Every endpoint, credential and tuning knob, from `HUB_*` variables or one settings file.
+
+Secrets are `SecretStr`, so printing settings (or an exception that carries them)
+shows `**********` rather than the value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SystemEndpoint(BaseModel):
+    """How to reach one plant system; the same shape for all four keeps config uniform."""
+
+    model_config = {"extra": "forbid"}
+
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    api_key: SecretStr | None = None
+    api_key_header: str = "X-API-Key"
+
+
+class HubSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_",
+        env_nested_delimiter="__",
+        env_file=("hub.env",),
+        extra="ignore",
+    )
+
+    database_url: str = "sqlite:///.hub/hub.db"
+    dagster_home: Path = Path(".hub/dagster_home")
+
+    ptw: SystemEndpoint = SystemEndpoint(url="http://127.0.0.1:8101")
+    eam: SystemEndpoint = SystemEndpoint(url="http://127.0.0.1:8102/eam/soap")
+    mes: SystemEndpoint = SystemEndpoint(url="http://127.0.0.1:8103")
+    erp: SystemEndpoint = SystemEndpoint(url="http://127.0.0.1:8104")
+    # A local file is preferred: a WSDL fetched at start-up is one more thing that can hang.
+    eam_wsdl: str | None = None
+
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=30.0, gt=0)
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_initial_s: float = Field(default=0.5, ge=0)
+    retry_max_s: float = Field(default=30.0, ge=0)
+
+    ptw_page_size: int = Field(default=200, ge=1, le=500)
+    eam_batch_size: int = Field(default=200, ge=1, le=500)
+    mes_batch_size: int = Field(default=100, ge=1, le=200)
+    erp_batch_size: int = Field(default=100, ge=1, le=200)
+
+    gate_rules_file: Path | None = None
+    cost_rules_file: Path | None = None
+    hold_source: str = "integration-hub"
