@@ -34,6 +34,7 @@ def quarantine_rejects(store: HubStore, system: str, mapping: Mapping, rejected:
                 field=item.field,
                 reason=item.reason,
                 source_file=str(mapping.source_file),
+                partial=item.partial,
             )
             for item in rejected
         ]

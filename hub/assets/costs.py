@@ -31,7 +31,7 @@ def safety_cost_entries(
                     payload=permit.model_dump(mode="json"),
                     field=exc.field,
                     reason=str(exc),
-                    source_file=str(cost_rules.source_file) if hasattr(cost_rules, "source_file") else None,
+                    source_file=rules.cost_rules_file or "hub/rules/costs.yaml",
                 )
             )
     new = hub_store.enqueue_entries(entries, {e.entry_key: str(message_uuid(e.entry_key)) for e in entries})

@@ -50,7 +50,10 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
     equipment = mapping.inbound("equipment", reply.records.get("asset", []) if reply else [])
     records = mapping.inbound("maintenance_record", reply.records.get("workorder", []) if reply else [])
     hub_store.upsert_equipment(equipment.records, fetched_at)
-    hub_store.upsert_maintenance_records(records.records, fetched_at)
+    # A full answer is the devices' whole work-order list: what it no longer holds is gone.
+    hub_store.upsert_maintenance_records(records.records, fetched_at, complete_for=device_ids if reply else ())
+    if reply:
+        hub_store.record_lookups("eam", device_ids, fetched_at)
     quarantined = quarantine_rejects(hub_store, "eam", mapping, equipment.quarantined + records.quarantined)
     found = {e.device_id for e in equipment.records}
     common = {

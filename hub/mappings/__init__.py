@@ -1,0 +1,25 @@
+"""Mapping files (data, never code) between vendor records and the canonical model."""
+
+from hub.mappings.engine import (
+    TRANSFORMS,
+    InboundResult,
+    Mapping,
+    OutboundError,
+    Rejected,
+    load_mapping,
+    packaged_mappings,
+    parse_mapping,
+)
+from hub.mappings.spec import KINDS
+
+__all__ = [
+    "KINDS",
+    "TRANSFORMS",
+    "InboundResult",
+    "Mapping",
+    "OutboundError",
+    "Rejected",
+    "load_mapping",
+    "packaged_mappings",
+    "parse_mapping",
+]

@@ -1,0 +1,107 @@
+"""The PTW gate: allow or block a permit from its devices' clearance profiles.
+
+It fails closed: whatever cannot be shown safe (no devices, a device without a
+profile, an unreadable permit record) blocks, with a reason saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from hub.logic.clearance import DeviceProfile, Hazard, iso, reason_sort_key, reasons_for_window
+from hub.logic.rules import GateRules
+from hub.model import GateDecision, Permit, Reason
+
+
+def _blocked_or_allowed(
+    permit_id: str, reasons: Iterable[Reason], rules: GateRules, now: datetime, as_of: datetime | None = None
+) -> GateDecision:
+    unique = {reason_sort_key(r): r for r in reasons}
+    ordered = tuple(unique[k] for k in sorted(unique))
+    return GateDecision(
+        permit_id=permit_id,
+        decision="block" if ordered else "allow",
+        reasons=ordered,
+        rule_version=rules.version,
+        evaluated_at=now,
+        eam_data_as_of=as_of,
+    )
+
+
+def _missing_profile(device: str) -> DeviceProfile:
+    hazard = Hazard(
+        code="DEVICE_UNKNOWN",
+        device_id=device,
+        message=f"device {device} has no clearance profile from the EAM",
+    )
+    return DeviceProfile(device_id=device, known=False, hazards=(hazard,))
+
+
+def decide(
+    permit: Permit, profiles: Mapping[str, DeviceProfile], rules: GateRules, now: datetime
+) -> GateDecision | None:
+    """The gate decision for a permit, or None when the rules do not gate it."""
+    if permit.permit_type not in rules.gated_permit_types or permit.status not in rules.gated_statuses:
+        return None
+    reasons: list[Reason] = []
+    if not permit.device_ids:
+        reasons.append(
+            Reason(
+                code="NO_DEVICE_LINKED",
+                message=f"permit {permit.permit_id} names no equipment, so its clearance cannot be checked",
+            )
+        )
+    start, end = permit.planned_start, permit.planned_end
+    if end <= start:
+        # An empty window overlaps nothing, so it would hide every hazard.
+        reasons.append(
+            Reason(
+                code="PERMIT_RECORD_INVALID",
+                message=f"permit {permit.permit_id} planned end {iso(end)} is not after its planned start {iso(start)}",
+                evidence={"planned_start": iso(start), "planned_end": iso(end)},
+            )
+        )
+    devices = [profiles.get(d) or _missing_profile(d) for d in permit.device_ids]
+    for profile in devices:
+        reasons.extend(reasons_for_window(profile, start, end))
+    as_of = [p.data_as_of for p in devices if p.data_as_of is not None]
+    return _blocked_or_allowed(permit.permit_id, reasons, rules, now, min(as_of) if as_of else None)
+
+
+def decide_all(
+    permits: Iterable[Permit], profiles: Mapping[str, DeviceProfile], rules: GateRules, now: datetime
+) -> list[GateDecision]:
+    """Decisions for the gated permits, in input order."""
+    return [d for p in permits if (d := decide(p, profiles, rules, now)) is not None]
+
+
+def invalid_permit_decision(permit_id: str, problem: str, rules: GateRules, now: datetime) -> GateDecision:
+    """Block a permit whose record failed validation: nothing about it can be shown safe."""
+    reason = Reason(
+        code="PERMIT_RECORD_INVALID",
+        message=f"permit {permit_id} record failed validation: {problem}",
+        evidence={"problem": problem},
+    )
+    return _blocked_or_allowed(permit_id, [reason], rules, now)
+
+
+def decision_fingerprint(decision: GateDecision) -> str:
+    """Changes only when what would be written back changes, so holds are written once per change.
+
+    evaluated_at and eam_data_as_of move on every run and are left out; the rule
+    version is in, so a rules change re-stamps the hold once.
+    """
+    content = {
+        "permit_id": decision.permit_id,
+        "decision": decision.decision,
+        "rule_version": decision.rule_version,
+        "reasons": [
+            {"code": r.code, "device_id": r.device_id, "message": r.message, "evidence": r.evidence}
+            for r in sorted(decision.reasons, key=reason_sort_key)
+        ],
+    }
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

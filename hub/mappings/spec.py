@@ -1,0 +1,145 @@
+"""The shape of a mapping file, as pydantic models (structure only).
+
+A mapping file is data, never code: it names vendor fields, canonical fields, value maps and
+transforms from a fixed registry. This module checks the *structure* (keys, types); the engine
+(`hub.mappings.engine`) checks the *meaning* (known record kinds, canonical fields that exist,
+required fields mapped, known transforms) and points every problem at file:line:column.
+
+Example (see the packaged ``*.yaml`` next to this module for complete files)::
+
+    system: eam
+    version: 1
+    timezone: Asia/Shanghai            # zone of naive plant-local times
+    inbound:                           # vendor record -> canonical record
+      maintenance_record:              # canonical record kind
+        key: wonum                     # vendor field naming a record in quarantine messages
+        fields:                        # canonical field: how to fill it
+          record_id: {from: wonum, transform: [id]}
+          status:    {from: status_maxvalue, map: {WAPPR: planned, APPR: approved}}
+          window_start: {from: schedstart, type: datetime, optional: true}
+    outbound:                          # canonical record -> vendor body
+      safety_cost_entry:
+        fields:                        # vendor path (dots nest): how to fill it
+          JournalEntry.Amount: {from: amount, type: decimal, places: 2}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hub.model import (
+    Canonical,
+    Equipment,
+    GateDecision,
+    MaintenanceRecord,
+    Permit,
+    ProcessParameter,
+    SafetyCostEntry,
+)
+
+#: Canonical record kinds a mapping may name, and their models.
+KINDS: dict[str, type[Canonical]] = {
+    "permit": Permit,
+    "equipment": Equipment,
+    "maintenance_record": MaintenanceRecord,
+    "process_parameter": ProcessParameter,
+    "safety_cost_entry": SafetyCostEntry,
+    "gate_decision": GateDecision,
+}
+
+#: Value types a field may declare. ``str`` is the default.
+FieldType = Literal["str", "int", "decimal", "datetime", "date", "list", "object"]
+
+
+def _scalar_key(value: Any) -> Any:
+    """YAML reads ``1: red`` with an integer key; value maps compare text, so make it text."""
+    if isinstance(value, bool):
+        return value  # left for pydantic to refuse: yes/no/true/false keys are almost always a typo
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class FieldSpec(_Strict):
+    """How to fill one target field.
+
+    Inbound the target is a canonical field and ``from`` a vendor path; outbound the target is a
+    vendor path and ``from`` a canonical field. Steps, in order: read ``from`` (or take
+    ``const``), handle an empty value (``optional`` / ``default``), apply ``transform``, look the
+    value up in ``map``, then parse (inbound) or render (outbound) by ``type``.
+    """
+
+    from_: str | None = Field(default=None, alias="from", min_length=1)
+    const: Any = None
+    default: Any = None
+    optional: bool = False
+    map: dict[str, str] | None = None
+    type: FieldType | None = None
+    format: str | None = Field(default=None, min_length=1)
+    places: int | None = Field(default=None, ge=0, le=12)
+    transform: list[str] = Field(default_factory=list)
+    each: list[str] | None = None
+    each_fields: dict[str, FieldSpec] | None = None
+
+    @field_validator("map", mode="before")
+    @classmethod
+    def _map_keys_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {_scalar_key(k): _scalar_key(v) for k, v in value.items()}
+        return value
+
+    @property
+    def source(self) -> str | None:
+        return self.from_
+
+    @property
+    def has_const(self) -> bool:
+        return "const" in self.model_fields_set
+
+    @property
+    def has_default(self) -> bool:
+        return "default" in self.model_fields_set
+
+    @property
+    def value_type(self) -> str:
+        """The declared type, or ``list`` when per-element settings are given, else ``str``."""
+        if self.type is not None:
+            return self.type
+        if self.each is not None or self.each_fields is not None:
+            return "list"
+        return "str"
+
+
+class InboundSpec(_Strict):
+    """Vendor records of one kind -> canonical records."""
+
+    key: str | None = Field(default=None, min_length=1)
+    records_at: str | None = Field(default=None, min_length=1)
+    parent_key: str | None = Field(default=None, min_length=1)
+    parent_fields: dict[str, FieldSpec] = Field(default_factory=dict)
+    fields: dict[str, FieldSpec]
+
+
+class OutboundSpec(_Strict):
+    """A canonical record of one kind -> one vendor body."""
+
+    key: str | None = Field(default=None, min_length=1)
+    fields: dict[str, FieldSpec]
+
+
+class MappingFile(_Strict):
+    system: str = Field(min_length=1)
+    version: Literal[1]
+    description: str | None = None
+    timezone: str | None = Field(default=None, min_length=1)
+    inbound: dict[str, InboundSpec] = Field(default_factory=dict)
+    outbound: dict[str, OutboundSpec] = Field(default_factory=dict)
+
+
+FieldSpec.model_rebuild()

@@ -1,0 +1,780 @@
+"""HubStore: the hub's reads and writes, in bulk, one transaction per method.
+
+SQLAlchemy Core only. Writes are executemany upserts (``INSERT .. ON CONFLICT``)
+in chunks; IN lists are chunked. Works on PostgreSQL (production, concurrent
+runs) and SQLite (development, single process).
+
+The schema is created by ``hub.store.migrate.upgrade`` (``hub db upgrade``),
+never here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from hub.model import (
+    Equipment,
+    GateDecision,
+    MaintenanceRecord,
+    Permit,
+    ProcessParameter,
+    SafetyCostEntry,
+)
+from hub.store import tables as t
+from hub.store.migrate import head_revision, sqlite_path
+from hub.store.records import GateDecisionRow, OutboxRow, QuarantineItem
+
+__all__ = [
+    "HubStore",
+    "SchemaNotReadyError",
+    "QuarantineItem",
+    "OutboxRow",
+    "GateDecisionRow",
+    "WRITE_CHUNK",
+    "IN_CHUNK",
+]
+
+WRITE_CHUNK = 5_000  # rows per executemany call
+IN_CHUNK = 500  # values per IN (...) list; well under SQLite's variable limit
+
+OPEN_OUTBOX_STATUSES = ("pending", "unclear")
+
+T = TypeVar("T")
+
+
+class SchemaNotReadyError(RuntimeError):
+    """The database has not been migrated (or not to this code's revision)."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (the hub keeps UTC)")
+    return value.astimezone(timezone.utc)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _unique(values: Iterable[str] | None) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        raise TypeError("expected a collection of ids, got a single str")
+    return sorted(set(values))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
+def _dedupe(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any], *, keep: str) -> list[dict[str, Any]]:
+    """One row per key: ``keep="last"`` (upserts) or ``"first"`` (insert-if-absent)."""
+    out: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        k = key(row)
+        if keep == "last" or k not in out:
+            out[k] = row
+    return list(out.values())
+
+
+def _decision_rows(rows: Iterable[Mapping[str, Any]]) -> list[GateDecisionRow]:
+    fields = ("permit_id", "decision", "reasons", "rule_version", "evaluated_at", "eam_data_as_of")
+    return [
+        GateDecisionRow(
+            id=r["id"], fingerprint=r["fingerprint"], decision=GateDecision.model_validate({k: r[k] for k in fields})
+        )
+        for r in rows
+    ]
+
+
+def _make_engine(url: str | URL) -> Engine:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(
+            parsed, json_serializer=_json_dumps, connect_args={"timeout": 30}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event emit BEGIN itself, so reads and writes in
+            # one method share one transaction (pysqlite otherwise begins lazily).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA busy_timeout = 30000")
+                if parsed.database not in (None, "", ":memory:"):
+                    cursor.execute("PRAGMA journal_mode = WAL")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            # Writers take the write lock up front: no deadlocking read->write upgrades.
+            write = connection.get_execution_options().get("hub_write", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    if backend == "postgresql":
+        return create_engine(parsed, json_serializer=_json_dumps, pool_pre_ping=True)
+    raise ValueError(f"unsupported database backend {backend!r}: use postgresql or sqlite")
+
+
+class HubStore:
+    """The hub's store. ``HubStore(url)``; assumes ``hub db upgrade`` has run."""
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        check_schema: bool = True,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.url = make_url(url)
+        self.engine: Engine = _make_engine(self.url)
+        self._clock = clock
+        self._backend = self.url.get_backend_name()
+        if check_schema:
+            try:
+                self.check_schema()
+            except BaseException:
+                self.engine.dispose()
+                raise
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __repr__(self) -> str:
+        return f"HubStore({self.url.render_as_string(hide_password=True)!r})"
+
+    def __enter__(self) -> HubStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def check_schema(self) -> None:
+        """Raise SchemaNotReadyError unless every table exists at this code's revision."""
+        where = self.url.render_as_string(hide_password=True)
+        sqlite_file = sqlite_path(self.url)
+        if sqlite_file is not None and not sqlite_file.exists():
+            raise SchemaNotReadyError(
+                f"the hub database file {sqlite_file} does not exist; run `hub db upgrade`"
+            )
+        with self.engine.connect() as conn:
+            present = set(inspect(conn).get_table_names())
+            missing = sorted(t.TABLE_NAMES - present)
+            current = MigrationContext.configure(conn).get_current_revision()
+        if missing:
+            raise SchemaNotReadyError(
+                f"the hub database at {where} is not migrated (missing tables: "
+                f"{', '.join(missing)}); run `hub db upgrade`"
+            )
+        head = head_revision()
+        if current != head:
+            raise SchemaNotReadyError(
+                f"the hub database at {where} is at schema revision {current!r} but this "
+                f"code expects {head!r}; run `hub db upgrade`"
+            )
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(hub_write=True) as conn:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def _insert(self, table: Table) -> Any:
+        if self._backend == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        rows: Sequence[dict[str, Any]],
+        keys: Sequence[str],
+    ) -> None:
+        """INSERT .. ON CONFLICT (keys) DO UPDATE every other column; last row per key wins."""
+        rows = _dedupe(rows, lambda r: tuple(r[k] for k in keys), keep="last")
+        if not rows:
+            return
+        stmt = self._insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
+        )
+        # SQLAlchemy (>= 2.0.37, issue #13130) sends an ON CONFLICT executemany
+        # without RETURNING row by row (psycopg2: one round trip per row). With
+        # RETURNING, and a SET clause that only uses EXCLUDED (no bound
+        # parameters), it batches rows into multi-VALUES statements
+        # ("insertmanyvalues"; 2x faster on PostgreSQL here). Keys are unique per
+        # batch (see _dedupe), so a statement never touches a row twice.
+        stmt = stmt.returning(*(table.c[k] for k in keys))
+        for chunk in _chunks(rows, WRITE_CHUNK):
+            conn.execute(stmt, list(chunk)).all()
+
+    def _select_in(
+        self, conn: Connection, table: Table, column: str, values: Iterable[str] | None
+    ) -> list[dict[str, Any]]:
+        """Rows whose ``column`` is in ``values`` (all rows if None), IN list chunked."""
+        if values is None:
+            return [dict(r._mapping) for r in conn.execute(select(table))]
+        out: list[dict[str, Any]] = []
+        col = table.c[column]
+        for chunk in _chunks(_unique(values), IN_CHUNK):
+            out.extend(dict(r._mapping) for r in conn.execute(select(table).where(col.in_(chunk))))
+        return out
+
+    # ------------------------------------------------------------------ permits / EAM / MES
+
+    def upsert_permits(self, permits: Sequence[Permit], synced_at: datetime) -> None:
+        synced_at = _aware(synced_at, "synced_at")
+        rows = [
+            {
+                **p.model_dump(mode="python"),
+                "device_ids": list(p.device_ids),
+                "material_names": list(p.material_names),
+                "synced_at": synced_at,
+            }
+            for p in permits
+        ]
+        with self._write() as conn:
+            self._upsert(conn, t.permits, rows, ["permit_id"])
+
+    def load_permits(self, statuses: Collection[str] | None = None) -> list[Permit]:
+        with self._read() as conn:
+            rows = self._select_in(conn, t.permits, "status", statuses)
+        rows.sort(key=lambda r: r["permit_id"])
+        out = []
+        for row in rows:
+            row.pop("synced_at")
+            out.append(Permit.model_validate(row))
+        return out
+
+    def upsert_equipment(self, items: Sequence[Equipment], fetched_at: datetime) -> None:
+        fetched_at = _aware(fetched_at, "fetched_at")
+        rows = [{**e.model_dump(mode="python"), "fetched_at": fetched_at} for e in items]
+        with self._write() as conn:
+            self._upsert(conn, t.equipment, rows, ["device_id"])
+
+    def load_equipment(self, device_ids: Collection[str] | None) -> dict[str, Equipment]:
+        """Equipment by device id; ids the hub never fetched are absent. None = all."""
+        with self._read() as conn:
+            rows = self._select_in(conn, t.equipment, "device_id", device_ids)
+        out = {}
+        for row in sorted(rows, key=lambda r: r["device_id"]):
+            row.pop("fetched_at")
+            out[row["device_id"]] = Equipment.model_validate(row)
+        return out
+
+    def fetched_at(self, device_ids: Collection[str] | None) -> dict[str, datetime]:
+        """When the hub last got each device from the EAM; never-fetched ids are absent."""
+        out: dict[str, datetime] = {}
+        with self._read() as conn:
+            if device_ids is None:
+                chunks: Iterable[Sequence[str] | None] = [None]
+            else:
+                chunks = _chunks(_unique(device_ids), IN_CHUNK)
+            for chunk in chunks:
+                stmt = select(t.equipment.c.device_id, t.equipment.c.fetched_at)
+                if chunk is not None:
+                    stmt = stmt.where(t.equipment.c.device_id.in_(chunk))
+                out.update({r.device_id: r.fetched_at for r in conn.execute(stmt)})
+        return dict(sorted(out.items()))
+
+    def upsert_maintenance_records(
+        self,
+        items: Sequence[MaintenanceRecord],
+        fetched_at: datetime,
+        complete_for: Collection[str] = (),
+    ) -> None:
+        """Upsert work orders. For devices in `complete_for`, `items` is their whole list
+        from the EAM, so their records missing from it (deleted in the EAM) are dropped."""
+        fetched_at = _aware(fetched_at, "fetched_at")
+        rows = [{**m.model_dump(mode="python"), "fetched_at": fetched_at} for m in items]
+        m = t.maintenance_records
+        with self._write() as conn:
+            for chunk in _chunks(_unique(complete_for), IN_CHUNK):
+                conn.execute(delete(m).where(m.c.device_id.in_(chunk)))
+            self._upsert(conn, m, rows, ["record_id"])
+
+    def record_lookups(self, system: str, keys: Collection[str], at: datetime) -> None:
+        at = _aware(at, "at")
+        rows = [{"system": system, "key": k, "looked_up_at": at} for k in _unique(keys)]
+        with self._write() as conn:
+            self._upsert(conn, t.lookups, rows, ["system", "key"])
+
+    def lookup_times(self, system: str, keys: Collection[str]) -> dict[str, datetime]:
+        """When `system` last answered a lookup of each key; keys never looked up are absent."""
+        out: dict[str, datetime] = {}
+        lk = t.lookups
+        with self._read() as conn:
+            for chunk in _chunks(_unique(keys), IN_CHUNK):
+                stmt = select(lk.c.key, lk.c.looked_up_at).where(lk.c.system == system, lk.c.key.in_(chunk))
+                out.update({r.key: r.looked_up_at for r in conn.execute(stmt)})
+        return out
+
+    def load_maintenance_records(
+        self, device_ids: Collection[str] | None
+    ) -> list[MaintenanceRecord]:
+        with self._read() as conn:
+            rows = self._select_in(conn, t.maintenance_records, "device_id", device_ids)
+        rows.sort(key=lambda r: (r["device_id"], r["record_id"]))
+        out = []
+        for row in rows:
+            row.pop("fetched_at")
+            out.append(MaintenanceRecord.model_validate(row))
+        return out
+
+    def upsert_process_parameters(
+        self, items: Sequence[ProcessParameter], fetched_at: datetime
+    ) -> None:
+        fetched_at = _aware(fetched_at, "fetched_at")
+        rows = [{**p.model_dump(mode="python"), "fetched_at": fetched_at} for p in items]
+        with self._write() as conn:
+            self._upsert(conn, t.process_parameters, rows, ["material_name", "parameter_id"])
+
+    def load_process_parameters(
+        self, material_names: Collection[str] | None
+    ) -> list[ProcessParameter]:
+        with self._read() as conn:
+            rows = self._select_in(conn, t.process_parameters, "material_name", material_names)
+        rows.sort(key=lambda r: (r["material_name"], r["parameter_id"]))
+        out = []
+        for row in rows:
+            row.pop("fetched_at")
+            out.append(ProcessParameter.model_validate(row))
+        return out
+
+    # ------------------------------------------------------------------ device clearance
+
+    _CLEARANCE_KEYS = frozenset({"device_id", "known", "hazards", "data_as_of", "computed_at"})
+
+    def replace_device_clearance(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Make the device_clearance table exactly ``rows`` (one transaction).
+
+        Each row: device_id, known (bool), hazards (JSON-able), data_as_of (aware or
+        None), computed_at (aware).
+        """
+        clean: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for row in rows:
+            extra = set(row) - self._CLEARANCE_KEYS
+            if extra:
+                raise ValueError(f"unknown device_clearance keys: {sorted(extra)}")
+            device_id = row["device_id"]
+            if device_id in seen:
+                raise ValueError(f"device_clearance row for {device_id!r} given twice")
+            seen.add(device_id)
+            data_as_of = row.get("data_as_of")
+            clean.append(
+                {
+                    "device_id": device_id,
+                    "known": bool(row["known"]),
+                    "hazards": row["hazards"],
+                    "data_as_of": None if data_as_of is None else _aware(data_as_of, "data_as_of"),
+                    "computed_at": _aware(row["computed_at"], "computed_at"),
+                }
+            )
+        with self._write() as conn:
+            conn.execute(delete(t.device_clearance))
+            for chunk in _chunks(clean, WRITE_CHUNK):
+                conn.execute(t.device_clearance.insert(), list(chunk))
+
+    def load_device_clearance(
+        self, device_ids: Collection[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        with self._read() as conn:
+            rows = self._select_in(conn, t.device_clearance, "device_id", device_ids)
+        return {r["device_id"]: r for r in sorted(rows, key=lambda r: r["device_id"])}
+
+    # ------------------------------------------------------------------ cursors
+
+    def get_cursor(self, name: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(
+                select(t.sync_cursors.c.value).where(t.sync_cursors.c.name == name)
+            ).scalar_one_or_none()
+
+    def set_cursor(self, name: str, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError("cursor values are text; serialise them first")
+        with self._write() as conn:
+            self._upsert(
+                conn,
+                t.sync_cursors,
+                [{"name": name, "value": value, "updated_at": self._clock()}],
+                ["name"],
+            )
+
+    # ------------------------------------------------------------------ gate audit / holds
+
+    def append_gate_decisions(
+        self, decisions: Sequence[GateDecision], fingerprints: Sequence[str]
+    ) -> None:
+        """Append to the audit trail (never updates or deletes)."""
+        if len(decisions) != len(fingerprints):
+            raise ValueError(
+                f"{len(decisions)} decisions but {len(fingerprints)} fingerprints"
+            )
+        rows = [
+            {
+                "permit_id": d.permit_id,
+                "decision": d.decision,
+                "reasons": [r.model_dump(mode="json") for r in d.reasons],
+                "rule_version": d.rule_version,
+                "evaluated_at": d.evaluated_at,
+                "eam_data_as_of": d.eam_data_as_of,
+                "fingerprint": fp,
+            }
+            for d, fp in zip(decisions, fingerprints)
+        ]
+        if not rows:
+            return
+        with self._write() as conn:
+            for chunk in _chunks(rows, WRITE_CHUNK):
+                conn.execute(t.gate_decisions.insert(), list(chunk))
+
+    def load_gate_decisions(
+        self, permit_ids: Collection[str] | None = None
+    ) -> list[GateDecisionRow]:
+        """The audit trail, oldest first (all permits if ``permit_ids`` is None)."""
+        with self._read() as conn:
+            rows = self._select_in(conn, t.gate_decisions, "permit_id", permit_ids)
+        return _decision_rows(sorted(rows, key=lambda r: r["id"]))
+
+    def latest_gate_decisions(self) -> list[GateDecision]:
+        """The newest decision per permit, by permit id."""
+        g = t.gate_decisions
+        newest = select(func.max(g.c.id)).group_by(g.c.permit_id).scalar_subquery()
+        with self._read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(select(g).where(g.c.id.in_(newest)).order_by(g.c.permit_id))]
+        return [row.decision for row in _decision_rows(rows)]
+
+    def holds_needing_write(self, fingerprints: Mapping[str, str]) -> set[str]:
+        """Permit ids whose fingerprint differs from what was last written back (or none was)."""
+        if not fingerprints:
+            return set()
+        with self._read() as conn:
+            stored = {
+                r["permit_id"]: r["fingerprint"]
+                for r in self._select_in(conn, t.ptw_holds, "permit_id", list(fingerprints))
+            }
+        return {pid for pid, fp in fingerprints.items() if stored.get(pid) != fp}
+
+    def record_holds_written(
+        self, rows: Sequence[tuple[str, str, str]], written_at: datetime
+    ) -> None:
+        """Remember (permit_id, fingerprint, decision) as written back to the PTW system."""
+        written_at = _aware(written_at, "written_at")
+        data = [
+            {"permit_id": pid, "fingerprint": fp, "decision": decision, "written_at": written_at}
+            for pid, fp, decision in rows
+        ]
+        with self._write() as conn:
+            self._upsert(conn, t.ptw_holds, data, ["permit_id"])
+
+    def load_holds(self) -> dict[str, tuple[str, str]]:
+        """permit_id -> (fingerprint, decision) last written back."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.ptw_holds.c.permit_id, t.ptw_holds.c.fingerprint, t.ptw_holds.c.decision)
+                .order_by(t.ptw_holds.c.permit_id)
+            ).all()
+        return {r.permit_id: (r.fingerprint, r.decision) for r in rows}
+
+    # ------------------------------------------------------------------ ERP outbox
+
+    def enqueue_entries(
+        self, entries: Sequence[SafetyCostEntry], message_uuids: Mapping[str, str]
+    ) -> int:
+        """Insert entries not yet in the outbox (by entry_key); return how many were new.
+
+        An existing entry, whatever its status, is never overwritten; its original
+        payload and message UUID stay. A message UUID already used by another
+        entry is an error (IntegrityError), not a silent skip.
+        """
+        now = self._clock()
+        rows = []
+        for e in entries:
+            try:
+                uuid = message_uuids[e.entry_key]
+            except KeyError:
+                raise ValueError(f"no message UUID given for entry {e.entry_key!r}") from None
+            rows.append(
+                {
+                    "entry_key": e.entry_key,
+                    "message_uuid": str(uuid),
+                    "permit_id": e.permit_id,
+                    "payload": e.model_dump(mode="json"),
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        rows = _dedupe(rows, lambda r: r["entry_key"], keep="first")
+        if not rows:
+            return 0
+        stmt = (
+            self._insert(t.erp_outbox)
+            .on_conflict_do_nothing(index_elements=["entry_key"])
+            .returning(t.erp_outbox.c.entry_key)
+        )
+        added = 0
+        with self._write() as conn:
+            for chunk in _chunks(rows, WRITE_CHUNK):
+                added += len(conn.execute(stmt, list(chunk)).all())
+        return added
+
+    def outbox_to_send(self, limit: int | None = None) -> list[OutboxRow]:
+        """Entries still to post (pending, or unclear: ask the ERP by reference first), oldest first."""
+        o = t.erp_outbox
+        stmt = (
+            select(o.c.entry_key, o.c.message_uuid, o.c.payload, o.c.status, o.c.attempts)
+            .where(o.c.status.in_(OPEN_OUTBOX_STATUSES))
+            .order_by(o.c.created_at, o.c.entry_key)
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            OutboxRow(
+                entry_key=r.entry_key,
+                message_uuid=r.message_uuid,
+                entry=SafetyCostEntry.model_validate(r.payload),
+                status=r.status,
+                attempts=r.attempts,
+            )
+            for r in rows
+        ]
+
+    def _update_open(self, conn: Connection, params: list[dict[str, Any]], values: dict[str, Any]) -> int:
+        """executemany UPDATE of open (pending/unclear) outbox rows keyed by :k_entry_key."""
+        if not params:
+            return 0
+        o = t.erp_outbox
+        stmt = (
+            update(o)
+            .where(
+                and_(
+                    o.c.entry_key == bindparam("k_entry_key"),
+                    # no IN (...) here: expanding parameters can't be used with executemany
+                    or_(*(o.c.status == s for s in OPEN_OUTBOX_STATUSES)),
+                )
+            )
+            .values(**values)
+        )
+        changed = 0
+        for chunk in _chunks(params, WRITE_CHUNK):
+            changed += conn.execute(stmt, list(chunk)).rowcount
+        return changed
+
+    def mark_posted(self, results: Sequence[tuple[str, str, str]]) -> int:
+        """(entry_key, accounting_document, fiscal_year) confirmed by the ERP.
+
+        Only pending/unclear rows move; posted and rejected are final. Returns rows changed.
+        """
+        now = self._clock()
+        params = [
+            {"k_entry_key": key, "k_doc": str(doc), "k_year": None if year is None else str(year), "k_now": now}
+            for key, doc, year in results
+        ]
+        with self._write() as conn:
+            return self._update_open(
+                conn,
+                params,
+                {
+                    "status": "posted",
+                    "accounting_document": bindparam("k_doc"),
+                    "fiscal_year": bindparam("k_year"),
+                    "last_error": None,
+                    "updated_at": bindparam("k_now", type_=t.erp_outbox.c.updated_at.type),
+                },
+            )
+
+    def mark_rejected(self, rows: Sequence[tuple[str, str]]) -> int:
+        """(entry_key, message) refused by the ERP. Only pending/unclear rows move."""
+        now = self._clock()
+        params = [{"k_entry_key": key, "k_msg": str(msg), "k_now": now} for key, msg in rows]
+        with self._write() as conn:
+            return self._update_open(
+                conn,
+                params,
+                {
+                    "status": "rejected",
+                    "last_error": bindparam("k_msg"),
+                    "updated_at": bindparam("k_now", type_=t.erp_outbox.c.updated_at.type),
+                },
+            )
+
+    def mark_unclear(self, entry_keys: Collection[str], error: str) -> int:
+        """The send's outcome is unknown (e.g. timeout): status unclear, attempts + 1."""
+        o = t.erp_outbox
+        now = self._clock()
+        changed = 0
+        with self._write() as conn:
+            for chunk in _chunks(_unique(entry_keys), IN_CHUNK):
+                changed += conn.execute(
+                    update(o)
+                    .where(and_(o.c.entry_key.in_(chunk), o.c.status.in_(OPEN_OUTBOX_STATUSES)))
+                    .values(
+                        status="unclear",
+                        attempts=o.c.attempts + 1,
+                        last_error=str(error),
+                        updated_at=now,
+                    )
+                ).rowcount
+        return changed
+
+    def outbox_summary(self) -> dict[str, int]:
+        """Row count per status (every status present, zero if none)."""
+        o = t.erp_outbox
+        with self._read() as conn:
+            counts = dict(conn.execute(select(o.c.status, func.count()).group_by(o.c.status)).all())
+        return {status: int(counts.get(status, 0)) for status in t.OUTBOX_STATUSES}
+
+    def load_outbox(self) -> list[dict[str, Any]]:
+        o = t.erp_outbox
+        with self._read() as conn:
+            rows = conn.execute(select(o).order_by(o.c.created_at, o.c.entry_key)).all()
+        return [dict(r._mapping) for r in rows]
+
+    # ------------------------------------------------------------------ quarantine
+
+    @staticmethod
+    def _dedupe_key(item: QuarantineItem) -> str:
+        raw = json.dumps(
+            [item.system, item.record_kind, item.source_key, item.reason], ensure_ascii=False
+        )
+        return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+    def quarantine(self, items: Sequence[QuarantineItem]) -> int:
+        """Quarantine records; the same (system, record_kind, source_key, reason) is kept
+        once while unresolved. Returns how many were newly added."""
+        now = self._clock()
+        rows = _dedupe(
+            (
+                {
+                    "system": i.system,
+                    "record_kind": i.record_kind,
+                    "source_key": i.source_key,
+                    "payload": dict(i.payload),
+                    "field": i.field,
+                    "reason": i.reason,
+                    "source_file": i.source_file,
+                    "partial": dict(i.partial),
+                    "created_at": now,
+                    "resolved": False,
+                    "dedupe_key": self._dedupe_key(i),
+                }
+                for i in items
+            ),
+            lambda r: r["dedupe_key"],
+            keep="first",
+        )
+        if not rows:
+            return 0
+        stmt = (
+            self._insert(t.quarantine)
+            .on_conflict_do_nothing(
+                index_elements=["dedupe_key"], index_where=text("NOT resolved")
+            )
+            .returning(t.quarantine.c.id)
+        )
+        added = 0
+        with self._write() as conn:
+            for chunk in _chunks(rows, WRITE_CHUNK):
+                added += len(conn.execute(stmt, list(chunk)).all())
+        return added
+
+    def list_quarantine(self, include_resolved: bool = False) -> list[dict[str, Any]]:
+        q = t.quarantine
+        stmt = select(q).order_by(q.c.id)
+        if not include_resolved:
+            stmt = stmt.where(q.c.resolved.is_(False))
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def resolve_quarantine_for(self, system: str, record_kind: str, source_keys: Collection[str]) -> int:
+        """Resolve open quarantine rows superseded by a record that has now mapped cleanly."""
+        q = t.quarantine
+        changed = 0
+        with self._write() as conn:
+            for chunk in _chunks(_unique(source_keys), IN_CHUNK):
+                changed += conn.execute(
+                    update(q)
+                    .where(q.c.system == system, q.c.record_kind == record_kind, q.c.source_key.in_(chunk))
+                    .where(q.c.resolved.is_(False))
+                    .values(resolved=True)
+                ).rowcount
+        return changed
+
+    def resolve_quarantine(
+        self, ids: Collection[int], replayed_at: datetime | None = None
+    ) -> int:
+        """Mark quarantined records resolved (and replayed at ``replayed_at``, if given)."""
+        q = t.quarantine
+        values: dict[str, Any] = {"resolved": True}
+        if replayed_at is not None:
+            values["replayed_at"] = _aware(replayed_at, "replayed_at")
+        id_list = sorted({int(i) for i in ids})
+        changed = 0
+        with self._write() as conn:
+            for chunk in _chunks(id_list, IN_CHUNK):
+                changed += conn.execute(
+                    update(q).where(and_(q.c.id.in_(chunk), q.c.resolved.is_(False))).values(**values)
+                ).rowcount
+        return changed
