@@ -46,6 +46,16 @@ def _requests(url: str, path_prefix: str, method: str) -> list[dict]:
     return [r for r in received if r["path"].startswith(path_prefix) and r["method"] == method]
 
 
+def ensure_dagster_home(default: Path) -> Path:
+    """DAGSTER_HOME defaults to a local folder with SQLite storage and telemetry off."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default.resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return home
+
+
 def _metadata(result, node: str, key: str) -> int:
     materializations = result.asset_materializations_for_node(node)
     return int(materializations[0].metadata[key].value) if materializations else 0
@@ -56,8 +66,7 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False) -> DemoReport:
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(workdir / "dagster_home"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    ensure_dagster_home(workdir / "dagster_home")
     database_url = os.environ.get("HUB_DATABASE_URL", f"sqlite:///{workdir / 'hub.db'}")
 
     with start_systems(fixtures, state_dir=workdir / "mock_state") as systems:
@@ -70,9 +79,13 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False) -> DemoReport:
             eam_wsdl=str(EAM_WSDL),
         )
         upgrade(database_url)
-        job = build_definitions(settings).get_job_def("full_sync")
+        job = build_definitions(settings).resolve_job_def("full_sync")
         with DagsterInstance.get() as instance:
-            result = job.execute_in_process(instance=instance, raise_on_error=False)
+            result = job.execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
 
         eam_requests = _requests(systems.urls["eam"], "/eam/soap", "POST")
         mes_requests = _requests(systems.urls["mes"], "/api/v1/material-parameters", "POST")
@@ -98,6 +111,6 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False) -> DemoReport:
             ]
         else:
             report.allowed.append(decision.permit_id)
-    report.postings = [(r["entry_key"], r["amount"], r["accounting_document"]) for r in store.load_outbox()]
+    report.postings = [(r["entry_key"], r["payload"]["amount"], r["accounting_document"]) for r in store.load_outbox()]
     report.quarantined = [f"{q['system']}/{q['record_kind']} {q['source_key']}: {q['reason']}" for q in store.list_quarantine()]
     return report

@@ -1,6 +1,5 @@
 """`equipment_clearance`: per-device hazard profiles, guarded by a blocking check."""
 
-from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timezone

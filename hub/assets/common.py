@@ -1,6 +1,5 @@
 """Small pieces every asset needs: scope, quarantine hand-off and metadata previews."""
 
-from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 

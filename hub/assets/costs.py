@@ -1,6 +1,5 @@
 """`safety_cost_entries`: closed permits become cost lines, queued once each in the ERP outbox."""
 
-from __future__ import annotations
 
 from decimal import Decimal
 

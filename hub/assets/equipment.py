@@ -5,7 +5,6 @@ the gate sees them as stale or unavailable and blocks. Failing here would instea
 stop the gate from running at all.
 """
 
-from __future__ import annotations
 
 from datetime import datetime, timezone
 

@@ -1,6 +1,5 @@
 """`erp_postings`: push the outbox to the ERP exactly once per entry and record document numbers."""
 
-from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetExecutionContext, Failure, MaterializeResult, asset, asset_check
 

@@ -1,6 +1,5 @@
 """`permit_gate_decisions`: decide every gated permit, audit it, write changed holds to the PTW."""
 
-from __future__ import annotations
 
 from datetime import datetime, timezone
 
@@ -23,9 +22,9 @@ def _invalid_permit_decisions(hub_store, rules: GateRules, now: datetime) -> lis
         if row["system"] != "ptw" or row["record_kind"] != "permit" or not row["source_key"]:
             continue
         partial = row.get("partial") or {}
-        if partial.get("status", "submitted") not in rules.gated_statuses:
+        if "status" in partial and partial["status"] not in rules.gated_statuses:
             continue
-        if partial.get("permit_type", rules.gated_permit_types[0]) not in rules.gated_permit_types:
+        if "permit_type" in partial and partial["permit_type"] not in rules.gated_permit_types:
             continue
         decisions[row["source_key"]] = invalid_permit_decision(row["source_key"], row["reason"], rules, now)
     return list(decisions.values())

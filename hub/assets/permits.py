@@ -1,6 +1,7 @@
 """`permits`: pull changed permits from the PTW by cursor, map, store, quarantine the bad."""
 
-from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
@@ -24,7 +25,7 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
         for page in client.permit_pages(cursor):
             fetched += len(page)
             result = mapping.inbound("permit", page)
-            hub_store.upsert_permits(result.records)
+            hub_store.upsert_permits(result.records, datetime.now(timezone.utc))
             hub_store.resolve_quarantine_for("ptw", "permit", [p.permit_id for p in result.records])
             quarantined += quarantine_rejects(hub_store, "ptw", mapping, result.quarantined)
             accepted += len(result.records)

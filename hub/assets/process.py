@@ -1,6 +1,5 @@
 """`process_parameters`: MES parameters for the distinct materials of permits in scope."""
 
-from __future__ import annotations
 
 from datetime import datetime, timezone
 

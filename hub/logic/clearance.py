@@ -8,7 +8,7 @@ each valid over an interval, and a permit window is checked against it later.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from hub.logic.rules import GateRules
 from hub.model import (
@@ -51,6 +51,10 @@ class DeviceProfile(Canonical):
 
 def iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _hours(age: timedelta) -> str:
+    return f"{age.total_seconds() / 3600:g}h"
 
 
 def reason_sort_key(reason: Reason) -> tuple:
@@ -140,8 +144,8 @@ def _profile(
             Hazard(
                 code="EAM_DATA_STALE",
                 device_id=device,
-                message=f"EAM data for {device} is as of {iso(data_as_of)}, older than {rules.max_eam_data_age}",
-                evidence={"data_as_of": iso(data_as_of), "max_age": str(rules.max_eam_data_age)},
+                message=f"EAM data for {device} is as of {iso(data_as_of)}, older than {_hours(rules.max_eam_data_age)}",
+                evidence={"data_as_of": iso(data_as_of), "max_age": _hours(rules.max_eam_data_age)},
             )
         )
     for problem in sorted(set(invalid)):
