@@ -1,0 +1,9 @@
+"""Mock PTW, EAM, MES and ERP systems speaking the vendor protocols of docs/protocols.md.
+
+Standalone on purpose: nothing here imports `hub`, so the mocks test the hub's connectors
+against the wire contract rather than against the hub's own idea of it.
+"""
+
+from .servers import RunningSystems, start_systems
+
+__all__ = ["RunningSystems", "start_systems"]

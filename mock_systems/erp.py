@@ -1,0 +1,244 @@
+"""ERP mock: safety-cost journal entries, shaped like a synchronous journal-entry API.
+
+Two behaviours matter most to the hub and are modelled after SAP's synchronous services:
+
+- exactly-once: a `MessageHeader/UUID` already posted within the duplicate window posts nothing
+  and returns the original confirmation with `"Duplicate": true`;
+- asking by `DocumentReferenceID` is how a client resolves an unclear outcome (a timeout after
+  the ERP committed) before it sends again.
+
+Only successful postings are remembered as seen: a rejected entry left no trace, so sending it
+again (after the master data was fixed) is a new attempt. Document numbers are one global
+sequence of strings, e.g. "5100000001", "5100000002".
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .base import MockSystem, error
+from .fixtures import FixtureError, load_fixture
+
+MAX_REQUESTS = 200
+REQUIRED_TEXT = ("CompanyCode", "DocumentReferenceID", "PostingDate", "TransactionCurrency", "GLAccount", "CostCenter")
+DOCUMENT_FIELDS = (
+    "AccountingDocument",
+    "CompanyCode",
+    "FiscalYear",
+    "DocumentReferenceID",
+    "MessageUUID",
+    "PostingDate",
+    "GLAccount",
+    "CostCenter",
+    "Amount",
+    "TransactionCurrency",
+)
+
+
+class Malformed(ValueError):
+    """A request body that is not the documented shape: 400, nothing posted."""
+
+
+def _utc_iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def parse_create_request(item: Any, where: str) -> tuple[str, dict]:
+    """(UUID, journal entry with a Decimal `Amount`) from one JournalEntryCreateRequest."""
+    if not isinstance(item, dict):
+        raise Malformed(f"{where} is not an object")
+    header = item.get("MessageHeader")
+    uuid = header.get("UUID") if isinstance(header, dict) else None
+    if not isinstance(uuid, str) or not uuid.strip():
+        raise Malformed(f"{where}.MessageHeader.UUID is missing")
+    entry = item.get("JournalEntry")
+    if not isinstance(entry, dict):
+        raise Malformed(f"{where}.JournalEntry is missing")
+    for field in REQUIRED_TEXT:
+        if not isinstance(entry.get(field), str) or not entry[field].strip():
+            raise Malformed(f"{where}.JournalEntry.{field} is missing or not a string")
+    try:
+        if len(entry["PostingDate"]) != 10:
+            raise ValueError
+        date.fromisoformat(entry["PostingDate"])
+    except ValueError:
+        raise Malformed(f"{where}.JournalEntry.PostingDate must be YYYY-MM-DD, got {entry['PostingDate']!r}") from None
+    raw_amount = entry.get("Amount")
+    try:
+        if isinstance(raw_amount, bool) or not isinstance(raw_amount, (str, int, float)):
+            raise InvalidOperation
+        amount = Decimal(str(raw_amount).strip())
+        if not amount.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
+        raise Malformed(f"{where}.JournalEntry.Amount is not a decimal number: {raw_amount!r}") from None
+    text = entry.get("DocumentHeaderText")
+    if text is not None and not isinstance(text, str):
+        raise Malformed(f"{where}.JournalEntry.DocumentHeaderText must be a string")
+    return uuid.strip(), {**entry, "Amount": amount}
+
+
+class ErpSystem(MockSystem):
+    name = "erp"
+    persistent = True
+
+    def load_fixtures(self) -> None:
+        company = load_fixture(self.fixtures_dir, "erp/company.json", expect=dict)
+        try:
+            self._companies = {
+                c["CompanyCode"]: {
+                    "cost_centers": {cc["CostCenter"] for cc in c["CostCenters"]},
+                    "gl_accounts": {gl["GLAccount"] for gl in c["GLAccounts"]},
+                }
+                for c in company["companyCodes"]
+            }
+            self._first_document = int(company.get("firstAccountingDocument", "5100000001"))
+            self._window = timedelta(days=float(company.get("duplicateWindowDays", 7)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FixtureError(f"erp/company.json is not the documented shape: {exc!r}") from None
+
+    def clear_state(self) -> None:
+        self._documents: list[dict] = []
+        self._seen: dict[str, dict] = {}  # UUID -> {"receivedAt", "confirmation"}
+        self._next_document = self._first_document
+
+    def dump_state(self) -> dict:
+        return {"documents": self._documents, "seen": self._seen, "nextDocument": self._next_document}
+
+    def restore_state(self, data: dict) -> None:
+        self._documents = list(data.get("documents", []))
+        self._seen = dict(data.get("seen", {}))
+        self._next_document = int(data.get("nextDocument", self._first_document))
+
+    def admin_state(self) -> dict:
+        return {"documents": self._documents}
+
+    def _problems(self, entry: dict) -> list[tuple[str, str]]:
+        company = self._companies.get(entry["CompanyCode"])
+        if company is None:
+            return [("COMPANY_CODE_UNKNOWN", f"Company code {entry['CompanyCode']} does not exist")]
+        problems = []
+        if entry["CostCenter"] not in company["cost_centers"]:
+            problems.append(
+                (
+                    "COST_CENTER_UNKNOWN",
+                    f"Cost center {entry['CostCenter']} does not exist in company code {entry['CompanyCode']}",
+                )
+            )
+        if entry["GLAccount"] not in company["gl_accounts"]:
+            problems.append(
+                (
+                    "GL_ACCOUNT_UNKNOWN",
+                    f"G/L account {entry['GLAccount']} is not defined for company code {entry['CompanyCode']}",
+                )
+            )
+        if entry["Amount"] <= 0:
+            problems.append(("AMOUNT_NOT_POSITIVE", f"Amount {entry['Amount']} must be greater than zero"))
+        return problems
+
+    def post(self, uuid: str, entry: dict) -> tuple[dict, bool]:
+        """The confirmation for one entry, and whether anything was posted."""
+        now = datetime.now(timezone.utc)
+        seen = self._seen.get(uuid)
+        if seen is not None and now - datetime.fromisoformat(seen["receivedAt"]) <= self._window:
+            return {**copy.deepcopy(seen["confirmation"]), "Duplicate": True}, False
+        problems = self._problems(entry)
+        if problems:
+            log_items = [{"TypeID": type_id, "SeverityCode": "3", "Note": note} for type_id, note in problems]
+            confirmation = {
+                "MessageHeader": {"UUID": uuid},
+                "Log": {"MaximumLogItemSeverityCode": "3", "Item": log_items},
+                "JournalEntry": {"CompanyCode": entry["CompanyCode"]},
+                "Duplicate": False,
+            }
+            return confirmation, False
+        number = str(self._next_document)
+        self._next_document += 1
+        fiscal_year = entry["PostingDate"][:4]
+        self._documents.append(
+            {
+                "AccountingDocument": number,
+                "CompanyCode": entry["CompanyCode"],
+                "FiscalYear": fiscal_year,
+                "DocumentReferenceID": entry["DocumentReferenceID"],
+                "MessageUUID": uuid,
+                "PostingDate": entry["PostingDate"],
+                "GLAccount": entry["GLAccount"],
+                "CostCenter": entry["CostCenter"],
+                "Amount": str(entry["Amount"]),
+                "TransactionCurrency": entry["TransactionCurrency"],
+                "DocumentHeaderText": entry.get("DocumentHeaderText"),
+                "PostedAt": _utc_iso(now),
+            }
+        )
+        confirmation = {
+            "MessageHeader": {"UUID": uuid},
+            "Log": {"MaximumLogItemSeverityCode": "1", "Item": []},
+            "JournalEntry": {
+                "AccountingDocument": number,
+                "CompanyCode": entry["CompanyCode"],
+                "FiscalYear": fiscal_year,
+            },
+            "Duplicate": False,
+        }
+        self._seen[uuid] = {"receivedAt": _utc_iso(now), "confirmation": confirmation}
+        return copy.deepcopy(confirmation), True
+
+    def post_all(self, requests: list[tuple[str, dict]]) -> list[dict]:
+        confirmations, changed = [], False
+        for uuid, entry in requests:
+            confirmation, posted = self.post(uuid, entry)
+            confirmations.append(confirmation)
+            changed = changed or posted
+        if changed:
+            self.state_changed()
+        return confirmations
+
+    def add_routes(self, app: FastAPI) -> None:
+        @app.post("/api/v1/journal-entries/bulk")
+        async def bulk(request: Request) -> JSONResponse:
+            try:
+                body = json.loads(await request.body())
+                if not isinstance(body, dict):
+                    raise Malformed("body is not an object")
+                items = body.get("JournalEntryCreateRequest")
+                if not isinstance(items, list):
+                    raise Malformed("JournalEntryCreateRequest must be a list")
+                if len(items) > MAX_REQUESTS:
+                    raise Malformed(f"at most {MAX_REQUESTS} JournalEntryCreateRequest per call, got {len(items)}")
+                if "MessageHeader" in body and not isinstance(body["MessageHeader"], dict):
+                    raise Malformed("MessageHeader must be an object")
+                requests = [
+                    parse_create_request(item, f"JournalEntryCreateRequest[{index}]")
+                    for index, item in enumerate(items)
+                ]
+            except ValueError as exc:  # Malformed and JSONDecodeError
+                return error(400, str(exc) if isinstance(exc, Malformed) else "body is not JSON")
+            return JSONResponse({"JournalEntryCreateConfirmation": self.post_all(requests)})
+
+        @app.post("/api/v1/journal-entries")
+        async def single(request: Request) -> JSONResponse:
+            try:
+                requests = [parse_create_request(json.loads(await request.body()), "JournalEntryCreateRequest")]
+            except ValueError as exc:
+                return error(400, str(exc) if isinstance(exc, Malformed) else "body is not JSON")
+            return JSONResponse(self.post_all(requests)[0])
+
+        @app.get("/api/v1/journal-entries")
+        async def by_reference(request: Request) -> JSONResponse:
+            reference = request.query_params.get("DocumentReferenceID")
+            if not reference:
+                return error(400, "DocumentReferenceID is required")
+            results = [
+                {field: doc[field] for field in DOCUMENT_FIELDS}
+                for doc in self._documents
+                if doc["DocumentReferenceID"] == reference
+            ]
+            return JSONResponse({"results": results})
