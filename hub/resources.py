@@ -8,6 +8,7 @@ Dagster UI shows the variable name, never the value.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 from dagster import ConfigurableResource, EnvVar
 
@@ -22,11 +23,17 @@ from hub.settings import HubSettings, SystemEndpoint
 from hub.store.repository import HubStore
 
 
+@lru_cache(maxsize=16)
+def _store_for(database_url: str) -> HubStore:
+    """One engine (and connection pool) per database per process, shared by all assets."""
+    return HubStore(database_url)
+
+
 class HubStoreResource(ConfigurableResource):
     database_url: str
 
     def store(self) -> HubStore:
-        return HubStore(self.database_url)
+        return _store_for(self.database_url)
 
 
 class RulesResource(ConfigurableResource):

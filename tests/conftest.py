@@ -1,11 +1,23 @@
 from pathlib import Path
 
+import os
+import uuid
+
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
+import mock_systems as mock_systems_package
+from hub.settings import HubSettings, SystemEndpoint
+from hub.store.migrate import upgrade
 from mock_systems.servers import RunningSystems, start_systems
 
 REPO_ROOT = Path(__file__).parents[1]
+EAM_WSDL = Path(mock_systems_package.__file__).with_name("eam.wsdl")
+PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +34,41 @@ def fresh_mocks(mock_systems: RunningSystems):
         for base_url in mock_systems.base_urls.values():
             client.post(f"{base_url}/_admin/reset").raise_for_status()
     yield mock_systems
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+@pytest.fixture
+def pg_url():
+    """A throwaway schema in the local PostgreSQL; missing PostgreSQL fails the test, never skips it."""
+    schema = f"test_{uuid.uuid4().hex}"
+    admin = create_engine(PG_URL, poolclass=NullPool)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:  # pragma: no cover - only when the server is down
+        admin.dispose()
+        pytest.fail(f"PostgreSQL is required for these tests and is not reachable: {exc}")
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def make_settings():
+    """Settings pointing at given mock URLs, with a migrated store and quick retries."""
+
+    def make(database_url: str, urls: dict[str, str], **overrides) -> HubSettings:
+        upgrade(database_url)
+        endpoints = {name: SystemEndpoint(url=urls[name]) for name in ("ptw", "eam", "mes", "erp")}
+        defaults = {"retry_attempts": 3, "retry_initial_s": 0.01, "retry_max_s": 0.5, "read_timeout_s": 10}
+        return HubSettings(
+            database_url=database_url, eam_wsdl=str(EAM_WSDL), **{**defaults, **endpoints, **overrides}
+        )
+
+    return make

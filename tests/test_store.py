@@ -7,8 +7,6 @@ FAIL: CI has it. Override the server with HUB_TEST_PG_URL.
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -18,8 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, create_engine, inspect, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.pool import NullPool
 
 from hub.model import (
@@ -35,7 +32,6 @@ from hub.store import HubStore, QuarantineItem, SchemaNotReadyError
 from hub.store import tables
 from hub.store.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
 
-PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 UTC = timezone.utc
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -47,23 +43,6 @@ QUOTED_ID = 'V-"7"\\x'
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def pg_url():
-    schema = f"test_{uuid.uuid4().hex}"
-    admin = create_engine(PG_URL, poolclass=NullPool)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:  # pragma: no cover - only when the server is down
-        admin.dispose()
-        pytest.fail(f"PostgreSQL is required for these tests and is not reachable: {exc}")
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,0 +1,104 @@
+"""The assets through `dagster.materialize` on a temporary instance, against the live mocks."""
+
+import httpx
+import pytest
+from dagster import DagsterInstance, materialize
+
+from hub.definitions import ASSETS, CHECKS
+from hub.resources import resources_from_settings
+from hub.store.repository import HubStore
+
+
+def run_all(settings, instance):
+    return materialize(
+        [*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance, raise_on_error=False
+    )
+
+
+def metadata_of(result, asset_key: str) -> dict:
+    [materialization] = [
+        m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == asset_key
+    ]
+    return {k: v.value for k, v in materialization.materialization.metadata.items()}
+
+
+def check_results(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    with DagsterInstance.ephemeral() as instance:
+        result = run_all(settings, instance)
+    assert result.success
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    assert materialized == {
+        "permits", "equipment", "maintenance_records", "process_parameters",
+        "equipment_clearance", "permit_gate_decisions", "safety_cost_entries", "erp_postings",
+    }
+    permits = metadata_of(result, "permits")
+    assert permits["row_count"] == 46 and permits["quarantined_new"] == 3
+    gate = metadata_of(result, "permit_gate_decisions")
+    assert gate["blocked"] == 14 and gate["allowed"] == 8 and gate["holds_written"] == 14
+    assert "PTW-NJ-2026-0004" in gate["preview"]
+    assert metadata_of(result, "equipment")["eam_calls"] == 1
+    assert metadata_of(result, "process_parameters")["mes_calls"] == 1
+    erp = metadata_of(result, "erp_postings")
+    assert erp["posted_now"] == 44 and erp["outbox_posted"] == 44 and erp["outbox_pending"] == 0
+
+    checks = check_results(result)
+    # NJ-P-199 is not in the EAM: the check says so (as a warning); the gate blocks it.
+    assert checks == {
+        "devices_found_in_eam": False,
+        "clearance_covers_every_device": True,
+        "erp_entries_confirmed": True,
+    }
+
+
+def test_eam_unreachable_blocks_every_gated_permit(fresh_mocks, sqlite_url, make_settings):
+    """Fail closed: with no EAM answer, no work-at-height permit may be allowed."""
+    dead = {**fresh_mocks.urls, "eam": "http://127.0.0.1:9/eam/soap"}
+    settings = make_settings(sqlite_url, dead, retry_attempts=2, connect_timeout_s=0.5)
+    with DagsterInstance.ephemeral() as instance:
+        result = run_all(settings, instance)
+    assert result.success
+    assert metadata_of(result, "equipment")["eam_error"] != "none"
+    decisions = HubStore(sqlite_url).latest_gate_decisions()
+    assert decisions and all(d.decision == "block" for d in decisions)
+    with_devices = [d for d in decisions if any(r.device_id for r in d.reasons)]
+    assert with_devices
+    for decision in with_devices:
+        assert {r.code for r in decision.reasons if r.device_id} == {"EAM_UNAVAILABLE"}
+
+
+def test_failed_write_back_fails_the_asset_and_is_retried_next_run(fresh_mocks, sqlite_url, make_settings):
+    ptw_admin = fresh_mocks.base_urls["ptw"]
+    plan = {"rules": [{"kind": "status", "status": 503, "method": "PUT", "path_prefix": "/api/v1/permits/"}]}
+    httpx.put(f"{ptw_admin}/_admin/faults", json=plan, timeout=10).raise_for_status()
+    settings = make_settings(sqlite_url, fresh_mocks.urls, retry_attempts=2)
+    with DagsterInstance.ephemeral() as instance:
+        failed = run_all(settings, instance)
+        assert not failed.success
+        [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert failure.step_key == "permit_gate_decisions"
+        # Nothing unwritten is remembered as written, so the next run tries again.
+        assert [d for _, d in HubStore(sqlite_url).load_holds().values() if d == "block"] == []
+
+        httpx.put(f"{ptw_admin}/_admin/faults", json={"rules": []}, timeout=10).raise_for_status()
+        again = run_all(settings, instance)
+    assert again.success
+    holds = httpx.get(f"{ptw_admin}/_admin/state", timeout=10).json()["holds"]
+    assert len(holds) == 14
+    recorded_blocks = {p for p, (_, d) in HubStore(sqlite_url).load_holds().items() if d == "block"}
+    assert recorded_blocks == set(holds)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_assets_on_both_stores(fresh_mocks, sqlite_url, pg_url, database, make_settings):
+    url = sqlite_url if database == "sqlite" else pg_url
+    with DagsterInstance.ephemeral() as instance:
+        result = run_all(make_settings(url, fresh_mocks.urls), instance)
+    assert result.success
+    store = HubStore(url)
+    assert len([d for d in store.latest_gate_decisions() if d.decision == "block"]) == 14
+    assert store.outbox_summary()["posted"] == 44
