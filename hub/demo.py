@@ -33,6 +33,7 @@ class DemoReport:
     eam_calls: int
     mes_calls: int
     blocked: dict[str, list[str]] = field(default_factory=dict)  # permit -> "CODE device: message"
+    blocked_codes: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
     allowed: list[str] = field(default_factory=list)
     postings: list[tuple[str, str, str | None]] = field(default_factory=list)  # key, amount, document
     quarantined: list[str] = field(default_factory=list)
@@ -109,6 +110,7 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False) -> DemoReport:
             report.blocked[decision.permit_id] = [
                 f"{r.code} {r.device_id or ''}: {r.message}".replace(" :", ":") for r in decision.reasons
             ]
+            report.blocked_codes[decision.permit_id] = [(r.code, r.device_id) for r in decision.reasons]
         else:
             report.allowed.append(decision.permit_id)
     report.postings = [(r["entry_key"], r["payload"]["amount"], r["accounting_document"]) for r in store.load_outbox()]

@@ -1,0 +1,70 @@
+"""The Dagster code location loads, with the lineage graph data engineers see in the UI."""
+
+from pathlib import Path
+
+import yaml
+from dagster import AssetKey, Definitions
+
+from hub.definitions import defs
+
+EDGES = {
+    ("permits", "equipment"),
+    ("permits", "maintenance_records"),
+    ("permits", "process_parameters"),
+    ("equipment", "equipment_clearance"),
+    ("maintenance_records", "equipment_clearance"),
+    ("permits", "permit_gate_decisions"),
+    ("equipment_clearance", "permit_gate_decisions"),
+    ("permits", "safety_cost_entries"),
+    ("safety_cost_entries", "erp_postings"),
+}
+
+
+def test_definitions_load():
+    Definitions.validate_loadable(defs)
+
+
+def test_workspace_points_at_the_definitions_module():
+    workspace = yaml.safe_load((Path(__file__).parents[1] / "workspace.yaml").read_text())
+    assert workspace == {"load_from": [{"python_module": "hub.definitions"}]}
+
+
+def test_asset_graph_keys_and_edges():
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == {node for edge in EDGES for node in edge}
+    edges = {
+        (parent.to_user_string(), key.to_user_string())
+        for key in graph.get_all_asset_keys()
+        for parent in graph.get(key).parent_keys
+    }
+    assert edges == EDGES
+
+
+def test_checks_job_and_schedule():
+    graph = defs.resolve_asset_graph()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == {
+        ("equipment", "devices_found_in_eam"),
+        ("equipment_clearance", "clearance_covers_every_device"),
+        ("erp_postings", "erp_entries_confirmed"),
+    }
+    blocking = graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "clearance_covers_every_device"))
+    assert blocking.blocking
+    job = defs.resolve_job_def("full_sync")
+    assert {AssetKey(k) for k in ("permits", "erp_postings")} <= set(job.asset_layer.selected_asset_keys)
+    schedule = defs.resolve_schedule_def("full_sync_schedule")
+    assert schedule.job_name == "full_sync"
+
+
+def test_resources_bound_from_environment(monkeypatch):
+    from hub.definitions import build_definitions
+    from hub.settings import HubSettings
+
+    monkeypatch.setenv("HUB_ERP__URL", "http://erp.plant.example:8080")
+    monkeypatch.setenv("HUB_ERP__PASSWORD", "s3cret-from-env")
+    monkeypatch.setenv("HUB_ERP__USERNAME", "hub")
+    resources = build_definitions(HubSettings()).resources
+    assert resources["erp"].url == "http://erp.plant.example:8080"
+    # The secret is bound by variable name, so the Dagster UI never shows its value.
+    assert "s3cret-from-env" not in repr(resources["erp"])
