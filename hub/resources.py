@@ -66,8 +66,8 @@ class PlantSystemResource(ConfigurableResource):
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.retry_attempts, self.retry_initial_s, self.retry_max_s)
 
-    def rest(self, system: str) -> RestClient:
-        endpoint = SystemEndpoint(
+    def endpoint(self) -> SystemEndpoint:
+        return SystemEndpoint(
             url=self.url,
             username=self.username,
             password=self.password,
@@ -75,9 +75,11 @@ class PlantSystemResource(ConfigurableResource):
             api_key=self.api_key,
             api_key_header=self.api_key_header,
         )
+
+    def rest(self, system: str) -> RestClient:
         return RestClient(
             system,
-            endpoint,
+            self.endpoint(),
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
             retry=self.retry_policy(),
@@ -106,7 +108,7 @@ class EamResource(PlantSystemResource):
 
     def client(self) -> EamClient:
         return EamClient(
-            self.url,
+            self.endpoint(),
             self.wsdl or f"{self.url}?wsdl",
             connect_timeout_s=self.connect_timeout_s,
             operation_timeout_s=self.read_timeout_s,

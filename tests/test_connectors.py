@@ -11,6 +11,7 @@ Timing assertions are one-sided and generous: the suite runs on small, noisy mac
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
@@ -28,6 +29,7 @@ import pytest
 import respx
 from lxml import etree
 
+from hub.connectors import eam as eam_module
 from hub.connectors.eam import EamClient, SoapFault, parse_reply
 from hub.connectors.erp import Confirmation, ErpClient
 from hub.connectors.mes import MesClient
@@ -116,7 +118,7 @@ def eam_client(
 ) -> EamClient:
     """An EamClient for the mock EAM (or `address`), with the local WSDL and the fast policy."""
     return EamClient(
-        address or mocks.urls["eam"],
+        SystemEndpoint(url=address or mocks.urls["eam"]),
         str(wsdl),
         connect_timeout_s=5.0,
         operation_timeout_s=timeout_s,
@@ -567,9 +569,17 @@ def test_eam_changed_since_filters_work_orders(fresh_mocks: Any) -> None:
     assert datetime.fromisoformat(sent_since) == since
 
 
-def test_eam_client_fault_raises_soap_fault_without_retry(fresh_mocks: Any, tmp_path: Path) -> None:
-    # A client whose WSDL copy lets through more asset numbers than the EAM accepts (500): the
-    # EAM answers a soap:Client Fault, which the same request would get every time.
+def test_eam_client_refuses_a_batch_size_over_the_wsdl_limit(fresh_mocks: Any) -> None:
+    with pytest.raises(ValueError, match="1..500"):
+        eam_client(fresh_mocks, batch_size=501)
+
+
+def test_eam_client_fault_raises_soap_fault_without_retry(
+    fresh_mocks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client whose WSDL copy and limit drifted past what the EAM accepts (500): the EAM
+    # answers a soap:Client Fault, which the same request would get every time.
+    monkeypatch.setattr(eam_module, "MAX_ASSETS_PER_CALL", 1000)
     drifted = tmp_path / "eam-drifted.wsdl"
     text = WSDL.read_text(encoding="utf-8")
     assert 'maxOccurs="500"' in text
@@ -626,6 +636,7 @@ class _Stub:
     def __init__(self) -> None:
         self.replies: list[tuple[int, bytes]] = []
         self.requests: list[str] = []
+        self.headers: list[dict[str, str]] = []
 
 
 @pytest.fixture
@@ -639,6 +650,7 @@ def stub_server() -> Iterator[tuple[str, _Stub]]:
             if length:
                 self.rfile.read(length)
             stub.requests.append(f"{self.command} {self.path}")
+            stub.headers.append(dict(self.headers))
             status, body = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
             self.send_response(status)
             self.send_header("Content-Type", "text/xml; charset=utf-8")
@@ -712,18 +724,11 @@ def test_eam_parser_refuses_external_entities(stub_server: tuple[str, _Stub]) ->
 <asset><assetnum>&xxe;</assetnum><description>before&xxe;after</description><location>&net;</location></asset>
 </GetAssetMaintenanceResponse></soap:Body></soap:Envelope>""".encode()
 
-    try:
-        reply = parse_reply(payload)
-    except (etree.XMLSyntaxError, SoapFault, TransientError, ValueError):
-        reply = None  # refusing the document outright is fine too
+    with pytest.raises(TransientError, match="DTD") as refused:
+        parse_reply(payload)
 
-    if reply is not None:
-        text = _flatten(reply)
-        if secret_marker:
-            assert secret_marker not in text
-        assert "REMOTE-ENTITY-EXPANDED" not in text
-        assert all(value in (None, "", "before") for a in reply.get("asset", []) for value in
-                   (a.get("assetnum"), a.get("location")))
+    if secret_marker:
+        assert secret_marker not in str(refused.value)
     assert stub.requests == []  # neither the external DTD nor the entity was fetched
 
 
@@ -736,11 +741,8 @@ def test_eam_parser_does_not_expand_entity_bombs() -> None:
 <soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}">
 <asset><assetnum>&l8;</assetnum></asset></GetAssetMaintenanceResponse></soap:Body></soap:Envelope>""".encode()
 
-    try:
-        reply = parse_reply(payload)
-    except (etree.XMLSyntaxError, SoapFault, TransientError, ValueError):
-        return
-    assert len(_flatten(reply)) < 10_000
+    with pytest.raises(TransientError, match="DTD|amplification"):
+        parse_reply(payload)
 
 
 # -- auth headers (respx: the mocks do not log headers) ----------------------------------------
@@ -758,7 +760,7 @@ def test_auth_headers(respx_mock: respx.MockRouter) -> None:
         (SystemEndpoint(url="http://ptw.invalid", token="t0k3n"), {"authorization": "Bearer t0k3n"}),
         (
             SystemEndpoint(url="http://ptw.invalid", username="hub", password="s3cret"),
-            {"authorization": "Basic " + __import__("base64").b64encode(b"hub:s3cret").decode()},
+            {"authorization": "Basic " + base64.b64encode(b"hub:s3cret").decode()},
         ),
         (SystemEndpoint(url="http://ptw.invalid", api_key="k3y"), {"x-api-key": "k3y"}),
         (
@@ -795,3 +797,33 @@ def test_errors_never_carry_credentials(respx_mock: respx.MockRouter) -> None:
     for exc in (transient.value, refused.value):
         assert "t0k3n-secret" not in str(exc) and "pw-secret" not in str(exc)
     assert "t0k3n-secret" not in repr(endpoint)
+
+
+def test_eam_credentials_reach_the_server(stub_server: tuple[str, _Stub]) -> None:
+    """Basic auth and API key from settings travel on the SOAP request too."""
+    url, stub = stub_server
+    ok = (
+        f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}"/>'
+        "</soap:Body></soap:Envelope>"
+    ).encode()
+    stub.replies = [(200, ok)]
+    endpoint = SystemEndpoint(url=f"{url}/eam/soap", username="hub", password="pa55", api_key="k3y")
+    client = EamClient(
+        endpoint, str(WSDL), connect_timeout_s=5.0, operation_timeout_s=5.0, retry=FAST, batch_size=10
+    )
+
+    client.maintenance_for(["NJ-P-101"])
+
+    [headers] = stub.headers
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"hub:pa55").decode()
+    assert headers["X-API-Key"] == "k3y"
+
+
+def test_eam_refusal_is_not_retried(stub_server: tuple[str, _Stub]) -> None:
+    url, stub = stub_server
+    stub.replies = [(401, b"<html>login required</html>")] * 3
+    client = eam_client(None, address=f"{url}/eam/soap")
+
+    with pytest.raises(VendorRejected, match="401"):
+        client.maintenance_for(["NJ-P-101"])
+    assert client.calls == 1

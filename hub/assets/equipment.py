@@ -20,7 +20,7 @@ from dagster import (
 
 from hub.assets.common import device_ids_of, permits_in_scope, preview, quarantine_rejects
 from hub.connectors.eam import SoapFault
-from hub.connectors.retry import TransientError
+from hub.connectors.retry import TransientError, VendorRejected
 from hub.mappings.engine import load_mapping
 from hub.resources import EamResource, HubStoreResource
 
@@ -42,7 +42,7 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
     error = ""
     try:
         reply = client.maintenance_for(device_ids)
-    except (TransientError, SoapFault) as exc:
+    except (TransientError, VendorRejected, SoapFault) as exc:
         error = str(exc)
         context.log.error(f"EAM pull failed; affected permits will be blocked as EAM_UNAVAILABLE/STALE: {exc}")
         reply = None

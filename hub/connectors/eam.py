@@ -20,13 +20,22 @@ from lxml import etree
 from zeep.transports import Transport
 
 from hub.connectors.batching import distinct_batches
-from hub.connectors.retry import RetryPolicy, TransientError, parse_retry_after
+from hub.connectors.auth import auth_headers, basic_credentials
+from hub.connectors.retry import RetryPolicy, TransientError, VendorRejected, parse_retry_after
+from hub.settings import SystemEndpoint
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 BINDING = "{urn:plant:eam:maintenance:v1}AssetMaintenanceBinding"
 
-# No entity expansion, no DTDs, no network: a reply is data, never instructions.
-SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+MAX_ASSETS_PER_CALL = 500  # the WSDL's maxOccurs for assetnum
+
+
+def _safe_parser() -> etree.XMLParser:
+    """No entity expansion, no DTDs, no network: a reply is data, never instructions.
+
+    A new parser per reply, since lxml parsers must not be shared between threads.
+    """
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 class SoapFault(Exception):
@@ -44,10 +53,18 @@ class EamReply:
 
 
 @lru_cache(maxsize=8)
-def _service(wsdl: str, address: str, connect_timeout_s: float, operation_timeout_s: float) -> Any:
-    transport = Transport(
-        session=requests.Session(), timeout=connect_timeout_s, operation_timeout=operation_timeout_s
-    )
+def _service(
+    wsdl: str,
+    address: str,
+    connect_timeout_s: float,
+    operation_timeout_s: float,
+    headers: tuple[tuple[str, str], ...],
+    basic: tuple[str, str] | None,
+) -> Any:
+    session = requests.Session()
+    session.headers.update(dict(headers))
+    session.auth = basic
+    transport = Transport(session=session, timeout=connect_timeout_s, operation_timeout=operation_timeout_s)
     client = zeep.Client(wsdl, transport=transport)
     return client, client.create_service(BINDING, address)
 
@@ -58,7 +75,12 @@ def _local(tag: str) -> str:
 
 def parse_reply(xml: bytes) -> dict[str, list[dict[str, str | None]]]:
     """Flatten the response element: each child becomes a dict of its leaf values."""
-    root = etree.fromstring(xml, SAFE_PARSER)
+    try:
+        root = etree.fromstring(xml, _safe_parser())
+    except etree.XMLSyntaxError as exc:
+        raise TransientError(f"EAM reply is not well-formed XML: {exc}") from None
+    if root.getroottree().docinfo.doctype:
+        raise TransientError("EAM reply carries a DTD; refused")
     body = root.find(f"{{{SOAP_ENV}}}Body")
     if body is None or len(body) == 0:
         raise TransientError("EAM reply has no SOAP Body")
@@ -77,7 +99,7 @@ def parse_reply(xml: bytes) -> dict[str, list[dict[str, str | None]]]:
 class EamClient:
     def __init__(
         self,
-        address: str,
+        endpoint: SystemEndpoint,
         wsdl: str,
         *,
         connect_timeout_s: float,
@@ -85,7 +107,11 @@ class EamClient:
         retry: RetryPolicy,
         batch_size: int,
     ):
-        self.address = address
+        if not 1 <= batch_size <= MAX_ASSETS_PER_CALL:
+            raise ValueError(f"EAM batch size must be 1..{MAX_ASSETS_PER_CALL}, got {batch_size}")
+        self.address = endpoint.url
+        self.headers = tuple(sorted(auth_headers(endpoint).items()))
+        self.basic = basic_credentials(endpoint)
         self.wsdl = wsdl
         self.connect_timeout_s = connect_timeout_s
         self.operation_timeout_s = operation_timeout_s
@@ -94,7 +120,9 @@ class EamClient:
         self.calls = 0
 
     def _call(self, batch: list[str], changed_since: datetime | None) -> dict[str, list[dict[str, str | None]]]:
-        client, service = _service(self.wsdl, self.address, self.connect_timeout_s, self.operation_timeout_s)
+        client, service = _service(
+            self.wsdl, self.address, self.connect_timeout_s, self.operation_timeout_s, self.headers, self.basic
+        )
         kwargs: dict[str, Any] = {"assetnum": batch}
         if changed_since is not None:
             kwargs["changedsince"] = changed_since
@@ -103,6 +131,8 @@ class EamClient:
                 response = service.GetAssetMaintenance(**kwargs)
         except requests.RequestException as exc:
             raise TransientError(f"EAM GetAssetMaintenance: {type(exc).__name__}") from None
+        if 400 <= response.status_code < 500 and response.status_code != 429:
+            raise VendorRejected("EAM", response.status_code, response.text[:500])
         if response.status_code == 429 or (response.status_code >= 500 and b"Fault" not in response.content[:2048]):
             raise TransientError(
                 f"EAM GetAssetMaintenance: HTTP {response.status_code}",
@@ -114,8 +144,6 @@ class EamClient:
             if "Server" in fault.faultcode:
                 raise TransientError(str(fault)) from None
             raise
-        except etree.XMLSyntaxError as exc:
-            raise TransientError(f"EAM reply is not well-formed XML: {exc}") from None
 
     def maintenance_for(self, device_ids: Iterable[str], changed_since: datetime | None = None) -> EamReply:
         """Equipment and work orders for the distinct device IDs, in batches."""

@@ -10,20 +10,9 @@ from typing import Any
 
 import httpx
 
+from hub.connectors.auth import auth_headers, basic_credentials
 from hub.connectors.retry import RetryPolicy, TransientError, VendorRejected, parse_retry_after
 from hub.settings import SystemEndpoint
-
-
-def _auth_for(endpoint: SystemEndpoint) -> tuple[httpx.Auth | None, dict[str, str]]:
-    headers: dict[str, str] = {}
-    auth: httpx.Auth | None = None
-    if endpoint.token is not None:
-        headers["Authorization"] = f"Bearer {endpoint.token.get_secret_value()}"
-    if endpoint.api_key is not None:
-        headers[endpoint.api_key_header] = endpoint.api_key.get_secret_value()
-    if endpoint.username is not None and endpoint.password is not None:
-        auth = httpx.BasicAuth(endpoint.username, endpoint.password.get_secret_value())
-    return auth, headers
 
 
 class RestClient:
@@ -36,14 +25,14 @@ class RestClient:
         read_timeout_s: float,
         retry: RetryPolicy,
     ):
-        auth, headers = _auth_for(endpoint)
+        basic = basic_credentials(endpoint)
         self.system = system
         self.retry = retry
         self.calls = 0
         self._http = httpx.Client(
             base_url=endpoint.url,
-            auth=auth,
-            headers=headers,
+            auth=httpx.BasicAuth(*basic) if basic else None,
+            headers=auth_headers(endpoint),
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
         )
 
@@ -70,7 +59,11 @@ class RestClient:
             )
         if response.status_code >= 400:
             raise VendorRejected(self.system, response.status_code, response.text[:500])
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            # A cut-off or garbled body is worth another try; the next answer may be whole.
+            raise TransientError(f"{self.system} {method} {path}: reply is not JSON") from None
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.retry.call(lambda: self._once(method, path, **kwargs))
