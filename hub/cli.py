@@ -54,6 +54,20 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+def dev(port: int = typer.Option(3000, help="Port of the Dagster UI.")) -> None:
+    """Open the Dagster UI on this project (DAGSTER_HOME defaults to .hub/dagster_home)."""
+    import os
+    import sys
+
+    from hub.instance import ensure_dagster_home
+
+    ensure_dagster_home(Path(".hub/dagster_home"))
+    dagster = Path(sys.executable).with_name("dagster")
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    os.execv(dagster, [str(dagster), "dev", "-w", str(workspace), "-p", str(port)])
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     database_url: str = typer.Option(None, envvar="HUB_DATABASE_URL", help="Defaults to the hub's settings."),

@@ -17,6 +17,7 @@ from dagster import DagsterInstance
 
 import mock_systems
 from hub.definitions import build_definitions
+from hub.instance import ensure_dagster_home
 from hub.settings import HubSettings, SystemEndpoint
 from hub.store.migrate import upgrade
 from hub.store.repository import HubStore
@@ -45,16 +46,6 @@ def _requests(url: str, path_prefix: str, method: str) -> list[dict]:
     root = url.split("/eam/")[0]
     received = httpx.get(f"{root}/_admin/received", timeout=10).json()
     return [r for r in received if r["path"].startswith(path_prefix) and r["method"] == method]
-
-
-def ensure_dagster_home(default: Path) -> Path:
-    """DAGSTER_HOME defaults to a local folder with SQLite storage and telemetry off."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default.resolve())))
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
-    return home
 
 
 def _metadata(result, node: str, key: str) -> int:

@@ -67,6 +67,7 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
             failure = f"{len(unsent)} entries unclear after: {exc}"
     summary = hub_store.outbox_summary()
     metadata = {
+        "row_count": sum(summary.values()),
         "posted_now": posted,
         "rejected_now": rejected,
         "erp_calls": client.rest.calls,
