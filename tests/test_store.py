@@ -267,8 +267,10 @@ def test_upsert_permits_idempotent_and_updates_changed_rows(store):
 def test_timestamps_round_trip_as_aware_utc(store):
     local = datetime(2025, 3, 1, 16, 30, 15, 654321, tzinfo=SHANGHAI)  # 08:30:15 UTC
     store.upsert_equipment([equipment("E-1", next_inspection_due=local, data_as_of=local)], fetched_at=local)
+    store.record_lookups("eam", ["E-1"], local)
 
-    got = store.fetched_at(["E-1"])["E-1"]
+    got = store.lookup_times("eam", ["E-1"])["E-1"]
+    assert store.load_equipment(["E-1"])["E-1"].data_as_of == local
     assert got == local
     assert got.tzinfo == UTC
     assert (got.hour, got.microsecond) == (8, 654321)
@@ -356,7 +358,11 @@ def test_equipment_and_parameters_upsert(store):
     eq = store.load_equipment(["E-1", "E-2", "E-unknown"])
     assert set(eq) == {"E-1", "E-2"}
     assert eq["E-1"].status == "DOWN" and eq["E-2"].status == "OPERATING"
-    assert store.fetched_at(["E-1", "E-2", "E-unknown"]) == {"E-1": later, "E-2": T0}
+    store.record_lookups("eam", ["E-1", "E-2", "E-unknown"], T0)
+    store.record_lookups("eam", ["E-1"], later)
+    assert store.lookup_times("eam", ["E-1", "E-2", "E-unknown", "E-never"]) == {
+        "E-1": later, "E-2": T0, "E-unknown": T0
+    }
 
     pp = [
         ProcessParameter(material_name="甲醇", parameter_id="FLASH_POINT", value="11", data_type="number", unit="°C"),
@@ -541,3 +547,15 @@ def test_quarantine_is_idempotent(store, clock):
     assert store.quarantine(items[:1]) == 1
     assert store.quarantine(items[:1]) == 0
     assert len(store.list_quarantine(include_resolved=True)) == 4
+
+
+def test_complete_work_order_list_drops_records_gone_from_the_eam(store):
+    """A full answer for a device replaces its work orders; other devices keep theirs."""
+    def wo(record_id, device):
+        return MaintenanceRecord(
+            record_id=record_id, device_id=device, kind="corrective", status="in_progress", updated_at=T0
+        )
+
+    store.upsert_maintenance_records([wo("WO-1", "P-1"), wo("WO-2", "P-1"), wo("WO-3", "P-2")], T0)
+    store.upsert_maintenance_records([wo("WO-2", "P-1")], T0, complete_for=["P-1"])
+    assert [r.record_id for r in store.load_maintenance_records(["P-1", "P-2"])] == ["WO-2", "WO-3"]

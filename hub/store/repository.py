@@ -318,21 +318,6 @@ class HubStore:
             out[row["device_id"]] = Equipment.model_validate(row)
         return out
 
-    def fetched_at(self, device_ids: Collection[str] | None) -> dict[str, datetime]:
-        """When the hub last got each device from the EAM; never-fetched ids are absent."""
-        out: dict[str, datetime] = {}
-        with self._read() as conn:
-            if device_ids is None:
-                chunks: Iterable[Sequence[str] | None] = [None]
-            else:
-                chunks = _chunks(_unique(device_ids), IN_CHUNK)
-            for chunk in chunks:
-                stmt = select(t.equipment.c.device_id, t.equipment.c.fetched_at)
-                if chunk is not None:
-                    stmt = stmt.where(t.equipment.c.device_id.in_(chunk))
-                out.update({r.device_id: r.fetched_at for r in conn.execute(stmt)})
-        return dict(sorted(out.items()))
-
     def upsert_maintenance_records(
         self,
         items: Sequence[MaintenanceRecord],
