@@ -100,6 +100,7 @@ class ProcessParameter(Canonical):
     value: str
     data_type: str
     unit: str | None = None
+    updated_at: UtcDateTime | None = None
 
 
 class SafetyCostEntry(Canonical):

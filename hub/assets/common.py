@@ -22,6 +22,14 @@ def device_ids_of(permits: Iterable[Permit]) -> set[str]:
     return {device for permit in permits for device in permit.device_ids}
 
 
+def lineage_of(mapping: Mapping) -> tuple[str, str]:
+    return mapping.name, mapping.sha256
+
+
+def mapping_label(mapping: Mapping) -> str:
+    return f"{mapping.name} sha256:{mapping.sha256[:12]}"
+
+
 def quarantine_rejects(store: HubStore, system: str, mapping: Mapping, rejected: Sequence[Rejected]) -> int:
     return store.quarantine(
         [

@@ -18,7 +18,7 @@ from dagster import (
     multi_asset,
 )
 
-from hub.assets.common import device_ids_of, permits_in_scope, preview, quarantine_rejects
+from hub.assets.common import lineage_of, mapping_label, device_ids_of, permits_in_scope, preview, quarantine_rejects
 from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.mappings.engine import load_mapping
@@ -48,9 +48,11 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
         reply = None
     equipment = mapping.inbound("equipment", reply.records.get("asset", []) if reply else [])
     records = mapping.inbound("maintenance_record", reply.records.get("workorder", []) if reply else [])
-    hub_store.upsert_equipment(equipment.records, fetched_at)
+    hub_store.upsert_equipment(equipment.records, fetched_at, lineage_of(mapping))
     # A full answer is the devices' whole work-order list: what it no longer holds is gone.
-    hub_store.upsert_maintenance_records(records.records, fetched_at, complete_for=device_ids if reply else ())
+    hub_store.upsert_maintenance_records(
+        records.records, fetched_at, complete_for=device_ids if reply else (), lineage=lineage_of(mapping)
+    )
     if reply:
         hub_store.record_lookups("eam", device_ids, fetched_at)
     quarantined = quarantine_rejects(hub_store, "eam", mapping, equipment.quarantined + records.quarantined)
@@ -60,7 +62,7 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
         "eam_calls": client.calls,
         "eam_error": error or "none",
         "quarantined_new": quarantined,
-        "mapping": f"{mapping.source_file.name} sha256:{mapping.sha256[:12]}",
+        "mapping": mapping_label(mapping),
     }
     yield Output(
         None,

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from hub.assets.common import preview, quarantine_rejects
+from hub.assets.common import lineage_of, mapping_label, preview, quarantine_rejects
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource
 
@@ -25,7 +25,7 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
         for page in client.permit_pages(cursor):
             fetched += len(page)
             result = mapping.inbound("permit", page)
-            hub_store.upsert_permits(result.records, datetime.now(timezone.utc))
+            hub_store.upsert_permits(result.records, datetime.now(timezone.utc), lineage_of(mapping))
             hub_store.resolve_quarantine_for("ptw", "permit", [p.permit_id for p in result.records])
             quarantined += quarantine_rejects(hub_store, "ptw", mapping, result.quarantined)
             accepted += len(result.records)
@@ -46,7 +46,7 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
             "quarantined_new": quarantined,
             "cursor": hub_store.get_cursor(CURSOR) or "",
             "ptw_calls": client.rest.calls,
-            "mapping": f"{mapping.source_file.name} sha256:{mapping.sha256[:12]}",
+            "mapping": mapping_label(mapping),
             "preview": preview(samples),
         }
     )

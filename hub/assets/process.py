@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from hub.assets.common import permits_in_scope, preview, quarantine_rejects
+from hub.assets.common import lineage_of, mapping_label, permits_in_scope, preview, quarantine_rejects
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, MesResource
 
@@ -19,7 +19,7 @@ def process_parameters(context: AssetExecutionContext, store: HubStoreResource, 
     with client.rest:
         reply = client.parameters_for(names)
     result = mapping.inbound("process_parameter", reply.material_definitions)
-    hub_store.upsert_process_parameters(result.records, datetime.now(timezone.utc))
+    hub_store.upsert_process_parameters(result.records, datetime.now(timezone.utc), lineage_of(mapping))
     quarantined = quarantine_rejects(hub_store, "mes", mapping, result.quarantined)
     if reply.unknown:
         context.log.warning(f"MES does not know {len(reply.unknown)} materials: {', '.join(sorted(reply.unknown))}")
@@ -30,7 +30,7 @@ def process_parameters(context: AssetExecutionContext, store: HubStoreResource, 
             "row_count": len(result.records),
             "quarantined_new": quarantined,
             "mes_calls": client.rest.calls,
-            "mapping": f"{mapping.source_file.name} sha256:{mapping.sha256[:12]}",
+            "mapping": mapping_label(mapping),
             "preview": preview(
                 [
                     {"material": p.material_name, "parameter": p.parameter_id, "value": p.value, "unit": p.unit}

@@ -18,6 +18,8 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Table,
@@ -64,6 +66,7 @@ IN_CHUNK = 500  # values per IN (...) list; well under SQLite's variable limit
 OPEN_OUTBOX_STATUSES = ("pending", "unclear")
 
 T = TypeVar("T")
+CanonicalT = TypeVar("CanonicalT", bound=BaseModel)
 
 
 class SchemaNotReadyError(RuntimeError):
@@ -117,6 +120,19 @@ def _dedupe(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
         if keep == "last" or k not in out:
             out[k] = row
     return list(out.values())
+
+
+Lineage = tuple[str, str]  # (mapping file name, sha256 of its bytes)
+
+
+def _lineage(lineage: Lineage | None) -> dict[str, str | None]:
+    file, sha = lineage or (None, None)
+    return {"mapping_file": file, "mapping_sha256": sha}
+
+
+def _canonical(model: type[CanonicalT], row: Mapping[str, Any]) -> CanonicalT:
+    """A canonical record from a row, leaving out the store's own bookkeeping columns."""
+    return model.model_validate({k: row[k] for k in model.model_fields if k in row})
 
 
 def _decision_rows(rows: Iterable[Mapping[str, Any]]) -> list[GateDecisionRow]:
@@ -278,7 +294,9 @@ class HubStore:
 
     # ------------------------------------------------------------------ permits / EAM / MES
 
-    def upsert_permits(self, permits: Sequence[Permit], synced_at: datetime) -> None:
+    def upsert_permits(
+        self, permits: Sequence[Permit], synced_at: datetime, lineage: Lineage | None = None
+    ) -> None:
         synced_at = _aware(synced_at, "synced_at")
         rows = [
             {
@@ -286,6 +304,7 @@ class HubStore:
                 "device_ids": list(p.device_ids),
                 "material_names": list(p.material_names),
                 "synced_at": synced_at,
+                **_lineage(lineage),
             }
             for p in permits
         ]
@@ -298,13 +317,14 @@ class HubStore:
         rows.sort(key=lambda r: r["permit_id"])
         out = []
         for row in rows:
-            row.pop("synced_at")
-            out.append(Permit.model_validate(row))
+            out.append(_canonical(Permit, row))
         return out
 
-    def upsert_equipment(self, items: Sequence[Equipment], fetched_at: datetime) -> None:
+    def upsert_equipment(
+        self, items: Sequence[Equipment], fetched_at: datetime, lineage: Lineage | None = None
+    ) -> None:
         fetched_at = _aware(fetched_at, "fetched_at")
-        rows = [{**e.model_dump(mode="python"), "fetched_at": fetched_at} for e in items]
+        rows = [{**e.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for e in items]
         with self._write() as conn:
             self._upsert(conn, t.equipment, rows, ["device_id"])
 
@@ -314,8 +334,7 @@ class HubStore:
             rows = self._select_in(conn, t.equipment, "device_id", device_ids)
         out = {}
         for row in sorted(rows, key=lambda r: r["device_id"]):
-            row.pop("fetched_at")
-            out[row["device_id"]] = Equipment.model_validate(row)
+            out[row["device_id"]] = _canonical(Equipment, row)
         return out
 
     def upsert_maintenance_records(
@@ -323,11 +342,12 @@ class HubStore:
         items: Sequence[MaintenanceRecord],
         fetched_at: datetime,
         complete_for: Collection[str] = (),
+        lineage: Lineage | None = None,
     ) -> None:
         """Upsert work orders. For devices in `complete_for`, `items` is their whole list
         from the EAM, so their records missing from it (deleted in the EAM) are dropped."""
         fetched_at = _aware(fetched_at, "fetched_at")
-        rows = [{**m.model_dump(mode="python"), "fetched_at": fetched_at} for m in items]
+        rows = [{**m.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for m in items]
         m = t.maintenance_records
         with self._write() as conn:
             for chunk in _chunks(_unique(complete_for), IN_CHUNK):
@@ -358,15 +378,14 @@ class HubStore:
         rows.sort(key=lambda r: (r["device_id"], r["record_id"]))
         out = []
         for row in rows:
-            row.pop("fetched_at")
-            out.append(MaintenanceRecord.model_validate(row))
+            out.append(_canonical(MaintenanceRecord, row))
         return out
 
     def upsert_process_parameters(
-        self, items: Sequence[ProcessParameter], fetched_at: datetime
+        self, items: Sequence[ProcessParameter], fetched_at: datetime, lineage: Lineage | None = None
     ) -> None:
         fetched_at = _aware(fetched_at, "fetched_at")
-        rows = [{**p.model_dump(mode="python"), "fetched_at": fetched_at} for p in items]
+        rows = [{**p.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for p in items]
         with self._write() as conn:
             self._upsert(conn, t.process_parameters, rows, ["material_name", "parameter_id"])
 
@@ -378,8 +397,7 @@ class HubStore:
         rows.sort(key=lambda r: (r["material_name"], r["parameter_id"]))
         out = []
         for row in rows:
-            row.pop("fetched_at")
-            out.append(ProcessParameter.model_validate(row))
+            out.append(_canonical(ProcessParameter, row))
         return out
 
     # ------------------------------------------------------------------ device clearance

@@ -37,6 +37,11 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 OUTBOX_STATUSES: tuple[str, ...] = ("pending", "posted", "rejected", "unclear")
 
+def lineage_columns() -> list[Column]:
+    """Which mapping file, at which content hash, produced a canonical row."""
+    return [Column("mapping_file", String, nullable=True), Column("mapping_sha256", String(64), nullable=True)]
+
+
 permits = Table(
     "permits",
     metadata,
@@ -60,6 +65,7 @@ permits = Table(
     Column("work_hours", ExactDecimal, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("synced_at", UtcDateTime, nullable=False),
+    *lineage_columns(),
 )
 
 equipment = Table(
@@ -73,6 +79,7 @@ equipment = Table(
     Column("next_inspection_due", UtcDateTime, nullable=True),
     Column("data_as_of", UtcDateTime, nullable=True),
     Column("fetched_at", UtcDateTime, nullable=False),
+    *lineage_columns(),
 )
 
 maintenance_records = Table(
@@ -87,6 +94,7 @@ maintenance_records = Table(
     Column("isolation", String, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("fetched_at", UtcDateTime, nullable=False),
+    *lineage_columns(),
 )
 
 process_parameters = Table(
@@ -97,7 +105,9 @@ process_parameters = Table(
     Column("value", String, nullable=False),
     Column("data_type", String, nullable=False),
     Column("unit", String, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=True),
     Column("fetched_at", UtcDateTime, nullable=False),
+    *lineage_columns(),
 )
 
 device_clearance = Table(
@@ -194,6 +204,20 @@ quarantine = Table(
         sqlite_where=text("NOT resolved"),
         postgresql_where=text("NOT resolved"),
     ),
+)
+
+# Append-only, hash-chained: each row's hash covers its content and the previous hash,
+# so altering, deleting or inserting a row breaks the chain from there on.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String, nullable=False),
+    Column("ref", String, nullable=False, index=True),
+    Column("body", Text, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
 )
 
 ALL_TABLES: tuple[Table, ...] = tuple(metadata.sorted_tables)

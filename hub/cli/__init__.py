@@ -13,7 +13,9 @@ db_app = typer.Typer(help="The hub's own store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
 
-REPO_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+# Command groups that live in their own modules are registered at the end of this file.
+
+REPO_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 @app.command()
@@ -64,7 +66,7 @@ def dev(port: int = typer.Option(3000, help="Port of the Dagster UI.")) -> None:
 
     ensure_dagster_home(Path(".hub/dagster_home"))
     dagster = Path(sys.executable).with_name("dagster")
-    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"
     os.execv(dagster, [str(dagster), "dev", "-w", str(workspace), "-p", str(port)])
 
 
@@ -79,3 +81,6 @@ def db_upgrade(
     url = database_url or HubSettings().database_url
     upgrade(url)
     console.print(f"store at head: {url.split('@')[-1]}")
+
+
+# --- command groups in their own modules (one line each) ---
