@@ -16,11 +16,10 @@ import httpx
 from dagster import DagsterInstance
 
 import mock_systems
-from hub.definitions import build_definitions
 from hub.instance import ensure_dagster_home
 from hub.settings import HubSettings, SystemEndpoint
-from hub.store.migrate import upgrade
 from hub.store.repository import HubStore
+from hub.sync import run_full_sync
 from mock_systems.servers import start_systems
 
 EAM_WSDL = Path(mock_systems.__file__).with_name("eam.wsdl")
@@ -70,14 +69,8 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False) -> DemoReport:
             erp=SystemEndpoint(url=systems.urls["erp"]),
             eam_wsdl=str(EAM_WSDL),
         )
-        upgrade(database_url)
-        job = build_definitions(settings).resolve_job_def("full_sync")
         with DagsterInstance.get() as instance:
-            result = job.execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
+            result = run_full_sync(settings, instance)
 
         eam_requests = _requests(systems.urls["eam"], "/eam/soap", "POST")
         mes_requests = _requests(systems.urls["mes"], "/api/v1/material-parameters", "POST")

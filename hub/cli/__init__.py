@@ -57,6 +57,23 @@ def demo(
 
 
 @app.command()
+def sync() -> None:
+    """Run the full-sync job once against the systems configured by HUB_* settings."""
+    from dagster import DagsterInstance
+
+    from hub.instance import ensure_dagster_home
+    from hub.settings import HubSettings
+    from hub.sync import run_full_sync
+
+    ensure_dagster_home(Path(".hub/dagster_home"))
+    with DagsterInstance.get() as instance:
+        result = run_full_sync(HubSettings(), instance)
+    console.print(f"full_sync run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    if not result.success:
+        raise typer.Exit(1)
+
+
+@app.command()
 def dev(port: int = typer.Option(3000, help="Port of the Dagster UI.")) -> None:
     """Open the Dagster UI on this project (DAGSTER_HOME defaults to .hub/dagster_home)."""
     import os
