@@ -12,6 +12,8 @@ from functools import lru_cache
 
 from dagster import ConfigurableResource, EnvVar
 
+from hub.connectors.auth import REDACTED
+from hub.connectors.breaker import SystemBreaker, breaker_for
 from hub.connectors.eam import EamClient
 from hub.connectors.erp import ErpClient
 from hub.connectors.mes import MesClient
@@ -21,6 +23,9 @@ from hub.connectors.retry import RetryPolicy
 from hub.logic.rules import CostRules, GateRules, load_cost_rules, load_gate_rules
 from hub.settings import HubSettings, SystemEndpoint
 from hub.store.repository import HubStore
+
+
+SECRET_FIELDS = ("password", "token", "api_key")
 
 
 @lru_cache(maxsize=16)
@@ -56,15 +61,30 @@ class PlantSystemResource(ConfigurableResource):
     token: str | None = None
     api_key: str | None = None
     api_key_header: str = "X-API-Key"
+    mapping: str
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     retry_attempts: int = 5
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
+    retry_budget_s: float = 120.0
+    breaker_failures: int = 5
+    breaker_reset_s: float = 30.0
+    max_response_bytes: int = 50 * 1024 * 1024
+    ca_bundle: str | None = None
     batch_size: int = 100
 
+    def __repr_args__(self):
+        """Secrets show as stars; one bound by `EnvVar` shows the variable's name, which is no secret."""
+        for name, value in super().__repr_args__():
+            hidden = name in SECRET_FIELDS and value is not None and not isinstance(value, EnvVar)
+            yield name, REDACTED if hidden else value
+
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(self.retry_attempts, self.retry_initial_s, self.retry_max_s)
+        return RetryPolicy(self.retry_attempts, self.retry_initial_s, self.retry_max_s, self.retry_budget_s)
+
+    def breaker(self, system: str) -> SystemBreaker:
+        return breaker_for(system, self.url, failures=self.breaker_failures, reset_s=self.breaker_reset_s)
 
     def endpoint(self) -> SystemEndpoint:
         return SystemEndpoint(
@@ -83,6 +103,9 @@ class PlantSystemResource(ConfigurableResource):
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
             retry=self.retry_policy(),
+            breaker=self.breaker(system),
+            max_response_bytes=self.max_response_bytes,
+            ca_bundle=self.ca_bundle,
         )
 
 
@@ -114,6 +137,9 @@ class EamResource(PlantSystemResource):
             operation_timeout_s=self.read_timeout_s,
             retry=self.retry_policy(),
             batch_size=self.batch_size,
+            breaker=self.breaker("EAM"),
+            max_response_bytes=self.max_response_bytes,
+            ca_bundle=self.ca_bundle,
         )
 
 
@@ -134,11 +160,17 @@ def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, ba
         token=_secret(prefix + "TOKEN", endpoint.token),
         api_key=_secret(prefix + "API_KEY", endpoint.api_key),
         api_key_header=endpoint.api_key_header,
+        mapping=endpoint.mapping or name,
         connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=settings.read_timeout_s,
         retry_attempts=settings.retry_attempts,
         retry_initial_s=settings.retry_initial_s,
         retry_max_s=settings.retry_max_s,
+        retry_budget_s=settings.retry_budget_s,
+        breaker_failures=settings.breaker_failures,
+        breaker_reset_s=settings.breaker_reset_s,
+        max_response_bytes=settings.max_response_bytes,
+        ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None,
         batch_size=batch_size,
         **extra,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, FilePath, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,8 @@ class SystemEndpoint(BaseModel):
     token: SecretStr | None = None
     api_key: SecretStr | None = None
     api_key_header: str = "X-API-Key"
+    # The mapping (vendor flavor) to speak: a packaged name such as "eam" or a file path.
+    mapping: str | None = None
 
 
 class HubSettings(BaseSettings):
@@ -48,6 +50,15 @@ class HubSettings(BaseSettings):
     retry_attempts: int = Field(default=5, ge=1)
     retry_initial_s: float = Field(default=0.5, ge=0)
     retry_max_s: float = Field(default=30.0, ge=0)
+    # No new attempt of one request starts once waiting for it would pass this budget.
+    retry_budget_s: float = Field(default=120.0, gt=0)
+    # Consecutive transient failures that open a system's circuit, and how long it stays open.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=30.0, gt=0)
+    # A reply larger than this is refused before it is read whole.
+    max_response_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    # PEM bundle of the CA(s) to trust instead of the public ones; TLS is always verified.
+    ca_bundle: FilePath | None = None
 
     ptw_page_size: int = Field(default=200, ge=1, le=500)
     eam_batch_size: int = Field(default=200, ge=1, le=500)

@@ -1,5 +1,8 @@
 """Mock PTW, EAM, MES and ERP systems speaking the vendor protocols of docs/protocols.md.
 
+The EAM and the MES also come in a second vendor flavor (`eam_oslc`: Maximo OSLC JSON,
+`mes_odata`: SAP OData v2) that serves the same fixture plant.
+
 Standalone on purpose: nothing here imports `hub`, so the mocks test the hub's connectors
 against the wire contract rather than against the hub's own idea of it.
 """

@@ -1,35 +1,47 @@
-"""What the four mocks share: the admin surface, the received log, faults and persistence.
+"""What every mock shares: the admin surface, the received log, faults, auth and persistence.
 
 Each system subclasses `MockSystem` and only adds its vendor routes and its own state, so the
-admin and fault behaviour documented at the end of docs/protocols.md is written once.
+admin, fault and auth behaviour documented at the end of docs/protocols.md is written once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 import json
+import socket
+import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from .faults import FaultPlan, FaultPlanError
+from .faults import FaultPlan, FaultPlanError, FaultRule
 from .fixtures import StateFile
 
 ADMIN_PREFIX = "/_admin"
 RECEIVED_LIMIT = 50_000  # a long demo must not grow without bound
 PLANT_TZ = ZoneInfo("Asia/Shanghai")  # vendor local times are plant time
+MALFORMED_JSON = b"{'status': 'OK', 'results': [None, ...]}"  # what a broken serialiser sends
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
     """The REST mocks' error body: `{"error": "..."}`."""
     return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def injected_status(status: int) -> JSONResponse:
+    return error(status, f"injected fault: HTTP {status}")
 
 
 async def _sleep(seconds: float, stopping: threading.Event) -> None:
@@ -78,11 +90,224 @@ class ReceivedLog:
             self._entries.clear()
 
 
+class AuthConfigError(ValueError):
+    """An `auth` setting that does not follow the documented shape."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a client must present when a system is started with `auth` (docs/protocols.md).
+
+    `scheme` is the Authorization scheme (`basic`, `bearer`), or None for an API key sent
+    as-is in `header`. For basic auth `secret` is the decoded `user:password`.
+    """
+
+    header: str
+    scheme: str | None
+    secret: bytes
+
+    @classmethod
+    def parse(cls, raw: Any) -> Credentials | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or len(raw) != 1:
+            raise AuthConfigError("auth must be an object with exactly one of basic, bearer or api_key")
+        [(kind, value)] = raw.items()
+        if kind == "basic":
+            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) and v for v in value)):
+                raise AuthConfigError("basic auth must be [user, password]")
+            return cls("authorization", "basic", f"{value[0]}:{value[1]}".encode())
+        if kind == "bearer":
+            if not isinstance(value, str) or not value:
+                raise AuthConfigError("bearer auth must be a token string")
+            return cls("authorization", "bearer", value.encode())
+        if kind == "api_key":
+            if not isinstance(value, dict) or set(value) != {"header", "value"}:
+                raise AuthConfigError('api_key auth must be {"header": NAME, "value": KEY}')
+            if not all(isinstance(v, str) and v for v in value.values()):
+                raise AuthConfigError("api_key header and value must be non-empty strings")
+            return cls(value["header"].lower(), None, value["value"].encode())
+        raise AuthConfigError(f"auth must be one of basic, bearer or api_key, got {kind!r}")
+
+    def accepts(self, scope: dict) -> bool:
+        presented = dict(scope["headers"]).get(self.header.encode("latin-1"))
+        if presented is None:
+            return False
+        if self.scheme is not None:
+            scheme, _, presented = presented.partition(b" ")
+            if scheme.decode("latin-1").lower() != self.scheme:
+                return False
+            if self.scheme == "basic":
+                try:
+                    presented = base64.b64decode(presented.strip(), validate=True)
+                except binascii.Error:
+                    return False
+        return hmac.compare_digest(presented.strip(), self.secret)
+
+    def refusal(self) -> JSONResponse:
+        response = error(401, "unauthorized")
+        if self.scheme is not None:
+            response.headers["WWW-Authenticate"] = self.scheme.title()
+        return response
+
+
+class CredentialsMiddleware:
+    """Refuse vendor routes without the configured credentials; the admin surface stays open."""
+
+    def __init__(self, app: Any, credentials: Credentials):
+        self.app = app
+        self.credentials = credentials
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not _is_admin(scope["path"]) and not self.credentials.accepts(scope):
+            await self.credentials.refusal()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class Exchange:
+    """One vendor request on its way through the fault plan, and what its client is sent.
+
+    `send` must be the server's own: dropping a connection needs the transport behind it,
+    because ASGI has no message for "abort". With uvicorn that is the request cycle's bound
+    `send`, which is why the fault middleware wraps the whole app.
+    """
+
+    def __init__(self, app: Any, system: MockSystem, scope: dict, body: bytes, receive: Any, send: Any, entry: dict):
+        self.app = app
+        self.system = system
+        self.scope = scope
+        self.entry = entry
+        self._body = body
+        self._replayed = False
+        self._receive = receive
+        self._send = send
+
+    async def replay(self) -> dict:
+        """The route's `receive`: the body already read, once, then the server's messages."""
+        if not self._replayed:
+            self._replayed = True
+            return {"type": "http.request", "body": self._body, "more_body": False}
+        return await self._receive()
+
+    async def send(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.entry["status"] = message["status"]
+        await self._send(message)
+
+    async def answer(self, response: Response) -> None:
+        """Send a response the fault plan made up; the system never sees the request."""
+        await response(self.scope, self.replay, self.send)
+
+    async def handle(self) -> None:
+        """Let the system handle the request and answer it."""
+        await self.app(self.scope, self.replay, self.send)
+
+    async def handle_unsent(self) -> tuple[dict, bytes]:
+        """Let the system handle the request (its changes commit), but keep the answer back."""
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def keep(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(self.scope, self.replay, keep)
+        return start, b"".join(chunks)
+
+    async def drop(self) -> None:
+        """Reset the TCP connection without sending a byte of an answer."""
+        transport = getattr(getattr(self._send, "__self__", None), "transport", None)
+        if transport is None:
+            raise RuntimeError("dropping a connection needs the server's own send (run the mocks under uvicorn)")
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: close with RST rather than an orderly FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+        self.entry["status"] = "reset"
+        while (await self._receive())["type"] != "http.disconnect":
+            pass  # wait until the server knows, so it does not try to answer for us
+
+
+async def _status(exchange: Exchange, rule: FaultRule) -> None:
+    await exchange.answer(injected_status(rule.status))
+
+
+async def _rate_limit(exchange: Exchange, rule: FaultRule) -> None:
+    response = error(429, "rate limit exceeded")
+    response.headers["Retry-After"] = rule.retry_after_header
+    await exchange.answer(response)
+
+
+async def _reset(exchange: Exchange, rule: FaultRule) -> None:
+    await exchange.drop()
+
+
+async def _malformed(exchange: Exchange, rule: FaultRule) -> None:
+    await exchange.answer(exchange.system.malformed_response())
+
+
+async def _soap_fault(exchange: Exchange, rule: FaultRule) -> None:
+    await exchange.answer(exchange.system.server_fault_response(rule.message))
+
+
+async def _timeout(exchange: Exchange, rule: FaultRule) -> None:
+    await _sleep(rule.delay_s, exchange.system.stopping)
+    await exchange.handle()
+
+
+async def _truncate(exchange: Exchange, rule: FaultRule) -> None:
+    """Half the real body, under a Content-Length that matches: well framed, but cut."""
+    start, body = await exchange.handle_unsent()
+    cut = body[: len(body) // 2]
+    headers = [(name, value) for name, value in start.get("headers", []) if name.lower() != b"content-length"]
+    await exchange.send({**start, "headers": [*headers, (b"content-length", str(len(cut)).encode())]})
+    await exchange.send({"type": "http.response.body", "body": cut, "more_body": False})
+
+
+async def _commit_then_drop(exchange: Exchange, rule: FaultRule) -> None:
+    await exchange.handle_unsent()
+    await exchange.drop()
+
+
+async def _commit_then_status(exchange: Exchange, rule: FaultRule) -> None:
+    await exchange.handle_unsent()
+    await exchange.answer(injected_status(rule.status))
+
+
+FAULTS: dict[str, Callable[[Exchange, FaultRule], Awaitable[None]]] = {
+    "status": _status,
+    "rate_limit": _rate_limit,
+    "reset": _reset,
+    "malformed": _malformed,
+    "soap_fault": _soap_fault,
+    "timeout": _timeout,
+    "truncate": _truncate,
+    "commit_then_drop": _commit_then_drop,
+    "commit_then_status": _commit_then_status,
+}
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    """The whole request body, or None when the client went away before sending it."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
 class FaultAndRecordMiddleware:
-    """ASGI middleware: log the request, apply the fault plan, record the answer's status.
+    """ASGI middleware: log the request, apply the fault plan, record what the client got.
 
     Plain ASGI rather than BaseHTTPMiddleware so the body can be read once and replayed to the
-    route, and so a `timeout` fault sleeps without holding any thread.
+    route, so a `timeout` fault sleeps without holding any thread, and so a handled answer can
+    be held back, cut or dropped.
     """
 
     def __init__(self, app: Any, system: MockSystem):
@@ -93,48 +318,20 @@ class FaultAndRecordMiddleware:
         if scope["type"] != "http" or _is_admin(scope["path"]):
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away before sending the body
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await _read_body(receive)
+        if body is None:
+            return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         entry = self.system.received.add(scope["method"], scope["path"], query, _recorded_body(body))
-
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        async def recording_send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                entry["status"] = message["status"]
-            await send(message)
-
+        exchange = Exchange(self.app, self.system, scope, body, receive, send, entry)
         decision = self.system.faults.decide(scope["method"], scope["path"])
         if decision.latency_s > 0:
             await _sleep(decision.latency_s, self.system.stopping)
-        rule = decision.rule
-        if rule is not None and rule.kind == "status":
-            response = error(rule.status, f"injected fault: HTTP {rule.status}")
-            await response(scope, replay, recording_send)
+        if decision.rule is None:
+            await exchange.handle()
             return
-        if rule is not None and rule.kind == "rate_limit":
-            response = error(429, "rate limit exceeded")
-            response.headers["Retry-After"] = rule.retry_after_header
-            await response(scope, replay, recording_send)
-            return
-        if rule is not None and rule.kind == "timeout":
-            await _sleep(rule.delay_s, self.system.stopping)
-        await self.app(scope, replay, recording_send)
+        entry["fault"] = decision.rule.kind
+        await FAULTS[decision.rule.kind](exchange, decision.rule)
 
 
 class MockSystem:
@@ -142,16 +339,28 @@ class MockSystem:
 
     Subclasses set `name`, implement `add_routes` and, if they keep state, `clear_state`,
     `admin_state` and (with `persistent = True`) `dump_state` / `restore_state`. They call
-    `state_changed()` after every change so a `state_dir` stays current.
+    `state_changed()` after every change so a `state_dir` stays current. A system that does
+    not speak JSON overrides `malformed_response` and `server_fault_response`.
+
+    `app` is the ASGI application to serve: the system's FastAPI app, behind the auth check
+    (when `auth` is given) and the fault middleware.
     """
 
     name: ClassVar[str] = ""
     url_path: ClassVar[str] = ""  # appended to the server root to form the system's URL
     persistent: ClassVar[bool] = False
 
-    def __init__(self, fixtures_dir: Path | str, *, faults: dict | None = None, state_dir: Path | str | None = None):
+    def __init__(
+        self,
+        fixtures_dir: Path | str,
+        *,
+        faults: dict | None = None,
+        state_dir: Path | str | None = None,
+        auth: dict | None = None,
+    ):
         self.fixtures_dir = Path(fixtures_dir)
         self.faults = FaultPlan.parse(faults)
+        self.credentials = Credentials.parse(auth)
         self.received = ReceivedLog()
         self.stopping = threading.Event()  # set by the server runner; cuts fault sleeps short
         self._state_file = StateFile(Path(state_dir), self.name) if state_dir is not None and self.persistent else None
@@ -182,6 +391,14 @@ class MockSystem:
     def add_routes(self, app: FastAPI) -> None:
         raise NotImplementedError
 
+    def malformed_response(self) -> Response:
+        """A 200 whose body does not parse, under the system's usual content type."""
+        return Response(MALFORMED_JSON, 200, media_type="application/json")
+
+    def server_fault_response(self, message: str) -> Response:
+        """The `soap_fault` kind; a system without SOAP answers a plain 500."""
+        return error(500, message)
+
     # -- shared behaviour -----------------------------------------------------------------
     def state_changed(self) -> None:
         if self._state_file is not None:
@@ -197,12 +414,12 @@ class MockSystem:
     def set_faults(self, raw: Any) -> None:
         self.faults = FaultPlan.parse(raw)
 
-    def _build_app(self) -> FastAPI:
+    def _build_app(self) -> FaultAndRecordMiddleware:
         app = FastAPI(title=f"mock {self.name}", docs_url=None, redoc_url=None, openapi_url=None)
         self._add_admin_routes(app)
         self.add_routes(app)
-        app.add_middleware(FaultAndRecordMiddleware, system=self)
-        return app
+        routes = app if self.credentials is None else CredentialsMiddleware(app, self.credentials)
+        return FaultAndRecordMiddleware(routes, self)
 
     def _add_admin_routes(self, app: FastAPI) -> None:
         @app.get(f"{ADMIN_PREFIX}/received")

@@ -31,6 +31,10 @@ WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 SOAP_ACTION = f"{TNS}/GetAssetMaintenance"
 MAX_ASSETS = 500
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
+# The `malformed` fault's body: the Body is never closed, so no XML parser accepts it.
+MALFORMED_XML = (
+    f'<?xml version="1.0" encoding="utf-8"?>\n<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body></soap:Envelope>'
+).encode()
 
 
 def _hardened_parser() -> etree.XMLParser:
@@ -71,11 +75,11 @@ def soap_fault(message: str, code: str = "soap:Client") -> Response:
     return Response(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"), 500, media_type=XML_CONTENT_TYPE)
 
 
-def _normalise(assetnum: Any) -> str:
+def normalise_assetnum(assetnum: Any) -> str:
     return str(assetnum).strip().upper()
 
 
-def _parse_datetime(text: str) -> datetime:
+def parse_datetime(text: str) -> datetime:
     """xs:dateTime; without an offset it is read as plant local time."""
     text = text.strip()
     if "T" not in text:
@@ -107,10 +111,10 @@ def parse_request(body: bytes) -> tuple[list[str], datetime | None]:
         if not isinstance(element.tag, str):
             continue
         if element.tag == f"{{{TNS}}}assetnum":
-            assetnums.append(_normalise(element.text or ""))
+            assetnums.append(normalise_assetnum(element.text or ""))
         elif element.tag == f"{{{TNS}}}changedsince":
             try:
-                changedsince = _parse_datetime(element.text or "")
+                changedsince = parse_datetime(element.text or "")
             except ValueError:
                 raise SoapClientError(f"changedsince is not an xs:dateTime: {element.text!r}") from None
         else:
@@ -132,9 +136,46 @@ def _append_record(parent: etree._Element, tag: str, record: dict, fields: tuple
 
 def _changed_since(workorder: dict, since: datetime) -> bool:
     try:
-        return _parse_datetime(str(workorder.get("changedate", ""))) >= since
+        return parse_datetime(str(workorder.get("changedate", ""))) >= since
     except ValueError:
         return True  # an unreadable changedate is served, so the client can quarantine it
+
+
+class EamRecords:
+    """The fixture plant's assets and work orders, looked up by normalised asset number.
+
+    Both faces of the EAM (SOAP here, OSLC in `eam_oslc.py`) answer from this one lookup, so
+    they always serve the same plant.
+    """
+
+    def __init__(self, fixtures_dir: Path):
+        self._assets: dict[str, dict] = {}
+        for asset in load_fixture(fixtures_dir, "eam/assets.json"):
+            if not asset.get("assetnum"):
+                raise FixtureError(f"eam/assets.json: asset without assetnum: {asset}")
+            self._assets[normalise_assetnum(asset["assetnum"])] = asset
+        self._workorders: dict[str, list[dict]] = {}
+        for workorder in load_fixture(fixtures_dir, "eam/workorders.json"):
+            self._workorders.setdefault(normalise_assetnum(workorder.get("assetnum", "")), []).append(workorder)
+        for records in self._workorders.values():
+            records.sort(key=lambda wo: str(wo.get("wonum", "")))
+
+    def assets(self, assetnums: list[str]) -> list[dict]:
+        """The requested assets that exist, in request order (asset numbers already normalised)."""
+        return [self._assets[num] for num in assetnums if num in self._assets]
+
+    def workorders(self, assetnums: list[str], changedsince: datetime | None) -> list[dict]:
+        """Work orders of the requested assets that exist, asset by asset, each by `wonum`.
+
+        With `changedsince`, only those changed at or after it.
+        """
+        return [
+            workorder
+            for num in assetnums
+            if num in self._assets
+            for workorder in self._workorders.get(num, [])
+            if changedsince is None or _changed_since(workorder, changedsince)
+        ]
 
 
 class EamSystem(MockSystem):
@@ -142,28 +183,22 @@ class EamSystem(MockSystem):
     url_path = "/eam/soap"
 
     def load_fixtures(self) -> None:
-        self._assets: dict[str, dict] = {}
-        for asset in load_fixture(self.fixtures_dir, "eam/assets.json"):
-            if not asset.get("assetnum"):
-                raise FixtureError(f"eam/assets.json: asset without assetnum: {asset}")
-            self._assets[_normalise(asset["assetnum"])] = asset
-        self._workorders: dict[str, list[dict]] = {}
-        for workorder in load_fixture(self.fixtures_dir, "eam/workorders.json"):
-            self._workorders.setdefault(_normalise(workorder.get("assetnum", "")), []).append(workorder)
-        for records in self._workorders.values():
-            records.sort(key=lambda wo: str(wo.get("wonum", "")))
+        self.records = EamRecords(self.fixtures_dir)
+
+    def malformed_response(self) -> Response:
+        return Response(MALFORMED_XML, 200, media_type=XML_CONTENT_TYPE)
+
+    def server_fault_response(self, message: str) -> Response:
+        return soap_fault(message, "soap:Server")
 
     def answer(self, assetnums: list[str], changedsince: datetime | None) -> bytes:
         envelope = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
         body = etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
         response = etree.SubElement(body, f"{{{TNS}}}GetAssetMaintenanceResponse", nsmap={None: TNS})
-        found = [num for num in assetnums if num in self._assets]
-        for num in found:
-            _append_record(response, "asset", self._assets[num], xsd_sequence("Asset"))
-        for num in found:
-            for workorder in self._workorders.get(num, []):
-                if changedsince is None or _changed_since(workorder, changedsince):
-                    _append_record(response, "workorder", workorder, xsd_sequence("WorkOrder"))
+        for asset in self.records.assets(assetnums):
+            _append_record(response, "asset", asset, xsd_sequence("Asset"))
+        for workorder in self.records.workorders(assetnums, changedsince):
+            _append_record(response, "workorder", workorder, xsd_sequence("WorkOrder"))
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
     def add_routes(self, app: FastAPI) -> None:

@@ -5,7 +5,8 @@ Two behaviours matter most to the hub and are modelled after SAP's synchronous s
 - exactly-once: a `MessageHeader/UUID` already posted within the duplicate window posts nothing
   and returns the original confirmation with `"Duplicate": true`;
 - asking by `DocumentReferenceID` is how a client resolves an unclear outcome (a timeout after
-  the ERP committed) before it sends again.
+  the ERP committed) before it sends again; the paged ledger listing is how it reconciles
+  everything it believes posted against what the ERP holds.
 
 Only successful postings are remembered as seen: a rejected entry left no trace, so sending it
 again (after the master data was fixed) is a new attempt. Document numbers are one global
@@ -27,6 +28,8 @@ from .base import MockSystem, error
 from .fixtures import FixtureError, load_fixture
 
 MAX_REQUESTS = 200
+DEFAULT_LEDGER_SIZE = 200
+MAX_LEDGER_SIZE = 1000
 REQUIRED_TEXT = ("CompanyCode", "DocumentReferenceID", "PostingDate", "TransactionCurrency", "GLAccount", "CostCenter")
 DOCUMENT_FIELDS = (
     "AccountingDocument",
@@ -48,6 +51,25 @@ class Malformed(ValueError):
 
 def _utc_iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def ledger_window(params: Any) -> tuple[int, int]:
+    """(page, size) of a ledger listing request; `page` is required, `size` has a default."""
+    try:
+        page = int(params["page"])
+        size = int(params.get("size", DEFAULT_LEDGER_SIZE))
+    except ValueError:
+        raise Malformed(f"page and size must be integers, got {params['page']!r} and {params.get('size')!r}") from None
+    if page < 1:
+        raise Malformed(f"page must be at least 1, got {page}")
+    if not 1 <= size <= MAX_LEDGER_SIZE:
+        raise Malformed(f"size must be between 1 and {MAX_LEDGER_SIZE}, got {size}")
+    return page, size
+
+
+def _document(doc: dict) -> dict:
+    """A posted document as the query endpoints show it."""
+    return {field: doc[field] for field in DOCUMENT_FIELDS}
 
 
 def parse_create_request(item: Any, where: str) -> tuple[str, dict]:
@@ -232,13 +254,26 @@ class ErpSystem(MockSystem):
             return JSONResponse(self.post_all(requests)[0])
 
         @app.get("/api/v1/journal-entries")
-        async def by_reference(request: Request) -> JSONResponse:
-            reference = request.query_params.get("DocumentReferenceID")
+        async def journal_entries(request: Request) -> JSONResponse:
+            params = request.query_params
+            if "DocumentReferenceID" not in params and "page" in params:
+                try:
+                    page, size = ledger_window(params)
+                except Malformed as exc:
+                    return error(400, str(exc))
+                return JSONResponse(self.ledger_page(page, size))
+            reference = params.get("DocumentReferenceID")
             if not reference:
-                return error(400, "DocumentReferenceID is required")
-            results = [
-                {field: doc[field] for field in DOCUMENT_FIELDS}
-                for doc in self._documents
-                if doc["DocumentReferenceID"] == reference
-            ]
+                return error(400, "DocumentReferenceID, or page for the ledger listing, is required")
+            results = [_document(d) for d in self._documents if d["DocumentReferenceID"] == reference]
             return JSONResponse({"results": results})
+
+    def ledger_page(self, page: int, size: int) -> dict:
+        """Posted documents in posting order, one page of them."""
+        start = (page - 1) * size
+        return {
+            "results": [_document(d) for d in self._documents[start : start + size]],
+            "page": page,
+            "size": size,
+            "total": len(self._documents),
+        }

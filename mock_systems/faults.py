@@ -1,14 +1,19 @@
-"""Fault plan: whether a request to a mock is delayed, refused or slowed down.
+"""Fault plan: whether a request to a mock is delayed, refused, garbled or cut off.
 
-One implementation for all four mocks (applied by the middleware in `base.py`), so that a fault
-means the same thing on every system and the hub's retry logic can be tested against each.
+One implementation for every mock (applied by the middleware in `base.py`), so that a fault
+means the same thing on every system and the hub's retry and crash-safety logic can be tested
+against each.
 
 Plan JSON (see docs/protocols.md):
 
     {"latency_ms": 50,
      "rules": [{"kind": "status", "status": 503, "times": 1, "path_prefix": "/api/v1/permits"},
                {"kind": "rate_limit", "retry_after_s": 1, "times": 1},
-               {"kind": "timeout", "delay_s": 30, "probability": 0.1, "seed": 7}]}
+               {"kind": "timeout", "delay_s": 30, "probability": 0.1, "seed": 7},
+               {"kind": "commit_then_drop", "times": 1, "method": "POST"}]}
+
+Kinds in `REFUSING_KINDS` answer before the system sees the request; kinds in `COMMITTING_KINDS`
+let the system handle it (its changes commit) and then spoil or withhold the answer.
 
 Rules are tried in order; the first one that fires decides the request. A rule with `times`
 fires on the first `times` requests it is asked about; with `probability` it fires at random
@@ -24,7 +29,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("status", "rate_limit", "timeout")
+REFUSING_KINDS = ("status", "rate_limit", "reset", "malformed", "soap_fault")
+COMMITTING_KINDS = ("timeout", "truncate", "commit_then_drop", "commit_then_status")
+KINDS = REFUSING_KINDS + COMMITTING_KINDS
+DEFAULT_SOAP_FAULT_MESSAGE = "EAM backend unavailable"
 SYSTEM_NAMES = ("ptw", "eam", "mes", "erp")
 
 _RULE_KEYS = {
@@ -32,13 +40,21 @@ _RULE_KEYS = {
     "status",
     "retry_after_s",
     "delay_s",
+    "message",
     "times",
     "probability",
     "seed",
     "path_prefix",
     "method",
 }
-_KIND_KEYS = {"status": {"status"}, "rate_limit": {"retry_after_s"}, "timeout": {"delay_s"}}
+_KIND_KEYS = {
+    "status": {"status"},
+    "commit_then_status": {"status"},
+    "rate_limit": {"retry_after_s"},
+    "timeout": {"delay_s"},
+    "soap_fault": {"message"},
+}
+_KIND_SPECIFIC_KEYS = set().union(*_KIND_KEYS.values())
 
 
 class FaultPlanError(ValueError):
@@ -58,6 +74,7 @@ class FaultRule:
     status: int = 503
     retry_after_s: float = 1.0
     delay_s: float = 30.0
+    message: str = DEFAULT_SOAP_FAULT_MESSAGE
     times: int | None = None
     probability: float | None = None
     seed: int | None = None
@@ -76,7 +93,7 @@ class FaultRule:
         kind = raw.get("kind")
         if kind not in KINDS:
             raise FaultPlanError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-        misplaced = {k for other, keys in _KIND_KEYS.items() if other != kind for k in keys} & set(raw)
+        misplaced = (_KIND_SPECIFIC_KEYS - _KIND_KEYS.get(kind, set())) & set(raw)
         if misplaced:
             raise FaultPlanError(f"keys {sorted(misplaced)} do not apply to kind {kind!r}")
         status = raw.get("status", 503)
@@ -99,11 +116,15 @@ class FaultRule:
         method = raw.get("method")
         if method is not None and not isinstance(method, str):
             raise FaultPlanError(f"method must be a string, got {method!r}")
+        message = raw.get("message", DEFAULT_SOAP_FAULT_MESSAGE)
+        if not isinstance(message, str):
+            raise FaultPlanError(f"message must be a string, got {message!r}")
         return cls(
             kind=kind,
             status=status,
             retry_after_s=_number(raw, "retry_after_s", 1.0),
             delay_s=_number(raw, "delay_s", 30.0),
+            message=message,
             times=times,
             probability=probability,
             seed=seed,

@@ -7,6 +7,7 @@ quarantine path has something real to catch.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -17,15 +18,30 @@ from .fixtures import FixtureError, load_fixture
 MAX_IDS = 200
 
 
+class MesMaterials:
+    """The fixture plant's materials by trimmed name, in fixture order.
+
+    Both faces of the MES (B2MML here, OData in `mes_odata.py`) answer from this one lookup.
+    """
+
+    def __init__(self, fixtures_dir: Path):
+        self.by_name: dict[str, dict] = {}
+        for material in load_fixture(fixtures_dir, "mes/materials.json"):
+            if not isinstance(material.get("ID"), str):
+                raise FixtureError(f"mes/materials.json: material without ID: {material}")
+            self.by_name[material["ID"].strip()] = material
+
+    def lookup(self, names: list[str]) -> tuple[list[dict], list[str]]:
+        """(known materials, unknown names) for names matched after trimming, each once, in order."""
+        wanted = list(dict.fromkeys(name.strip() for name in names))
+        return [self.by_name[n] for n in wanted if n in self.by_name], [n for n in wanted if n not in self.by_name]
+
+
 class MesSystem(MockSystem):
     name = "mes"
 
     def load_fixtures(self) -> None:
-        self._materials: dict[str, dict] = {}
-        for material in load_fixture(self.fixtures_dir, "mes/materials.json"):
-            if not isinstance(material.get("ID"), str):
-                raise FixtureError(f"mes/materials.json: material without ID: {material}")
-            self._materials[material["ID"].strip()] = material
+        self.materials = MesMaterials(self.fixtures_dir)
 
     def add_routes(self, app: FastAPI) -> None:
         @app.post("/api/v1/material-parameters/query")
@@ -39,17 +55,12 @@ class MesSystem(MockSystem):
                 return error(400, "body needs MaterialDefinitionIDs: a list of material names")
             if not 1 <= len(ids) <= MAX_IDS:
                 return error(400, f"MaterialDefinitionIDs must hold 1 to {MAX_IDS} names, got {len(ids)}")
-            wanted = list(dict.fromkeys(i.strip() for i in ids))
-            return JSONResponse(
-                {
-                    "MaterialDefinition": [self._materials[i] for i in wanted if i in self._materials],
-                    "UnknownIDs": [i for i in wanted if i not in self._materials],
-                }
-            )
+            known, unknown = self.materials.lookup(ids)
+            return JSONResponse({"MaterialDefinition": known, "UnknownIDs": unknown})
 
         @app.get("/api/v1/materials/{name}/parameters")
         async def one(name: str) -> JSONResponse:
-            material = self._materials.get(name.strip())
+            material = self.materials.by_name.get(name.strip())
             if material is None:
                 return error(404, f"material {name} not found")
             return JSONResponse(material)

@@ -1,4 +1,4 @@
-"""Start the four mocks as real HTTP servers on loopback, each in a background thread.
+"""Start the mocks as real HTTP servers on loopback, each in a background thread.
 
 Tests, demos and the `mock-systems` command all go through `start_systems`, so what the hub
 talks to in CI is the same thing a person starts by hand. Each server gets a socket bound
@@ -16,18 +16,28 @@ from types import TracebackType
 
 import uvicorn
 
-from .base import MockSystem
+from .base import AuthConfigError, MockSystem
 from .eam import EamSystem
+from .eam_oslc import EamOslcSystem
 from .erp import ErpSystem
 from .faults import SYSTEM_NAMES, split_by_system
 from .mes import MesSystem
+from .mes_odata import MesODataSystem
 from .ptw import PtwSystem
 
-SYSTEMS: dict[str, type[MockSystem]] = {"ptw": PtwSystem, "eam": EamSystem, "mes": MesSystem, "erp": ErpSystem}
-DEFAULT_PORTS = {"ptw": 8101, "eam": 8102, "mes": 8103, "erp": 8104}
+SYSTEMS: dict[str, type[MockSystem]] = {
+    "ptw": PtwSystem,
+    "eam": EamSystem,
+    "mes": MesSystem,
+    "erp": ErpSystem,
+    "eam_oslc": EamOslcSystem,
+    "mes_odata": MesODataSystem,
+}
+FLAVORS = ("eam_oslc", "mes_odata")  # the same plant's EAM and MES behind a second vendor protocol
+DEFAULT_PORTS = {"ptw": 8101, "eam": 8102, "mes": 8103, "erp": 8104, "eam_oslc": 8105, "mes_odata": 8106}
 STARTUP_TIMEOUT_S = 30.0
 
-assert tuple(SYSTEMS) == SYSTEM_NAMES
+assert tuple(name for name in SYSTEMS if name not in FLAVORS) == SYSTEM_NAMES
 
 
 @dataclass
@@ -71,14 +81,14 @@ def _serve(system: MockSystem, host: str, port: int) -> _Served:
 
 
 class RunningSystems:
-    """The four running mocks. `urls` are what the hub is configured with; stop() ends them."""
+    """The running mocks. `urls` are what the hub is configured with; stop() ends them."""
 
     def __init__(self, served: dict[str, _Served]):
         self._served = served
 
     @property
     def urls(self) -> dict[str, str]:
-        """System URLs: REST roots, and the SOAP endpoint for the EAM."""
+        """System URLs: REST roots, the EAM's SOAP endpoint, the OSLC root and the OData service root."""
         return {name: s.base_url + s.system.url_path for name, s in self._served.items()}
 
     @property
@@ -107,6 +117,17 @@ class RunningSystems:
         self.stop()
 
 
+def fault_plans(faults: dict | None) -> dict[str, dict]:
+    """Fault plan per system; one plan for all reaches the flavors too.
+
+    `split_by_system` knows the four systems; a flavor takes the plan under its own name.
+    """
+    if not isinstance(faults, dict) or set(faults) & {"rules", "latency_ms"}:
+        return {name: faults for name in SYSTEMS} if split_by_system(faults) else {}
+    flavored = {name: faults[name] for name in FLAVORS if name in faults}
+    return {**split_by_system({k: v for k, v in faults.items() if k not in FLAVORS}), **flavored}
+
+
 def start_systems(
     fixtures_dir: Path | str,
     *,
@@ -114,20 +135,27 @@ def start_systems(
     faults: dict[str, dict] | None = None,
     state_dir: Path | str | None = None,
     host: str = "127.0.0.1",
+    auth: dict[str, dict] | None = None,
 ) -> RunningSystems:
-    """Start PTW, EAM, MES and ERP; returns once all four accept connections.
+    """Start PTW, EAM, MES, ERP and the EAM's and MES's second flavors; returns once all accept connections.
 
     `ports` maps system name to port (missing: 0, a free port). `faults` maps system name to a
-    fault plan (or is one plan for all four). `state_dir` keeps PTW holds and ERP documents
-    across processes.
+    fault plan (or is one plan for all). `state_dir` keeps PTW holds and ERP documents
+    across processes. `auth` maps system name to the credentials it requires (none if absent).
     """
     ports = dict(ports or {})
     unknown = set(ports) - set(SYSTEMS)
     if unknown:
         raise ValueError(f"unknown systems in ports: {sorted(unknown)}")
-    plans = split_by_system(faults)
+    plans = fault_plans(faults)
+    auth = auth or {}
+    if not isinstance(auth, dict) or not set(auth) <= set(SYSTEMS):
+        raise AuthConfigError(f"auth must be an object keyed by system name ({', '.join(SYSTEMS)})")
     # Build every system first: a broken fixture fails before any server is started.
-    systems = {name: cls(fixtures_dir, faults=plans.get(name), state_dir=state_dir) for name, cls in SYSTEMS.items()}
+    systems = {
+        name: cls(fixtures_dir, faults=plans.get(name), state_dir=state_dir, auth=auth.get(name))
+        for name, cls in SYSTEMS.items()
+    }
     served: dict[str, _Served] = {}
     try:
         for name, system in systems.items():

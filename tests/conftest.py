@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 import mock_systems as mock_systems_package
+from hub.connectors.breaker import close_all_breakers
 from hub.settings import HubSettings, SystemEndpoint
 from hub.store.migrate import upgrade
 from mock_systems.servers import RunningSystems, start_systems
@@ -18,6 +19,14 @@ from mock_systems.servers import RunningSystems, start_systems
 REPO_ROOT = Path(__file__).parents[1]
 EAM_WSDL = Path(mock_systems_package.__file__).with_name("eam.wsdl")
 PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def closed_breakers():
+    """Circuit breakers live per process; each test starts with every circuit closed."""
+    close_all_breakers()
+    yield
+    close_all_breakers()
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +70,18 @@ def pg_url():
 
 @pytest.fixture
 def make_settings():
-    """Settings pointing at given mock URLs, with a migrated store and quick retries."""
+    """Settings pointing at given mock URLs, with a migrated store, quick retries and quick circuit resets."""
 
     def make(database_url: str, urls: dict[str, str], **overrides) -> HubSettings:
         upgrade(database_url)
         endpoints = {name: SystemEndpoint(url=urls[name]) for name in ("ptw", "eam", "mes", "erp")}
-        defaults = {"retry_attempts": 3, "retry_initial_s": 0.01, "retry_max_s": 0.5, "read_timeout_s": 10}
+        defaults = {
+            "retry_attempts": 3,
+            "retry_initial_s": 0.01,
+            "retry_max_s": 0.5,
+            "read_timeout_s": 10,
+            "breaker_reset_s": 0.1,
+        }
         return HubSettings(
             database_url=database_url, eam_wsdl=str(EAM_WSDL), **{**defaults, **endpoints, **overrides}
         )

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 from dagster import MetadataValue
 
+from hub.failpoints import failpoint
 from hub.mappings.engine import Mapping, Rejected
 from hub.model import Permit
 from hub.store.repository import HubStore, QuarantineItem
@@ -31,6 +32,7 @@ def mapping_label(mapping: Mapping) -> str:
 
 
 def quarantine_rejects(store: HubStore, system: str, mapping: Mapping, rejected: Sequence[Rejected]) -> int:
+    failpoint("quarantine.before_write")
     return store.quarantine(
         [
             QuarantineItem(

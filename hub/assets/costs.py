@@ -6,6 +6,7 @@ from decimal import Decimal
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from hub.assets.common import preview
+from hub.failpoints import failpoint
 from hub.logic.costs import CostError, cost_entries, message_uuid
 from hub.resources import HubStoreResource, RulesResource
 from hub.store.repository import QuarantineItem
@@ -34,6 +35,7 @@ def safety_cost_entries(
                 )
             )
     new = hub_store.enqueue_entries(entries, {e.entry_key: str(message_uuid(e.entry_key)) for e in entries})
+    failpoint("costs.after_enqueue")
     quarantined = hub_store.quarantine(problems)
     return MaterializeResult(
         metadata={

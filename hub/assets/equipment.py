@@ -21,6 +21,7 @@ from dagster import (
 from hub.assets.common import lineage_of, mapping_label, device_ids_of, permits_in_scope, preview, quarantine_rejects
 from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
+from hub.failpoints import failpoint
 from hub.mappings.engine import load_mapping
 from hub.resources import EamResource, HubStoreResource
 
@@ -36,7 +37,7 @@ from hub.resources import EamResource, HubStoreResource
 def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamResource):
     hub_store = store.store()
     device_ids = device_ids_of(permits_in_scope(hub_store))
-    mapping = load_mapping("eam")
+    mapping = load_mapping(eam.mapping)
     client = eam.client()
     fetched_at = datetime.now(timezone.utc)
     error = ""
@@ -53,6 +54,7 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
     hub_store.upsert_maintenance_records(
         records.records, fetched_at, complete_for=device_ids if reply else (), lineage=lineage_of(mapping)
     )
+    failpoint("eam.before_lookups")
     if reply:
         hub_store.record_lookups("eam", device_ids, fetched_at)
     quarantined = quarantine_rejects(hub_store, "eam", mapping, equipment.quarantined + records.quarantined)

@@ -1,13 +1,46 @@
 """`erp_postings`: push the outbox to the ERP exactly once per entry and record document numbers."""
 
+from datetime import datetime, timezone
 
 from dagster import AssetCheckResult, AssetExecutionContext, Failure, MaterializeResult, asset, asset_check
 
 from hub.assets.common import preview
 from hub.connectors.retry import TransientError, VendorRejected
+from hub.failpoints import failpoint
 from hub.mappings.engine import load_mapping
 from hub.resources import ErpResource, HubStoreResource
-from hub.store.repository import QuarantineItem
+from hub.store.repository import OutboxRow, QuarantineItem
+
+
+def _audit_body(row: OutboxRow, **erp_answer) -> dict:
+    """What the audit log keeps of a settled entry: which entry, what money, and the ERP's answer."""
+    entry = row.entry
+    return {
+        "entry_key": row.entry_key,
+        "message_uuid": row.message_uuid,
+        "amount": entry.amount,
+        "currency": entry.currency,
+        "cost_center": entry.cost_center,
+        "gl_account": entry.gl_account,
+        **erp_answer,
+    }
+
+
+def _mark_posted(hub_store, posted: list[tuple[OutboxRow, str, str | None]]) -> None:
+    """(row, accounting document, fiscal year): record the ERP's confirmation in the outbox and the audit log."""
+    hub_store.mark_posted([(row.entry_key, document, year) for row, document, year in posted])
+    audited = [
+        (row.entry_key, _audit_body(row, accounting_document=document, fiscal_year=year))
+        for row, document, year in posted
+    ]
+    hub_store.append_audit("erp_posting", audited, datetime.now(timezone.utc))
+
+
+def _mark_rejected(hub_store, refused: list[tuple[OutboxRow, str]]) -> None:
+    """(row, the ERP's message): record the refusal in the outbox and the audit log."""
+    hub_store.mark_rejected([(row.entry_key, message) for row, message in refused])
+    audited = [(row.entry_key, _audit_body(row, rejection_message=message)) for row, message in refused]
+    hub_store.append_audit("erp_rejection", audited, datetime.now(timezone.utc))
 
 
 def _settle_unclear(client, hub_store, rows) -> list:
@@ -19,17 +52,17 @@ def _settle_unclear(client, hub_store, rows) -> list:
             continue
         matches = [m for m in client.find_by_reference(row.entry_key) if m.get("MessageUUID") == row.message_uuid]
         if matches:
-            found.append((row.entry_key, matches[0]["AccountingDocument"], matches[0].get("FiscalYear")))
+            found.append((row, matches[0]["AccountingDocument"], matches[0].get("FiscalYear")))
         else:
             still_to_send.append(row)
-    hub_store.mark_posted(found)
+    _mark_posted(hub_store, found)
     return still_to_send
 
 
 @asset(group_name="erp", deps=["safety_cost_entries"], description="Outbox entries posted to the ERP, with document numbers.")
 def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: ErpResource) -> MaterializeResult:
     hub_store = store.store()
-    mapping = load_mapping("erp")
+    mapping = load_mapping(erp.mapping)
     client = erp.client()
     posted = rejected = 0
     failure = ""
@@ -38,12 +71,14 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
         by_uuid = {row.message_uuid: row for row in rows}
         pending = [(row.message_uuid, mapping.outbound("safety_cost_entry", row.entry)) for row in rows]
         sent: set[str] = set()
+        failpoint("erp.before_post")
         try:
             for confirmations in client.post_entries(pending):
+                failpoint("erp.after_post_before_mark")
                 ok = [c for c in confirmations if c.accounting_document]
                 refused = [c for c in confirmations if not c.accounting_document]
-                hub_store.mark_posted([(by_uuid[c.message_uuid].entry_key, c.accounting_document, c.fiscal_year) for c in ok])
-                hub_store.mark_rejected([(by_uuid[c.message_uuid].entry_key, c.error) for c in refused])
+                _mark_posted(hub_store, [(by_uuid[c.message_uuid], c.accounting_document, c.fiscal_year) for c in ok])
+                _mark_rejected(hub_store, [(by_uuid[c.message_uuid], c.error) for c in refused])
                 hub_store.quarantine(
                     [
                         QuarantineItem(
@@ -61,6 +96,7 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
                 sent.update(c.message_uuid for c in confirmations)
                 posted += len(ok)
                 rejected += len(refused)
+                failpoint("erp.between_batches")
         except (TransientError, VendorRejected) as exc:
             unsent = [row.entry_key for row in rows if row.message_uuid not in sent]
             hub_store.mark_unclear(unsent, str(exc))

@@ -7,6 +7,7 @@ from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
 
 from hub.assets.common import preview
 from hub.connectors.retry import TransientError, VendorRejected
+from hub.failpoints import failpoint
 from hub.logic.clearance import DeviceProfile
 from hub.logic.gate import decide_all, decision_fingerprint, invalid_permit_decision
 from hub.logic.rules import GateRules
@@ -54,10 +55,16 @@ def permit_gate_decisions(
     decisions = [by_id[k] for k in sorted(by_id)]
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}
     hub_store.append_gate_decisions(decisions, [fingerprints[d.permit_id] for d in decisions])
+    hub_store.append_audit(
+        "gate_decision",
+        [(d.permit_id, {**d.model_dump(mode="json"), "fingerprint": fingerprints[d.permit_id]}) for d in decisions],
+        now,
+    )
 
+    failpoint("gate.before_writeback")
     to_write = hub_store.holds_needing_write(fingerprints)
     previous = hub_store.load_holds()
-    mapping = load_mapping("ptw")
+    mapping = load_mapping(ptw.mapping)
     client = ptw.client()
     written, failed = [], []
     with client.rest:
@@ -67,6 +74,7 @@ def permit_gate_decisions(
             try:
                 if decision.decision == "block":
                     client.put_hold(decision.permit_id, ptw.hold_source, mapping.outbound("gate_decision", decision))
+                    failpoint("gate.after_put_before_record")
                 elif previous.get(decision.permit_id, ("", ""))[1] == "block":
                     client.release_hold(decision.permit_id, ptw.hold_source)
             except (TransientError, VendorRejected) as exc:

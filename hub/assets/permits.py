@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from hub.assets.common import lineage_of, mapping_label, preview, quarantine_rejects
+from hub.failpoints import failpoint
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource
 
@@ -15,7 +16,7 @@ CURSOR = "ptw.permits.updated_since"
 @asset(group_name="ptw", description="Permits from the PTW, pulled incrementally by an updated-since cursor.")
 def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwResource) -> MaterializeResult:
     hub_store = store.store()
-    mapping = load_mapping("ptw")
+    mapping = load_mapping(ptw.mapping)
     cursor = hub_store.get_cursor(CURSOR)
     client = ptw.client()
     fetched = accepted = quarantined = 0
@@ -26,6 +27,7 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
             fetched += len(page)
             result = mapping.inbound("permit", page)
             hub_store.upsert_permits(result.records, datetime.now(timezone.utc), lineage_of(mapping))
+            failpoint("permits.before_cursor")
             hub_store.resolve_quarantine_for("ptw", "permit", [p.permit_id for p in result.records])
             quarantined += quarantine_rejects(hub_store, "ptw", mapping, result.quarantined)
             accepted += len(result.records)

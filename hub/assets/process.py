@@ -14,7 +14,7 @@ from hub.resources import HubStoreResource, MesResource
 def process_parameters(context: AssetExecutionContext, store: HubStoreResource, mes: MesResource) -> MaterializeResult:
     hub_store = store.store()
     names = {name for permit in permits_in_scope(hub_store) for name in permit.material_names}
-    mapping = load_mapping("mes")
+    mapping = load_mapping(mes.mapping)
     client = mes.client()
     with client.rest:
         reply = client.parameters_for(names)

@@ -101,3 +101,10 @@ def db_upgrade(
 
 
 # --- command groups in their own modules (one line each) ---
+from hub.cli.quarantine import app as quarantine_app  # noqa: E402
+
+app.add_typer(quarantine_app, name="quarantine")
+
+from hub.cli.audit import app as audit_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")

@@ -1,8 +1,13 @@
-"""Credentials from settings as headers and basic-auth pairs, for httpx and requests alike."""
+"""Credentials from settings as headers and basic-auth pairs, for httpx and requests alike,
+and the means to scrub them from any text a system sends back."""
 
 from __future__ import annotations
 
+import base64
+
 from hub.settings import SystemEndpoint
+
+REDACTED = "**********"
 
 
 def auth_headers(endpoint: SystemEndpoint) -> dict[str, str]:
@@ -18,3 +23,19 @@ def basic_credentials(endpoint: SystemEndpoint) -> tuple[str, str] | None:
     if endpoint.username is None or endpoint.password is None:
         return None
     return endpoint.username, endpoint.password.get_secret_value()
+
+
+def secret_values(endpoint: SystemEndpoint) -> tuple[str, ...]:
+    """Every form a credential takes on the wire, longest first, so none survives `redact`."""
+    values = [s.get_secret_value() for s in (endpoint.password, endpoint.token, endpoint.api_key) if s is not None]
+    basic = basic_credentials(endpoint)
+    if basic is not None:
+        values.append(base64.b64encode(":".join(basic).encode()).decode())
+    return tuple(sorted({v for v in values if v}, key=len, reverse=True))
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every secret replaced: a server that echoes a request must not leak it onward."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text

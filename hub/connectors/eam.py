@@ -2,7 +2,8 @@
 
 zeep parses large replies about ten times slower than lxml, so the reply is taken
 raw and flattened here; the WSDL still defines what we send. One zeep client is
-built per process and reused, since loading a WSDL is slow.
+built per process and reused, since loading a WSDL is slow. Every call, the WSDL load
+included, goes through the EAM's circuit breaker, with timeouts and a reply size limit.
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ from typing import Any
 import requests
 import zeep
 from lxml import etree
-from zeep.transports import Transport
 
+from hub.connectors.auth import auth_headers, basic_credentials, redact, secret_values
 from hub.connectors.batching import distinct_batches
-from hub.connectors.auth import auth_headers, basic_credentials
-from hub.connectors.retry import RetryPolicy, TransientError, VendorRejected, parse_retry_after
+from hub.connectors.bounded import DEFAULT_MAX_RESPONSE_BYTES
+from hub.connectors.breaker import SystemBreaker, breaker_for
+from hub.connectors.retry import (
+    RetryPolicy,
+    TransientError,
+    UntrustedCertificate,
+    VendorRejected,
+    parse_retry_after,
+)
+from hub.connectors.soap import BoundedTransport
+from hub.connectors.tls import certificate_problem, requests_verify
 from hub.settings import SystemEndpoint
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -60,11 +70,20 @@ def _service(
     operation_timeout_s: float,
     headers: tuple[tuple[str, str], ...],
     basic: tuple[str, str] | None,
+    ca_bundle: str | None,
+    max_response_bytes: int,
 ) -> Any:
     session = requests.Session()
     session.headers.update(dict(headers))
     session.auth = basic
-    transport = Transport(session=session, timeout=connect_timeout_s, operation_timeout=operation_timeout_s)
+    session.verify = requests_verify(ca_bundle)
+    transport = BoundedTransport(
+        "EAM",
+        session,
+        connect_timeout_s=connect_timeout_s,
+        read_timeout_s=operation_timeout_s,
+        max_response_bytes=max_response_bytes,
+    )
     client = zeep.Client(wsdl, transport=transport)
     return client, client.create_service(BINDING, address)
 
@@ -106,6 +125,9 @@ class EamClient:
         operation_timeout_s: float,
         retry: RetryPolicy,
         batch_size: int,
+        breaker: SystemBreaker | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        ca_bundle: str | None = None,
     ):
         if not 1 <= batch_size <= MAX_ASSETS_PER_CALL:
             raise ValueError(f"EAM batch size must be 1..{MAX_ASSETS_PER_CALL}, got {batch_size}")
@@ -117,22 +139,37 @@ class EamClient:
         self.operation_timeout_s = operation_timeout_s
         self.retry = retry
         self.batch_size = batch_size
+        self.breaker = breaker or breaker_for("EAM", endpoint.url)
+        self.max_response_bytes = max_response_bytes
+        self.ca_bundle = ca_bundle
         self.calls = 0
+        self._secrets = secret_values(endpoint)
 
     def _call(self, batch: list[str], changed_since: datetime | None) -> dict[str, list[dict[str, str | None]]]:
-        client, service = _service(
-            self.wsdl, self.address, self.connect_timeout_s, self.operation_timeout_s, self.headers, self.basic
-        )
+        self.calls += 1
         kwargs: dict[str, Any] = {"assetnum": batch}
         if changed_since is not None:
             kwargs["changedsince"] = changed_since
         try:
+            client, service = _service(
+                self.wsdl,
+                self.address,
+                self.connect_timeout_s,
+                self.operation_timeout_s,
+                self.headers,
+                self.basic,
+                self.ca_bundle,
+                self.max_response_bytes,
+            )
             with client.settings(raw_response=True):
                 response = service.GetAssetMaintenance(**kwargs)
         except requests.RequestException as exc:
+            problem = certificate_problem(exc)
+            if problem:
+                raise UntrustedCertificate("EAM", problem) from None
             raise TransientError(f"EAM GetAssetMaintenance: {type(exc).__name__}") from None
         if 400 <= response.status_code < 500 and response.status_code != 429:
-            raise VendorRejected("EAM", response.status_code, response.text[:500])
+            raise VendorRejected("EAM", response.status_code, redact(response.text, self._secrets)[:500])
         if response.status_code == 429 or (response.status_code >= 500 and b"Fault" not in response.content[:2048]):
             raise TransientError(
                 f"EAM GetAssetMaintenance: HTTP {response.status_code}",
@@ -150,8 +187,7 @@ class EamClient:
         reply = EamReply()
         for batch in distinct_batches(device_ids, self.batch_size):
             def attempt(batch: list[str] = batch) -> dict[str, list[dict[str, str | None]]]:
-                self.calls += 1
-                return self._call(batch, changed_since)
+                return self.breaker.call(self._call, batch, changed_since)
 
             for kind, items in self.retry.call(attempt).items():
                 reply.records[kind].extend(items)

@@ -1,19 +1,27 @@
-"""The shared REST transport: httpx with timeouts, auth and the retry policy.
+"""The shared REST transport: httpx with timeouts, TLS, auth, a size limit, a breaker and retries.
 
-Every REST connector goes through `RestClient.request`, so timeouts, auth and
-retry behaviour cannot drift between systems.
+Every REST connector goes through `RestClient.request`, so these cannot drift between systems.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 
-from hub.connectors.auth import auth_headers, basic_credentials
-from hub.connectors.retry import RetryPolicy, TransientError, VendorRejected, parse_retry_after
+from hub.connectors.auth import auth_headers, basic_credentials, redact, secret_values
+from hub.connectors.bounded import DEFAULT_MAX_RESPONSE_BYTES, read_capped
+from hub.connectors.breaker import SystemBreaker, breaker_for
+from hub.connectors.retry import (
+    RetryPolicy,
+    TransientError,
+    UntrustedCertificate,
+    VendorRejected,
+    parse_retry_after,
+)
+from hub.connectors.tls import certificate_problem, httpx_verify
 from hub.settings import SystemEndpoint
-
 
 class RestClient:
     def __init__(
@@ -24,16 +32,24 @@ class RestClient:
         connect_timeout_s: float,
         read_timeout_s: float,
         retry: RetryPolicy,
+        breaker: SystemBreaker | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        ca_bundle: str | None = None,
     ):
         basic = basic_credentials(endpoint)
         self.system = system
         self.retry = retry
+        self.breaker = breaker or breaker_for(system, endpoint.url)
+        self.max_response_bytes = max_response_bytes
         self.calls = 0
+        self._secrets = secret_values(endpoint)
         self._http = httpx.Client(
             base_url=endpoint.url,
             auth=httpx.BasicAuth(*basic) if basic else None,
             headers=auth_headers(endpoint),
+            # Connect, read, write and pool waits are all bounded; none is left at "forever".
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            verify=httpx_verify(ca_bundle),
         )
 
     def close(self) -> None:
@@ -47,23 +63,29 @@ class RestClient:
 
     def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         self.calls += 1
+        where = f"{self.system} {method} {path}"
         try:
-            response = self._http.request(method, path, **kwargs)
+            with self._http.stream(method, path, **kwargs) as response:
+                status = response.status_code
+                if status == 429 or status >= 500:
+                    raise TransientError(
+                        f"{where}: HTTP {status}", retry_after_s=parse_retry_after(response.headers.get("Retry-After"))
+                    )
+                body = read_capped(self.system, status, response.headers, response.iter_bytes(), self.max_response_bytes)
         except httpx.TransportError as exc:
-            # Covers connect errors, resets and read timeouts; the message never holds credentials.
-            raise TransientError(f"{self.system} {method} {path}: {type(exc).__name__}") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise TransientError(
-                f"{self.system} {method} {path}: HTTP {response.status_code}",
-                retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
-            )
-        if response.status_code >= 400:
-            raise VendorRejected(self.system, response.status_code, response.text[:500])
+            problem = certificate_problem(exc)
+            if problem:
+                raise UntrustedCertificate(self.system, problem) from None
+            # Covers connect errors, resets, read timeouts and cut-off bodies; never credentials.
+            raise TransientError(f"{where}: {type(exc).__name__}") from None
+        if status >= 400:
+            detail = redact(body.decode("utf-8", errors="replace"), self._secrets)[:500]
+            raise VendorRejected(self.system, status, detail)
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError:
             # A cut-off or garbled body is worth another try; the next answer may be whole.
-            raise TransientError(f"{self.system} {method} {path}: reply is not JSON") from None
+            raise TransientError(f"{where}: reply is not JSON") from None
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.retry.call(lambda: self._once(method, path, **kwargs))
+        return self.retry.call(lambda: self.breaker.call(self._once, method, path, **kwargs))

@@ -21,6 +21,8 @@ Example (see the packaged ``*.yaml`` next to this module for complete files)::
       safety_cost_entry:
         fields:                        # vendor path (dots nest): how to fill it
           JournalEntry.Amount: {from: amount, type: decimal, places: 2}
+
+The full language, with a worked example per feature, is in ``docs/mappings.md``.
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ KINDS: dict[str, type[Canonical]] = {
 }
 
 #: Value types a field may declare. ``str`` is the default.
-FieldType = Literal["str", "int", "decimal", "datetime", "date", "list", "object"]
+FieldType = Literal["str", "int", "decimal", "datetime", "date", "duration", "list", "object"]
+
+#: What happens to a value a field's ``map`` does not list.
+UnknownValue = Literal["quarantine", "default", "error"]
 
 
 def _scalar_key(value: Any) -> Any:
@@ -66,26 +71,61 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+class ConvertSpec(_Strict):
+    """Convert a number to the hub's unit: from the unit in vendor field ``unit`` to ``to``.
+
+    ``to`` is one unit, or a table choosing the unit by the value of canonical field ``by``
+    (e.g. parameter_id); a record whose ``by`` value is not in the table is not converted.
+    """
+
+    unit: str = Field(min_length=1)
+    to: str | dict[str, str]
+    by: str | None = Field(default=None, min_length=1)
+    decimals: int = Field(default=6, ge=0, le=12)
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _table_keys_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {_scalar_key(k): v for k, v in value.items()}
+        return value
+
+
+class TimeOfDaySpec(_Strict):
+    """The vendor field holding the time of day that completes a date (SAP ChangedOn + ChangedAt)."""
+
+    from_: str = Field(alias="from", min_length=1)
+    format: str = Field(default="iso_duration", min_length=1)
+
+
 class FieldSpec(_Strict):
     """How to fill one target field.
 
     Inbound the target is a canonical field and ``from`` a vendor path; outbound the target is a
-    vendor path and ``from`` a canonical field. Steps, in order: read ``from`` (or take
-    ``const``), handle an empty value (``optional`` / ``default``), apply ``transform``, look the
-    value up in ``map``, then parse (inbound) or render (outbound) by ``type``.
+    vendor path and ``from`` a canonical field. Steps, in order: read ``from`` (or ``concat``, or
+    take ``const``), handle an empty value (``optional`` / ``default``), apply ``transform``, look
+    the value up in ``map``, then parse (inbound) or render (outbound) by ``type``, then
+    ``convert`` units.
     """
 
     from_: str | None = Field(default=None, alias="from", min_length=1)
     const: Any = None
+    concat: list[str] | None = Field(default=None, min_length=2)
+    separator: str = ""
+    unit_of: str | None = Field(default=None, min_length=1)
     default: Any = None
     optional: bool = False
     map: dict[str, str] | None = None
+    unknown: UnknownValue | None = None
     type: FieldType | None = None
     format: str | None = Field(default=None, min_length=1)
+    time_of_day: TimeOfDaySpec | None = None
     places: int | None = Field(default=None, ge=0, le=12)
     transform: list[str] = Field(default_factory=list)
+    split: str | None = Field(default=None, min_length=1)
     each: list[str] | None = None
     each_fields: dict[str, FieldSpec] | None = None
+    convert: ConvertSpec | None = None
 
     @field_validator("map", mode="before")
     @classmethod
@@ -95,8 +135,11 @@ class FieldSpec(_Strict):
         return value
 
     @property
-    def source(self) -> str | None:
-        return self.from_
+    def sources(self) -> tuple[str, ...]:
+        """The keys that say where the value comes from; a field needs exactly one."""
+        given = {"from": self.from_ is not None, "const": self.has_const, "concat": self.concat is not None,
+                 "unit_of": self.unit_of is not None}
+        return tuple(key for key, present in given.items() if present)
 
     @property
     def has_const(self) -> bool:
@@ -108,10 +151,10 @@ class FieldSpec(_Strict):
 
     @property
     def value_type(self) -> str:
-        """The declared type, or ``list`` when per-element settings are given, else ``str``."""
+        """The declared type, or ``list`` when splitting or per-element settings are given, else ``str``."""
         if self.type is not None:
             return self.type
-        if self.each is not None or self.each_fields is not None:
+        if self.split is not None or self.each is not None or self.each_fields is not None:
             return "list"
         return "str"
 
@@ -124,6 +167,7 @@ class InboundSpec(_Strict):
     parent_key: str | None = Field(default=None, min_length=1)
     parent_fields: dict[str, FieldSpec] = Field(default_factory=dict)
     fields: dict[str, FieldSpec]
+    ignore: list[str] = Field(default_factory=list)  # vendor paths deliberately not mapped
 
 
 class OutboundSpec(_Strict):
@@ -134,10 +178,12 @@ class OutboundSpec(_Strict):
 
 
 class MappingFile(_Strict):
+    extends: str | None = Field(default=None, min_length=1)  # consumed when loading an overlay
     system: str = Field(min_length=1)
     version: Literal[1]
     description: str | None = None
     timezone: str | None = Field(default=None, min_length=1)
+    units: dict[str, str] = Field(default_factory=dict)  # vendor unit code -> unit the hub knows
     inbound: dict[str, InboundSpec] = Field(default_factory=dict)
     outbound: dict[str, OutboundSpec] = Field(default_factory=dict)
 

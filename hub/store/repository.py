@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from hub.audit import GENESIS_HASH, AuditRow, extend_chain
 from hub.model import (
     Equipment,
     GateDecision,
@@ -64,6 +65,9 @@ WRITE_CHUNK = 5_000  # rows per executemany call
 IN_CHUNK = 500  # values per IN (...) list; well under SQLite's variable limit
 
 OPEN_OUTBOX_STATUSES = ("pending", "unclear")
+
+# PostgreSQL advisory-lock id that serialises audit-log appenders (any fixed bigint would do).
+AUDIT_LOCK_KEY = int.from_bytes(hashlib.sha256(b"hub.audit_log").digest()[:8], "big", signed=True)
 
 T = TypeVar("T")
 CanonicalT = TypeVar("CanonicalT", bound=BaseModel)
@@ -537,6 +541,47 @@ class HubStore:
             ).all()
         return {r.permit_id: (r.fingerprint, r.decision) for r in rows}
 
+    # ------------------------------------------------------------------ audit log (hash chain)
+
+    def append_audit(
+        self, kind: str, entries: Sequence[tuple[str, Mapping[str, Any]]], recorded_at: datetime
+    ) -> int:
+        """Chain (ref, body) entries onto the audit log in one transaction; return how many.
+
+        Appenders are serialised so that each one chains onto the head the one before
+        wrote: on PostgreSQL by a transaction-scoped advisory lock (a row lock needs a
+        head row, which an empty log lacks), on SQLite by the write lock BEGIN IMMEDIATE
+        takes.
+        """
+        recorded_at = _aware(recorded_at, "recorded_at")
+        if not entries:
+            return 0
+        a = t.audit_log
+        with self._write() as conn:
+            if self._backend == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
+            head = conn.execute(select(a.c.id, a.c.hash).order_by(a.c.id.desc()).limit(1)).first()
+            head_id, head_hash = head or (0, GENESIS_HASH)
+            rows = extend_chain(head_id, head_hash, kind, entries, recorded_at)
+            for chunk in _chunks([vars(r) for r in rows], WRITE_CHUNK):
+                conn.execute(a.insert(), list(chunk))
+        return len(rows)
+
+    def iter_audit(self, batch: int = 5_000) -> Iterator[AuditRow]:
+        """Every audit row in id order, ``batch`` rows per short read, so a long log streams."""
+        a = t.audit_log
+        after: int | None = None
+        while True:
+            stmt = select(a).order_by(a.c.id).limit(batch)
+            if after is not None:
+                stmt = stmt.where(a.c.id > after)
+            with self._read() as conn:
+                page = conn.execute(stmt).all()
+            yield from (AuditRow(**r._mapping) for r in page)
+            if len(page) < batch:
+                return
+            after = page[-1].id
+
     # ------------------------------------------------------------------ ERP outbox
 
     def enqueue_entries(
@@ -662,6 +707,20 @@ class HubStore:
                     "updated_at": bindparam("k_now", type_=t.erp_outbox.c.updated_at.type),
                 },
             )
+
+    def requeue_rejected(self, entry_keys: Collection[str]) -> int:
+        """An operator's replay after fixing master data: rejected entries become pending
+        again, under the same message UUID, so the ERP still cannot book them twice."""
+        o = t.erp_outbox
+        changed = 0
+        with self._write() as conn:
+            for chunk in _chunks(_unique(entry_keys), IN_CHUNK):
+                changed += conn.execute(
+                    update(o)
+                    .where(o.c.entry_key.in_(chunk), o.c.status == "rejected")
+                    .values(status="pending", updated_at=self._clock())
+                ).rowcount
+        return changed
 
     def mark_unclear(self, entry_keys: Collection[str], error: str) -> int:
         """The send's outcome is unknown (e.g. timeout): status unclear, attempts + 1."""

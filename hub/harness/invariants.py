@@ -1,0 +1,221 @@
+"""What must hold once the hub has recovered from any crash or fault, checked against the plant.
+
+The expectations are derived from the fixture files through the packaged mappings and the pure
+decision logic (`hub.logic`), never from what the hub stored: a hub that lost or doubled work
+cannot vouch for itself. What is observed is read from the mock systems' admin surface (the
+ERP's ledger, the PTW's holds) and from the store only for the hub's own bookkeeping (outbox,
+quarantine).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hub.assets.common import SYNC_SCOPE_STATUSES
+from hub.logic.clearance import build_profiles
+from hub.logic.costs import CostError, cost_entries
+from hub.logic.gate import decide_all
+from hub.logic.rules import load_cost_rules, load_gate_rules
+from hub.mappings.engine import load_mapping
+from hub.store.repository import HubStore
+
+LEDGER = "ERP ledger: expected entries, each once"
+OUTBOX = "outbox agrees with the ERP"
+BLOCKED = "every unsafe permit blocked"
+NO_STRAY_BLOCK = "no block on a permit the gate allows"
+REASONS = "holds carry the current reasons"
+QUARANTINE = "quarantine complete, each with a reason"
+INVARIANTS = (LEDGER, OUTBOX, BLOCKED, NO_STRAY_BLOCK, REASONS, QUARANTINE)
+
+LedgerLine = tuple[Decimal, str, str]  # Amount, CostCenter, GLAccount
+ReasonKey = tuple[str, str | None]  # reason code, device
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The plant's correct end state after the hub has synced the fixtures."""
+
+    ledger: dict[str, LedgerLine]  # DocumentReferenceID -> line
+    blocks: dict[str, frozenset[ReasonKey]]  # permit -> reasons of its block
+    quarantined: frozenset[tuple[str, str, str]]  # (system, record_kind, source_key)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the plant and the hub's bookkeeping hold after a run."""
+
+    documents: list[dict[str, Any]]  # ERP journal entries
+    holds: dict[str, list[dict[str, Any]]]  # PTW permit -> holds of every source
+    outbox: list[dict[str, Any]]
+    quarantine: list[dict[str, Any]]  # resolved rows included
+
+
+@dataclass(frozen=True)
+class Verdict:
+    invariant: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def held(self) -> bool:
+        return not self.problems
+
+
+def _fixture(fixtures: Path, name: str) -> list[dict[str, Any]]:
+    return json.loads((fixtures / name).read_text(encoding="utf-8"))
+
+
+def expected_outcome(fixtures: Path, now: datetime) -> Expected:
+    """Map the fixture records as the hub would receive them and run the pure logic over them."""
+    ptw, eam, mes = load_mapping("ptw"), load_mapping("eam"), load_mapping("mes")
+    gate_rules, cost_rules = load_gate_rules(), load_cost_rules()
+    permits = ptw.inbound("permit", _fixture(fixtures, "ptw/permits.json"))
+    in_scope = [p for p in permits.records if p.status in SYNC_SCOPE_STATUSES]
+    devices = {d for p in in_scope for d in p.device_ids}
+    materials = {m for p in in_scope for m in p.material_names}
+    equipment = eam.inbound("equipment", _fixture(fixtures, "eam/assets.json"))
+    work_orders = eam.inbound("maintenance_record", _fixture(fixtures, "eam/workorders.json"))
+    parameters = mes.inbound("process_parameter", _fixture(fixtures, "mes/materials.json"))
+
+    # The EAM answers for every device asked, so each was looked up now.
+    unreadable: dict[str, list[str]] = defaultdict(list)
+    for rejected in work_orders.quarantined:
+        if rejected.partial.get("device_id"):
+            unreadable[rejected.partial["device_id"]].append(rejected.reason)
+    profiles = build_profiles(
+        devices,
+        {e.device_id: e for e in equipment.records if e.device_id in devices},
+        work_orders.records,
+        {d: now for d in devices},
+        unreadable,
+        gate_rules,
+        now,
+    )
+    blocks = {
+        d.permit_id: frozenset((r.code, r.device_id) for r in d.reasons)
+        for d in decide_all(permits.records, profiles, gate_rules, now)
+        if d.decision == "block"
+    }
+    # Fail closed: an unreadable permit is blocked unless what could be read shows it is not gated.
+    for rejected in permits.quarantined:
+        status, kind = rejected.partial.get("status"), rejected.partial.get("permit_type")
+        if (status is None or status in gate_rules.gated_statuses) and (
+            kind is None or kind in gate_rules.gated_permit_types
+        ):
+            blocks[rejected.source_key] = frozenset({("PERMIT_RECORD_INVALID", None)})
+
+    ledger: dict[str, LedgerLine] = {}
+    uncostable = set()
+    for permit in permits.records:
+        try:
+            entries = cost_entries(permit, cost_rules)
+        except CostError:
+            uncostable.add(("hub", "safety_cost_entry", permit.permit_id))
+            continue
+        ledger.update({e.entry_key: (e.amount, e.cost_center, e.gl_account) for e in entries})
+
+    asked = {
+        "eam": lambda r: r.partial.get("device_id") in devices,
+        "mes": lambda r: r.partial.get("material_name") in materials,
+        "ptw": lambda r: True,
+    }
+    quarantined = {
+        (system, r.kind, r.source_key)
+        for system, rejects in (
+            ("ptw", permits.quarantined),
+            ("eam", equipment.quarantined + work_orders.quarantined),
+            ("mes", parameters.quarantined),
+        )
+        for r in rejects
+        if asked[system](r)
+    }
+    return Expected(ledger=ledger, blocks=blocks, quarantined=frozenset(quarantined | uncostable))
+
+
+def observe(admin_urls: dict[str, str], database_url: str) -> Observed:
+    """Read the ERP ledger and PTW holds from the mocks' admin surface, and the hub's bookkeeping."""
+    with httpx.Client(timeout=30) as http:
+        documents = http.get(f"{admin_urls['erp']}/_admin/state").raise_for_status().json()["documents"]
+        holds = http.get(f"{admin_urls['ptw']}/_admin/state").raise_for_status().json()["holds"]
+    with HubStore(database_url) as store:
+        return Observed(documents, holds, store.load_outbox(), store.list_quarantine(include_resolved=True))
+
+
+def _twice(counts: Counter) -> list[str]:
+    return sorted(key for key, n in counts.items() if n > 1)
+
+
+def _ledger(expected: Expected, observed: Observed) -> Verdict:
+    problems = [f"reference {ref} booked twice" for ref in _twice(Counter(d["DocumentReferenceID"] for d in observed.documents))]
+    problems += [f"message UUID {uuid} booked twice" for uuid in _twice(Counter(d["MessageUUID"] for d in observed.documents))]
+    booked = {d["DocumentReferenceID"]: d for d in observed.documents}
+    problems += [f"{ref} missing from the ledger" for ref in sorted(expected.ledger.keys() - booked.keys())]
+    problems += [f"{ref} booked but not expected" for ref in sorted(booked.keys() - expected.ledger.keys())]
+    for ref in sorted(expected.ledger.keys() & booked.keys()):
+        doc = booked[ref]
+        line = (Decimal(doc["Amount"]), doc["CostCenter"], doc["GLAccount"])
+        if line != expected.ledger[ref]:
+            problems.append(f"{ref} booked as {line}, expected {expected.ledger[ref]}")
+    return Verdict(LEDGER, tuple(problems))
+
+
+def _outbox(observed: Observed) -> Verdict:
+    documents = {d["DocumentReferenceID"]: d["AccountingDocument"] for d in observed.documents}
+    problems = []
+    for row in observed.outbox:
+        key, document = row["entry_key"], row["accounting_document"]
+        if row["status"] != "posted":
+            problems.append(f"{key} is {row['status']} in the outbox")
+        elif document != documents.get(key):
+            problems.append(f"{key} recorded as document {document}, the ERP holds {documents.get(key)}")
+    return Verdict(OUTBOX, tuple(problems))
+
+
+def _hub_holds(observed: Observed, hold_source: str) -> dict[str, dict[str, Any]]:
+    return {
+        permit: hold
+        for permit, holds in observed.holds.items()
+        for hold in holds
+        if hold["source"] == hold_source and hold["action"] == "BLOCK"
+    }
+
+
+def _gate(expected: Expected, observed: Observed, hold_source: str) -> list[Verdict]:
+    blocks = _hub_holds(observed, hold_source)
+    unblocked = [f"{p} has no BLOCK hold from {hold_source}" for p in sorted(expected.blocks.keys() - blocks.keys())]
+    stray = [f"{p} is blocked though the gate allows it" for p in sorted(blocks.keys() - expected.blocks.keys())]
+    stale = []
+    for permit in sorted(expected.blocks.keys() & blocks.keys()):
+        found = frozenset((r["code"], r.get("deviceId")) for r in blocks[permit]["reasons"])
+        if found != expected.blocks[permit]:
+            stale.append(f"{permit} held for {sorted(found, key=str)}, expected {sorted(expected.blocks[permit], key=str)}")
+    return [Verdict(BLOCKED, tuple(unblocked)), Verdict(NO_STRAY_BLOCK, tuple(stray)), Verdict(REASONS, tuple(stale))]
+
+
+def _quarantine(expected: Expected, observed: Observed) -> Verdict:
+    problems = [
+        f"quarantine row {row['id']} ({row['source_key']}) has no reason"
+        for row in observed.quarantine
+        if not (row["reason"] or "").strip()
+    ]
+    held = {(r["system"], r["record_kind"], r["source_key"]) for r in observed.quarantine if not r["resolved"]}
+    problems += [f"{key} was rejected but is not in quarantine" for key in sorted(expected.quarantined - held)]
+    problems += [f"{key} is quarantined though its record is valid" for key in sorted(held - expected.quarantined)]
+    return Verdict(QUARANTINE, tuple(problems))
+
+
+def check(expected: Expected, observed: Observed, hold_source: str = "integration-hub") -> list[Verdict]:
+    """One verdict per invariant, in `INVARIANTS` order."""
+    return [
+        _ledger(expected, observed),
+        _outbox(observed),
+        *_gate(expected, observed, hold_source),
+        _quarantine(expected, observed),
+    ]

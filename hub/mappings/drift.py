@@ -1,0 +1,82 @@
+"""Schema drift: vendor fields that arrive but that no field spec reads.
+
+A vendor that adds or renames a field does not break a mapping; the field is silently unused.
+Counting such fields per run makes the change visible (an asset check can watch the count).
+Fields a mapping deliberately leaves out are listed under the kind's ``ignore``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from collections.abc import Mapping as AnyMapping
+from typing import Any
+
+from hub.mappings.spec import FieldSpec, InboundSpec
+
+ELEMENT = "[*]"  # one element of a list, in reported paths: "reasons[*].code"
+
+
+def read_paths(fields: dict[str, FieldSpec]) -> set[str]:
+    """Every vendor path the field specs read; a path read whole covers everything under it."""
+    paths: set[str] = set()
+    for spec in fields.values():
+        if spec.from_ is not None:
+            paths.add(spec.from_)
+            if spec.each_fields is not None:
+                paths.discard(spec.from_)
+                paths |= {f"{spec.from_}{ELEMENT}.{sub}" for sub in read_paths(spec.each_fields)}
+        paths.update(spec.concat or ())
+        if spec.time_of_day is not None:
+            paths.add(spec.time_of_day.from_)
+        if spec.convert is not None:
+            paths.add(spec.convert.unit)
+    return paths
+
+
+def _covered(path: str, by: set[str]) -> bool:
+    return any(path == p or path.startswith((p + ".", p + ELEMENT)) for p in by)
+
+
+def _leaves(value: Any, prefix: str) -> Iterator[str]:
+    """Leaf paths of a vendor object; objects inside lists are walked as "list[*].field"."""
+    if isinstance(value, AnyMapping) and value:
+        for key, inner in value.items():
+            yield from _leaves(inner, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, (list, tuple)) and any(isinstance(item, AnyMapping) for item in value):
+        for item in value:
+            yield from _leaves(item, prefix + ELEMENT)
+    else:
+        yield prefix
+
+
+def unmapped_fields(spec: InboundSpec, vendor_records: Iterable[Any]) -> dict[str, int]:
+    """Vendor field path -> in how many records it appeared unread (per element for records_at kinds)."""
+    ignored = set(spec.ignore)
+    counts: Counter[str] = Counter()
+    if spec.records_at is None:
+        read = read_paths(spec.fields) | {spec.key} - {None} | ignored
+        for record in vendor_records:
+            if isinstance(record, AnyMapping):
+                counts.update({p for p in _leaves(record, "") if not _covered(p, read)})
+        return dict(sorted(counts.items()))
+    outer = {spec.records_at} | read_paths(spec.parent_fields) | {spec.parent_key} - {None}
+    inner = read_paths(spec.fields) | {spec.key} - {None}
+    children_prefix = spec.records_at + ELEMENT + "."
+    for record in vendor_records:
+        if not isinstance(record, AnyMapping):
+            continue
+        counts.update({p for p in _leaves(record, "") if not _covered(p, outer | ignored)})
+        children = _child_list(record, spec.records_at)
+        for child in children:
+            if isinstance(child, AnyMapping):
+                found = {children_prefix + p for p in _leaves(child, "") if not _covered(p, inner)}
+                counts.update({p for p in found if not _covered(p, ignored)})
+    return dict(sorted(counts.items()))
+
+
+def _child_list(record: AnyMapping[str, Any], path: str) -> list[Any]:
+    current: Any = record
+    for part in path.split("."):
+        current = current.get(part) if isinstance(current, AnyMapping) else None
+    return list(current) if isinstance(current, (list, tuple)) else []

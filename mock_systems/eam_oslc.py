@@ -1,0 +1,190 @@
+"""EAM mock, second flavor: the same assets and work orders as Maximo OSLC JSON over REST.
+
+A site whose EAM is reached through Maximo's REST API rather than a SOAP service still has the
+same plant behind it, so this face answers from the SOAP mock's `EamRecords` and serves the
+same attributes (the WSDL's `Asset` and `WorkOrder` sequences). Only the protocol differs:
+`oslc.where` / `oslc.select` / `oslc.pageSize` / `pageno` queries, lean JSON members that omit
+absent values, `responseInfo.nextPage` links, and Maximo's `{"Error": {...}}` refusals.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .base import MockSystem
+from .eam import EamRecords, normalise_assetnum, parse_datetime, xsd_sequence
+
+OSLC_ROOT = "/maximo/oslc"
+MAX_IDS = 100
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+REASON_CODE = "BMXAA7901E"
+
+# `and` between clauses, but not inside a quoted literal (an even number of quotes follows).
+_CLAUSE_SEPARATOR = re.compile(r'\s+and\s+(?=(?:[^"]*"[^"]*")*[^"]*$)', re.IGNORECASE)
+_ASSETNUM_IN = re.compile(r"assetnum\s+in\s+(\[.*\])", re.IGNORECASE | re.DOTALL)
+_CHANGEDATE_FROM = re.compile(r'changedate\s*>=\s*"([^"]*)"', re.IGNORECASE)
+
+
+class OslcQueryError(ValueError):
+    """A query the OSLC API refuses with HTTP 400."""
+
+
+def oslc_error(status: int, message: str) -> JSONResponse:
+    """Maximo's error body: `{"Error": {"message", "statusCode", "reasonCode"}}`."""
+    body = {"message": f"{REASON_CODE} - {message}", "statusCode": str(status), "reasonCode": REASON_CODE}
+    return JSONResponse({"Error": body}, status_code=status)
+
+
+@dataclass(frozen=True)
+class Where:
+    """A parsed `oslc.where`: normalised asset numbers (each once, in order), optional change cutoff."""
+
+    assetnums: list[str]
+    changedsince: datetime | None
+
+
+def _asset_list(literal: str) -> list[str]:
+    try:
+        ids = json.loads(literal)
+    except ValueError:
+        raise OslcQueryError(f"cannot read the list {literal!r}: use [\"A\",\"B\"]") from None
+    if not all(isinstance(i, str) for i in ids):
+        raise OslcQueryError(f"assetnum in [...] takes quoted strings, got {literal!r}")
+    if not 1 <= len(ids) <= MAX_IDS:
+        raise OslcQueryError(f"assetnum in [...] takes 1 to {MAX_IDS} values, got {len(ids)}")
+    return list(dict.fromkeys(normalise_assetnum(i) for i in ids))
+
+
+def parse_where(text: str | None) -> Where:
+    """`assetnum in ["A","B"]`, optionally `and changedate>="ISO"`, in either order."""
+    if text is None or not text.strip():
+        raise OslcQueryError('oslc.where must name the assets: assetnum in ["..."]')
+    assetnums: list[str] | None = None
+    changedsince: datetime | None = None
+    seen_changedate = False
+    for clause in _CLAUSE_SEPARATOR.split(text.strip()):
+        clause = clause.strip()
+        if (match := _ASSETNUM_IN.fullmatch(clause)) and assetnums is None:
+            assetnums = _asset_list(match.group(1))
+        elif (match := _CHANGEDATE_FROM.fullmatch(clause)) and not seen_changedate:
+            seen_changedate = True
+            try:
+                changedsince = parse_datetime(match.group(1))
+            except ValueError:
+                raise OslcQueryError(f"changedate needs an ISO 8601 date and time, got {match.group(1)!r}") from None
+        else:
+            raise OslcQueryError(f"cannot read the where clause {clause!r}")
+    if assetnums is None:
+        raise OslcQueryError('oslc.where must name the assets: assetnum in ["..."]')
+    return Where(assetnums, changedsince)
+
+
+def parse_select(text: str | None, attributes: tuple[str, ...]) -> tuple[str, ...]:
+    """Selected attributes in the object structure's order; none without `oslc.select`, all for `*`."""
+    if text is None:
+        return ()
+    names = {name.strip().lower() for name in text.split(",") if name.strip()}
+    if "*" in names:
+        return attributes
+    unknown = sorted(names - set(attributes))
+    if unknown:
+        raise OslcQueryError(f"oslc.select names attributes this object structure does not have: {unknown}")
+    return tuple(name for name in attributes if name in names)
+
+
+def _bounded_int(raw: str | None, name: str, default: int, maximum: int | None = None) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise OslcQueryError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1 or (maximum is not None and value > maximum):
+        limit = f"1 to {maximum}" if maximum is not None else "at least 1"
+        raise OslcQueryError(f"{name} must be {limit}, got {value}")
+    return value
+
+
+def _resource_id(key: Any) -> str:
+    """Maximo-style resource id: `_` and the base64 of the record's key, padding as `-`."""
+    return "_" + base64.b64encode(str(key).encode("utf-8")).decode("ascii").replace("=", "-")
+
+
+def _rowstamp(record: dict) -> str:
+    """Stable while the record is unchanged, different once it changes, as a Maximo rowstamp is."""
+    return str(zlib.crc32(json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8")))
+
+
+@dataclass(frozen=True)
+class ObjectStructure:
+    """One OSLC object structure: its name, key attribute, attributes and record lookup."""
+
+    name: str
+    key: str
+    xsd_type: str
+    fetch: Callable[[EamRecords, Where], list[dict]]
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return xsd_sequence(self.xsd_type)
+
+
+OBJECT_STRUCTURES = (
+    ObjectStructure("mxasset", "assetnum", "Asset", lambda records, where: records.assets(where.assetnums)),
+    ObjectStructure(
+        "mxwo", "wonum", "WorkOrder", lambda records, where: records.workorders(where.assetnums, where.changedsince)
+    ),
+)
+
+
+class EamOslcSystem(MockSystem):
+    """The EAM as Maximo OSLC: object structures `mxasset` and `mxwo` under `/maximo/oslc/os`."""
+
+    name = "eam_oslc"
+    url_path = OSLC_ROOT
+
+    def load_fixtures(self) -> None:
+        self.records = EamRecords(self.fixtures_dir)
+
+    def collection(self, structure: ObjectStructure, request: Request) -> JSONResponse:
+        """One page of an object structure's members for this request's query."""
+        params = request.query_params
+        try:
+            where = parse_where(params.get("oslc.where"))
+            selected = parse_select(params.get("oslc.select"), structure.attributes)
+            page_size = _bounded_int(params.get("oslc.pageSize"), "oslc.pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+            page_number = _bounded_int(params.get("pageno"), "pageno", 1)
+        except OslcQueryError as exc:
+            return oslc_error(400, str(exc))
+        records = structure.fetch(self.records, where)
+        collection_href = f"{str(request.base_url).rstrip('/')}{OSLC_ROOT}/os/{structure.name}"
+        members = []
+        for record in records[(page_number - 1) * page_size : page_number * page_size]:
+            member = {name: record[name] for name in selected if record.get(name) is not None}
+            member["href"] = f"{collection_href}/{_resource_id(record.get(structure.key, ''))}"
+            member["_rowstamp"] = _rowstamp(record)
+            members.append(member)
+        info: dict[str, Any] = {"href": str(request.url), "pagenum": page_number, "totalCount": len(records)}
+        if page_number * page_size < len(records) - 1:
+            info["nextPage"] = {"href": str(request.url.include_query_params(pageno=page_number + 1))}
+        return JSONResponse({"member": members, "responseInfo": info})
+
+    def add_routes(self, app: FastAPI) -> None:
+        for structure in OBJECT_STRUCTURES:
+            self._add_collection_route(app, structure)
+
+    def _add_collection_route(self, app: FastAPI, structure: ObjectStructure) -> None:
+        @app.get(f"{OSLC_ROOT}/os/{structure.name}")
+        async def collection(request: Request) -> JSONResponse:
+            return self.collection(structure, request)
