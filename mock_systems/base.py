@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from .faults import FaultPlan, FaultPlanError, FaultRule
+from .faults import KINDS, FaultPlan, FaultPlanError, FaultRule
 from .fixtures import StateFile
 
 ADMIN_PREFIX = "/_admin"
@@ -40,7 +40,7 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-def injected_status(status: int) -> JSONResponse:
+def _injected_status(status: int) -> JSONResponse:
     return error(status, f"injected fault: HTTP {status}")
 
 
@@ -69,7 +69,11 @@ def _recorded_body(raw: bytes) -> Any:
 
 
 class ReceivedLog:
-    """Every non-admin request, oldest first; `status` is filled in when the answer starts."""
+    """Every non-admin request, oldest first.
+
+    `status` is filled in when the answer starts, or set to "reset" when the connection is
+    dropped instead; a request a fault rule fired on also carries `fault`, the rule's kind.
+    """
 
     def __init__(self) -> None:
         self._entries: deque[dict[str, Any]] = deque(maxlen=RECEIVED_LIMIT)
@@ -130,24 +134,23 @@ class Credentials:
         raise AuthConfigError(f"auth must be one of basic, bearer or api_key, got {kind!r}")
 
     def accepts(self, scope: dict) -> bool:
-        presented = dict(scope["headers"]).get(self.header.encode("latin-1"))
-        if presented is None:
-            return False
+        presented = dict(scope["headers"]).get(self.header.encode("latin-1"), b"").strip()
         if self.scheme is not None:
-            scheme, _, presented = presented.partition(b" ")
-            if scheme.decode("latin-1").lower() != self.scheme:
+            scheme, _, token = presented.partition(b" ")
+            if scheme.lower() != self.scheme.encode():
                 return False
+            presented = token.strip()
             if self.scheme == "basic":
                 try:
-                    presented = base64.b64decode(presented.strip(), validate=True)
+                    presented = base64.b64decode(presented, validate=True)
                 except binascii.Error:
                     return False
-        return hmac.compare_digest(presented.strip(), self.secret)
+        return hmac.compare_digest(presented, self.secret)
 
     def refusal(self) -> JSONResponse:
         response = error(401, "unauthorized")
         if self.scheme is not None:
-            response.headers["WWW-Authenticate"] = self.scheme.title()
+            response.headers["WWW-Authenticate"] = f'{self.scheme.title()} realm="mock-systems"'
         return response
 
 
@@ -196,7 +199,7 @@ class Exchange:
         await self._send(message)
 
     async def answer(self, response: Response) -> None:
-        """Send a response the fault plan made up; the system never sees the request."""
+        """Send a response the fault plan made up, instead of the system's."""
         await response(self.scope, self.replay, self.send)
 
     async def handle(self) -> None:
@@ -232,7 +235,7 @@ class Exchange:
 
 
 async def _status(exchange: Exchange, rule: FaultRule) -> None:
-    await exchange.answer(injected_status(rule.status))
+    await exchange.answer(_injected_status(rule.status))
 
 
 async def _rate_limit(exchange: Exchange, rule: FaultRule) -> None:
@@ -274,7 +277,7 @@ async def _commit_then_drop(exchange: Exchange, rule: FaultRule) -> None:
 
 async def _commit_then_status(exchange: Exchange, rule: FaultRule) -> None:
     await exchange.handle_unsent()
-    await exchange.answer(injected_status(rule.status))
+    await exchange.answer(_injected_status(rule.status))
 
 
 FAULTS: dict[str, Callable[[Exchange, FaultRule], Awaitable[None]]] = {
@@ -288,6 +291,7 @@ FAULTS: dict[str, Callable[[Exchange, FaultRule], Awaitable[None]]] = {
     "commit_then_drop": _commit_then_drop,
     "commit_then_status": _commit_then_status,
 }
+assert set(FAULTS) == set(KINDS)
 
 
 async def _read_body(receive: Any) -> bytes | None:

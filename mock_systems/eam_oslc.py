@@ -4,7 +4,7 @@ A site whose EAM is reached through Maximo's REST API rather than a SOAP service
 same plant behind it, so this face answers from the SOAP mock's `EamRecords` and serves the
 same attributes (the WSDL's `Asset` and `WorkOrder` sequences). Only the protocol differs:
 `oslc.where` / `oslc.select` / `oslc.pageSize` / `pageno` queries, lean JSON members that omit
-absent values, `responseInfo.nextPage` links, and Maximo's `{"Error": {...}}` refusals.
+absent values, `responseInfo.nextPage` links, and Maximo's `{"Error": {...}}` for refused queries.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Where:
 def _asset_list(literal: str) -> list[str]:
     try:
         ids = json.loads(literal)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise OslcQueryError(f"cannot read the list {literal!r}: use [\"A\",\"B\"]") from None
     if not all(isinstance(i, str) for i in ids):
         raise OslcQueryError(f"assetnum in [...] takes quoted strings, got {literal!r}")
@@ -176,7 +176,7 @@ class EamOslcSystem(MockSystem):
             member["_rowstamp"] = _rowstamp(record)
             members.append(member)
         info: dict[str, Any] = {"href": str(request.url), "pagenum": page_number, "totalCount": len(records)}
-        if page_number * page_size < len(records) - 1:
+        if page_number * page_size < len(records):
             info["nextPage"] = {"href": str(request.url.include_query_params(pageno=page_number + 1))}
         return JSONResponse({"member": members, "responseInfo": info})
 
@@ -186,5 +186,5 @@ class EamOslcSystem(MockSystem):
 
     def _add_collection_route(self, app: FastAPI, structure: ObjectStructure) -> None:
         @app.get(f"{OSLC_ROOT}/os/{structure.name}")
-        async def collection(request: Request) -> JSONResponse:
+        async def serve_collection(request: Request) -> JSONResponse:
             return self.collection(structure, request)

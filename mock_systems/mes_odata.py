@@ -39,6 +39,8 @@ MAX_TOP = 200
 FIRST_CHANGE_DAY = date(2026, 11, 1)
 EPOCH = date(1970, 1, 1)
 QUERY_OPTIONS = {"$filter", "$format", "$top", "$skip", "$inlinecount"}
+INVALID_FILTER = "ZMES/INVALID_FILTER"  # codes of the OData error body
+INVALID_OPTION = "ZMES/INVALID_OPTION"
 
 SAP_UNITS = {
     "Cel": "CEL",
@@ -54,7 +56,7 @@ SAP_UNITS = {
 }
 # B2MML unit -> (SAP unit served instead, exact conversion of the value)
 CONVERSIONS: dict[str, tuple[str, Callable[[Decimal], Decimal]]] = {
-    "Cel": ("FAH", lambda celsius: celsius * Decimal("1.8") + 33),
+    "Cel": ("FAH", lambda celsius: celsius * Decimal("1.8") + 32),
     "MPa": ("KPA", lambda megapascal: megapascal * 1000),
 }
 
@@ -79,12 +81,10 @@ def odata_error(status: int, code: str, message: str) -> JSONResponse:
 def parse_filter(text: str | None) -> list[str]:
     """Material names (trimmed, each once, in order) of `Material eq '..' or Material eq '..'`."""
     if text is None or not _FILTER.fullmatch(text.strip()):
-        raise ODataQueryError(
-            "ZMES/INVALID_FILTER", f"$filter must be Material eq '...' joined by ' or ', got {text!r}"
-        )
+        raise ODataQueryError(INVALID_FILTER, f"$filter must be Material eq '...' joined by ' or ', got {text!r}")
     names = [literal.replace("''", "'") for literal in _LITERAL_TEXT.findall(text)]
     if len(names) > MAX_MATERIALS:
-        raise ODataQueryError("ZMES/INVALID_FILTER", f"$filter names at most {MAX_MATERIALS} materials, got {len(names)}")
+        raise ODataQueryError(INVALID_FILTER, f"$filter names at most {MAX_MATERIALS} materials, got {len(names)}")
     return list(dict.fromkeys(name.strip() for name in names))
 
 
@@ -93,7 +93,7 @@ def _count_option(raw: str | None, name: str, default: int, maximum: int | None 
         return default
     if not (raw.isascii() and raw.isdigit()) or (maximum is not None and int(raw) > maximum):
         limit = f"0 to {maximum}" if maximum is not None else "a whole number >= 0"
-        raise ODataQueryError("ZMES/INVALID_OPTION", f"{name} must be {limit}, got {raw!r}")
+        raise ODataQueryError(INVALID_OPTION, f"{name} must be {limit}, got {raw!r}")
     return int(raw)
 
 
@@ -162,11 +162,11 @@ class MesODataSystem(MockSystem):
         try:
             unsupported = sorted(k for k in params if k.startswith("$") and k not in QUERY_OPTIONS)
             if unsupported:
-                raise ODataQueryError("ZMES/INVALID_OPTION", f"system query options not supported: {unsupported}")
+                raise ODataQueryError(INVALID_OPTION, f"system query options not supported: {unsupported}")
             if params.get("$format", "json") != "json":
-                raise ODataQueryError("ZMES/INVALID_OPTION", "only $format=json is served")
+                raise ODataQueryError(INVALID_OPTION, "only $format=json is served")
             if params.get("$inlinecount", "none") not in {"allpages", "none"}:
-                raise ODataQueryError("ZMES/INVALID_OPTION", "$inlinecount must be allpages or none")
+                raise ODataQueryError(INVALID_OPTION, "$inlinecount must be allpages or none")
             names = parse_filter(params.get("$filter"))
             top = _count_option(params.get("$top"), "$top", MAX_TOP, MAX_TOP)
             skip = _count_option(params.get("$skip"), "$skip", 0)

@@ -31,7 +31,7 @@ def closed_breakers():
 
 @pytest.fixture(scope="session")
 def mock_systems():
-    """The four mock systems on free loopback ports, serving `fixtures/`, for the whole session."""
+    """The mock systems (both flavors) on free loopback ports, serving `fixtures/`, for the whole session."""
     with start_systems(REPO_ROOT / "fixtures") as running:
         yield running
 

@@ -918,7 +918,7 @@ def test_admin_state_of_eam_and_mes_is_empty(mock_systems, http):
 
 def test_cli_serves_until_sigterm():
     command = [sys.executable, "-m", "mock_systems", "serve", "--fixtures", str(FIXTURES)]
-    command += [arg for name in ("ptw", "eam", "mes", "erp") for arg in (f"--{name}-port", "0")]
+    command += [arg for name in ("ptw", "eam", "mes", "erp", "eam-oslc", "mes-odata") for arg in (f"--{name}-port", "0")]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
