@@ -33,8 +33,6 @@ REFUSING_KINDS = ("status", "rate_limit", "reset", "malformed", "soap_fault")
 COMMITTING_KINDS = ("timeout", "truncate", "commit_then_drop", "commit_then_status")
 KINDS = REFUSING_KINDS + COMMITTING_KINDS
 DEFAULT_SOAP_FAULT_MESSAGE = "EAM backend unavailable"
-SYSTEM_NAMES = ("ptw", "eam", "mes", "erp")
-
 _RULE_KEYS = {
     "kind",
     "status",
@@ -188,11 +186,11 @@ class FaultPlan:
             return FaultDecision(self.latency_ms / 1000, None)
 
 
-def split_by_system(raw: Any) -> dict[str, dict]:
+def split_by_system(raw: Any, system_names: tuple[str, ...]) -> dict[str, dict]:
     """Fault configuration per system from a start-time config.
 
     Either keyed by system name (`{"ptw": PLAN, "erp": PLAN}`), or one plan (an object with
-    `rules` and/or `latency_ms`) that applies to all four systems.
+    `rules` and/or `latency_ms`) that applies to every system.
     """
     if raw is None:
         return {}
@@ -200,8 +198,8 @@ def split_by_system(raw: Any) -> dict[str, dict]:
         raise FaultPlanError("fault configuration must be an object")
     if set(raw) & {"rules", "latency_ms"}:
         FaultPlan.parse(raw)
-        return {name: raw for name in SYSTEM_NAMES}
-    unknown = set(raw) - set(SYSTEM_NAMES)
+        return {name: raw for name in system_names}
+    unknown = set(raw) - set(system_names)
     if unknown:
         raise FaultPlanError(f"unknown systems in fault configuration: {sorted(unknown)}")
     for plan in raw.values():

@@ -20,7 +20,7 @@ from .base import AuthConfigError, MockSystem
 from .eam import EamSystem
 from .eam_oslc import EamOslcSystem
 from .erp import ErpSystem
-from .faults import SYSTEM_NAMES, split_by_system
+from .faults import split_by_system
 from .mes import MesSystem
 from .mes_odata import MesODataSystem
 from .ptw import PtwSystem
@@ -33,11 +33,9 @@ SYSTEMS: dict[str, type[MockSystem]] = {
     "eam_oslc": EamOslcSystem,
     "mes_odata": MesODataSystem,
 }
-FLAVORS = ("eam_oslc", "mes_odata")  # the same plant's EAM and MES behind a second vendor protocol
 DEFAULT_PORTS = {"ptw": 8101, "eam": 8102, "mes": 8103, "erp": 8104, "eam_oslc": 8105, "mes_odata": 8106}
 STARTUP_TIMEOUT_S = 30.0
 
-assert tuple(name for name in SYSTEMS if name not in FLAVORS) == SYSTEM_NAMES
 
 
 @dataclass
@@ -118,14 +116,8 @@ class RunningSystems:
 
 
 def fault_plans(faults: dict | None) -> dict[str, dict]:
-    """Fault plan per system; one plan for all reaches the flavors too.
-
-    `split_by_system` knows the four systems; a flavor takes the plan under its own name.
-    """
-    if not isinstance(faults, dict) or set(faults) & {"rules", "latency_ms"}:
-        return {name: faults for name in SYSTEMS} if split_by_system(faults) else {}
-    flavored = {name: faults[name] for name in FLAVORS if name in faults}
-    return {**split_by_system({k: v for k, v in faults.items() if k not in FLAVORS}), **flavored}
+    """Fault plan per system name, from one plan for all or a plan per system."""
+    return split_by_system(faults, tuple(SYSTEMS))
 
 
 def start_systems(

@@ -883,9 +883,9 @@ def test_faults_given_at_start(http):
 
 def test_one_plan_applies_to_every_system():
     plan = {"latency_ms": 10}
-    assert split_by_system(plan) == {name: plan for name in ("ptw", "eam", "mes", "erp")}
+    assert split_by_system(plan, ("ptw", "eam", "mes", "erp")) == {name: plan for name in ("ptw", "eam", "mes", "erp")}
     with pytest.raises(FaultPlanError):
-        split_by_system({"crm": {}})
+        split_by_system({"crm": {}}, ("ptw", "eam", "mes", "erp"))
 
 
 def test_received_log_records_every_request_with_parsed_bodies(fresh_mocks, http):
