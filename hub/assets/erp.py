@@ -2,14 +2,24 @@
 
 from datetime import datetime, timezone
 
-from dagster import AssetCheckResult, AssetExecutionContext, Failure, MaterializeResult, asset, asset_check
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    asset,
+    asset_check,
+)
 
 from hub.assets.common import preview
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
+from hub.logic.ledger import OutboxEntry, reconcile
 from hub.mappings.engine import load_mapping
+from hub.model import SafetyCostEntry
 from hub.resources import ErpResource, HubStoreResource
-from hub.store.repository import OutboxRow, QuarantineItem
+from hub.store.repository import AuditBatch, OutboxRow, QuarantineItem
 
 
 def _audit_body(row: OutboxRow, **erp_answer) -> dict:
@@ -27,20 +37,24 @@ def _audit_body(row: OutboxRow, **erp_answer) -> dict:
 
 
 def _mark_posted(hub_store, posted: list[tuple[OutboxRow, str, str | None]]) -> None:
-    """(row, accounting document, fiscal year): record the ERP's confirmation in the outbox and the audit log."""
-    hub_store.mark_posted([(row.entry_key, document, year) for row, document, year in posted])
+    """(row, accounting document, fiscal year): record the ERP's confirmation and its audit row together."""
     audited = [
         (row.entry_key, _audit_body(row, accounting_document=document, fiscal_year=year))
         for row, document, year in posted
     ]
-    hub_store.append_audit("erp_posting", audited, datetime.now(timezone.utc))
+    hub_store.mark_posted(
+        [(row.entry_key, document, year) for row, document, year in posted],
+        audit=AuditBatch("erp_posting", audited, datetime.now(timezone.utc)),
+    )
 
 
 def _mark_rejected(hub_store, refused: list[tuple[OutboxRow, str]]) -> None:
-    """(row, the ERP's message): record the refusal in the outbox and the audit log."""
-    hub_store.mark_rejected([(row.entry_key, message) for row, message in refused])
+    """(row, the ERP's message): record the refusal and its audit row together."""
     audited = [(row.entry_key, _audit_body(row, rejection_message=message)) for row, message in refused]
-    hub_store.append_audit("erp_rejection", audited, datetime.now(timezone.utc))
+    hub_store.mark_rejected(
+        [(row.entry_key, message) for row, message in refused],
+        audit=AuditBatch("erp_rejection", audited, datetime.now(timezone.utc)),
+    )
 
 
 def _settle_unclear(client, hub_store, rows) -> list:
@@ -127,4 +141,52 @@ def erp_entries_confirmed(store: HubStoreResource) -> AssetCheckResult:
     return AssetCheckResult(
         passed=not unconfirmed,
         metadata={"entries": len(rows), "unconfirmed": ", ".join(unconfirmed[:50]) or "none"},
+    )
+
+
+@asset_check(
+    asset="erp_postings",
+    description="The ERP's ledger holds exactly what the hub recorded as posted: each entry once, as the hub booked it.",
+)
+def erp_ledger_reconciled(store: HubStoreResource, erp: ErpResource) -> AssetCheckResult:
+    rows = store.store().load_outbox()
+    client = erp.client()
+    try:
+        with client.rest:
+            documents = client.list_documents()
+    except (TransientError, VendorRejected) as exc:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"erp_error": str(exc)})
+    outbox = [
+        OutboxEntry(
+            entry_key=r["entry_key"],
+            message_uuid=r["message_uuid"],
+            posted_as=r["accounting_document"] if r["status"] == "posted" else None,
+            entry=SafetyCostEntry.model_validate(r["payload"]),
+        )
+        for r in rows
+    ]
+    found = reconcile(outbox, documents)
+    mismatches = [
+        *({"kind": "missing_in_erp", "entry_key": k, "detail": ""} for k in found.missing_in_erp),
+        *({"kind": "not_recorded_in_hub", "entry_key": k, "detail": ""} for k in found.not_recorded_in_hub),
+        *({"kind": "posted_twice", "entry_key": k, "detail": ""} for k in found.posted_twice),
+        *(
+            {"kind": "booked_differently", "entry_key": k, "detail": "; ".join(fields)}
+            for k, fields in found.booked_differently.items()
+        ),
+    ]
+    keys = list(dict.fromkeys(m["entry_key"] for m in mismatches))
+    return AssetCheckResult(
+        passed=found.clean,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "outbox_entries": len(rows),
+            "erp_documents": len(documents),
+            "missing_in_erp": len(found.missing_in_erp),
+            "not_recorded_in_hub": len(found.not_recorded_in_hub),
+            "posted_twice": len(found.posted_twice),
+            "booked_differently": len(found.booked_differently),
+            "entry_keys": ", ".join(keys[:50]) or "none",
+            "mismatches": preview(mismatches, limit=50),
+        },
     )

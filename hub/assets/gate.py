@@ -3,7 +3,15 @@
 
 from datetime import datetime, timezone
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    asset,
+    asset_check,
+)
 
 from hub.assets.common import preview
 from hub.connectors.retry import TransientError, VendorRejected
@@ -14,6 +22,7 @@ from hub.logic.rules import GateRules
 from hub.mappings.engine import load_mapping
 from hub.model import GateDecision
 from hub.resources import HubStoreResource, PtwResource, RulesResource
+from hub.store.records import AuditBatch
 
 
 def _invalid_permit_decisions(hub_store, rules: GateRules, now: datetime) -> list[GateDecision]:
@@ -54,11 +63,9 @@ def permit_gate_decisions(
         by_id[decision.permit_id] = decision
     decisions = [by_id[k] for k in sorted(by_id)]
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}
-    hub_store.append_gate_decisions(decisions, [fingerprints[d.permit_id] for d in decisions])
-    hub_store.append_audit(
-        "gate_decision",
-        [(d.permit_id, {**d.model_dump(mode="json"), "fingerprint": fingerprints[d.permit_id]}) for d in decisions],
-        now,
+    audited = [(d.permit_id, {**d.model_dump(mode="json"), "fingerprint": fingerprints[d.permit_id]}) for d in decisions]
+    hub_store.append_gate_decisions(
+        decisions, [fingerprints[d.permit_id] for d in decisions], audit=AuditBatch("gate_decision", audited, now)
     )
 
     failpoint("gate.before_writeback")
@@ -99,3 +106,22 @@ def permit_gate_decisions(
         # The decisions are audited; the holds that did not reach the PTW are retried next run.
         raise Failure(description="PTW write-back failed for: " + "; ".join(failed[:20]), metadata=metadata)
     return MaterializeResult(metadata=metadata)
+
+
+@asset_check(
+    asset="permit_gate_decisions",
+    description="Every permit's latest decision has reached the PTW; a failed write-back stays visible until it lands.",
+)
+def gate_decisions_written_back(store: HubStoreResource) -> AssetCheckResult:
+    hub_store = store.store()
+    fingerprints = {d.permit_id: decision_fingerprint(d) for d in hub_store.latest_gate_decisions()}
+    pending = sorted(hub_store.holds_needing_write(fingerprints))
+    return AssetCheckResult(
+        passed=not pending,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "decisions": len(fingerprints),
+            "not_written_back": len(pending),
+            "permit_ids": ", ".join(pending[:50]) or "none",
+        },
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Mapping
 
 from hub.model import GateDecision, SafetyCostEntry
@@ -36,3 +38,12 @@ class GateDecisionRow:
     id: int
     fingerprint: str
     decision: GateDecision = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AuditBatch:
+    """Audit entries to chain in the same transaction as the change they record."""
+
+    kind: str
+    entries: Sequence[tuple[str, Mapping[str, Any]]]
+    recorded_at: datetime

@@ -49,7 +49,7 @@ from hub.model import (
 )
 from hub.store import tables as t
 from hub.store.migrate import head_revision, sqlite_path
-from hub.store.records import GateDecisionRow, OutboxRow, QuarantineItem
+from hub.store.records import AuditBatch, GateDecisionRow, OutboxRow, QuarantineItem
 
 __all__ = [
     "HubStore",
@@ -468,9 +468,9 @@ class HubStore:
     # ------------------------------------------------------------------ gate audit / holds
 
     def append_gate_decisions(
-        self, decisions: Sequence[GateDecision], fingerprints: Sequence[str]
+        self, decisions: Sequence[GateDecision], fingerprints: Sequence[str], audit: AuditBatch | None = None
     ) -> None:
-        """Append to the audit trail (never updates or deletes)."""
+        """Append to the decision trail (never updates or deletes), with their audit rows."""
         if len(decisions) != len(fingerprints):
             raise ValueError(
                 f"{len(decisions)} decisions but {len(fingerprints)} fingerprints"
@@ -492,6 +492,7 @@ class HubStore:
         with self._write() as conn:
             for chunk in _chunks(rows, WRITE_CHUNK):
                 conn.execute(t.gate_decisions.insert(), list(chunk))
+            self._chain(conn, audit)
 
     def load_gate_decisions(
         self, permit_ids: Collection[str] | None = None
@@ -553,18 +554,23 @@ class HubStore:
         head row, which an empty log lacks), on SQLite by the write lock BEGIN IMMEDIATE
         takes.
         """
-        recorded_at = _aware(recorded_at, "recorded_at")
-        if not entries:
-            return 0
-        a = t.audit_log
         with self._write() as conn:
-            if self._backend == "postgresql":
-                conn.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-            head = conn.execute(select(a.c.id, a.c.hash).order_by(a.c.id.desc()).limit(1)).first()
-            head_id, head_hash = head or (0, GENESIS_HASH)
-            rows = extend_chain(head_id, head_hash, kind, entries, recorded_at)
-            for chunk in _chunks([vars(r) for r in rows], WRITE_CHUNK):
-                conn.execute(a.insert(), list(chunk))
+            return self._chain(conn, AuditBatch(kind, entries, recorded_at))
+
+    def _chain(self, conn: Connection, batch: AuditBatch | None) -> int:
+        """Append a batch to the audit log inside the caller's transaction, so a record
+        and its audit row commit together or not at all."""
+        if batch is None or not batch.entries:
+            return 0
+        recorded_at = _aware(batch.recorded_at, "recorded_at")
+        a = t.audit_log
+        if self._backend == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
+        head = conn.execute(select(a.c.id, a.c.hash).order_by(a.c.id.desc()).limit(1)).first()
+        head_id, head_hash = head or (0, GENESIS_HASH)
+        rows = extend_chain(head_id, head_hash, batch.kind, batch.entries, recorded_at)
+        for chunk in _chunks([vars(r) for r in rows], WRITE_CHUNK):
+            conn.execute(a.insert(), list(chunk))
         return len(rows)
 
     def iter_audit(self, batch: int = 5_000) -> Iterator[AuditRow]:
@@ -670,7 +676,7 @@ class HubStore:
             changed += conn.execute(stmt, list(chunk)).rowcount
         return changed
 
-    def mark_posted(self, results: Sequence[tuple[str, str, str]]) -> int:
+    def mark_posted(self, results: Sequence[tuple[str, str, str]], audit: AuditBatch | None = None) -> int:
         """(entry_key, accounting_document, fiscal_year) confirmed by the ERP.
 
         Only pending/unclear rows move; posted and rejected are final. Returns rows changed.
@@ -681,7 +687,7 @@ class HubStore:
             for key, doc, year in results
         ]
         with self._write() as conn:
-            return self._update_open(
+            changed = self._update_open(
                 conn,
                 params,
                 {
@@ -692,13 +698,15 @@ class HubStore:
                     "updated_at": bindparam("k_now", type_=t.erp_outbox.c.updated_at.type),
                 },
             )
+            self._chain(conn, audit)
+            return changed
 
-    def mark_rejected(self, rows: Sequence[tuple[str, str]]) -> int:
+    def mark_rejected(self, rows: Sequence[tuple[str, str]], audit: AuditBatch | None = None) -> int:
         """(entry_key, message) refused by the ERP. Only pending/unclear rows move."""
         now = self._clock()
         params = [{"k_entry_key": key, "k_msg": str(msg), "k_now": now} for key, msg in rows]
         with self._write() as conn:
-            return self._update_open(
+            changed = self._update_open(
                 conn,
                 params,
                 {
@@ -707,6 +715,8 @@ class HubStore:
                     "updated_at": bindparam("k_now", type_=t.erp_outbox.c.updated_at.type),
                 },
             )
+            self._chain(conn, audit)
+            return changed
 
     def requeue_rejected(self, entry_keys: Collection[str]) -> int:
         """An operator's replay after fixing master data: rejected entries become pending
