@@ -7,15 +7,21 @@ from dagster import AssetSelection, DefaultScheduleStatus, Definitions, Schedule
 from hub.assets.clearance import clearance_covers_every_device, equipment_clearance
 from hub.assets.costs import safety_cost_entries
 from hub.assets.equipment import devices_found_in_eam, eam_pull
-from hub.assets.erp import erp_entries_confirmed, erp_postings
-from hub.assets.gate import permit_gate_decisions
+from hub.assets.erp import erp_entries_confirmed, erp_ledger_reconciled, erp_postings
+from hub.assets.gate import gate_decisions_written_back, permit_gate_decisions
 from hub.assets.permits import permits
 from hub.assets.process import process_parameters
 from hub.resources import resources_from_settings
 from hub.settings import HubSettings
 
 ASSETS = [permits, eam_pull, process_parameters, equipment_clearance, permit_gate_decisions, safety_cost_entries, erp_postings]
-CHECKS = [devices_found_in_eam, clearance_covers_every_device, erp_entries_confirmed]
+CHECKS = [
+    devices_found_in_eam,
+    clearance_covers_every_device,
+    gate_decisions_written_back,
+    erp_entries_confirmed,
+    erp_ledger_reconciled,
+]
 
 full_sync = define_asset_job(
     "full_sync",

@@ -1,8 +1,9 @@
 """`hub demo`: the whole hub against the shipped mock plant, on the embedded defaults.
 
-It starts the four mock systems on free loopback ports, migrates the SQLite store,
+It starts the mock systems on free loopback ports, migrates the SQLite store,
 runs the full-sync job on a local Dagster instance and reads the outcome back from
-the store and from what the mock systems received.
+the store and from what the mock systems received. The `alternate` flavor points the
+hub at the EAM's Maximo OSLC face and the MES's SAP OData face instead, by settings alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from mock_systems.servers import start_systems
 
 EAM_WSDL = Path(mock_systems.__file__).with_name("eam.wsdl")
 
+#: Per demo flavor: the mock system and the flavor file the EAM and the MES are reached through.
+FLAVORS: dict[str, dict[str, tuple[str, str]]] = {
+    "standard": {"eam": ("eam", "eam"), "mes": ("mes", "mes")},
+    "alternate": {"eam": ("eam_oslc", "eam-maximo-oslc"), "mes": ("mes_odata", "mes-sap-odata")},
+}
+
 
 @dataclass
 class DemoReport:
@@ -41,10 +48,9 @@ class DemoReport:
     erp_posts_received: int = 0
 
 
-def _requests(url: str, path_prefix: str, method: str) -> list[dict]:
-    root = url.split("/eam/")[0]
-    received = httpx.get(f"{root}/_admin/received", timeout=10).json()
-    return [r for r in received if r["path"].startswith(path_prefix) and r["method"] == method]
+def _requests(base_url: str, path_prefix: str = "", method: str | None = None) -> list[dict]:
+    received = httpx.get(f"{base_url}/_admin/received", timeout=10).json()
+    return [r for r in received if r["path"].startswith(path_prefix) and method in (None, r["method"])]
 
 
 def _metadata(result, node: str, key: str) -> int:
@@ -52,7 +58,7 @@ def _metadata(result, node: str, key: str) -> int:
     return int(materializations[0].metadata[key].value) if materializations else 0
 
 
-def run_demo(fixtures: Path, workdir: Path, fresh: bool = False) -> DemoReport:
+def run_demo(fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "standard") -> DemoReport:
     workdir = workdir.resolve()
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
@@ -60,22 +66,23 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False) -> DemoReport:
     ensure_dagster_home(workdir / "dagster_home")
     database_url = os.environ.get("HUB_DATABASE_URL", f"sqlite:///{workdir / 'hub.db'}")
 
+    (eam_system, eam_mapping), (mes_system, mes_mapping) = FLAVORS[flavor]["eam"], FLAVORS[flavor]["mes"]
     with start_systems(fixtures, state_dir=workdir / "mock_state") as systems:
         settings = HubSettings(
             database_url=database_url,
             ptw=SystemEndpoint(url=systems.urls["ptw"]),
-            eam=SystemEndpoint(url=systems.urls["eam"]),
-            mes=SystemEndpoint(url=systems.urls["mes"]),
+            eam=SystemEndpoint(url=systems.urls[eam_system], mapping=eam_mapping),
+            mes=SystemEndpoint(url=systems.urls[mes_system], mapping=mes_mapping),
             erp=SystemEndpoint(url=systems.urls["erp"]),
             eam_wsdl=str(EAM_WSDL),
         )
         with DagsterInstance.get() as instance:
             result = run_full_sync(settings, instance)
 
-        eam_requests = _requests(systems.urls["eam"], "/eam/soap", "POST")
-        mes_requests = _requests(systems.urls["mes"], "/api/v1/material-parameters", "POST")
-        holds = _requests(systems.urls["ptw"], "/api/v1/permits/", "PUT")
-        erp_posts = _requests(systems.urls["erp"], "/api/v1/journal-entries", "POST")
+        eam_requests = _requests(systems.base_urls[eam_system])
+        mes_requests = _requests(systems.base_urls[mes_system])
+        holds = _requests(systems.base_urls["ptw"], "/api/v1/permits/", "PUT")
+        erp_posts = _requests(systems.base_urls["erp"], "/api/v1/journal-entries", "POST")
 
     store = HubStore(database_url)
     decisions = store.latest_gate_decisions()

@@ -12,15 +12,15 @@ from functools import lru_cache
 
 from dagster import ConfigurableResource, EnvVar
 
-from hub.connectors.auth import REDACTED
+from hub.connectors.auth import REDACTED, for_scheme
 from hub.connectors.breaker import SystemBreaker, breaker_for
 from hub.connectors.eam import EamClient
 from hub.connectors.erp import ErpClient
-from hub.connectors.mes import MesClient
-from hub.connectors.ptw import PtwClient
+from hub.connectors.operations import SystemClient
 from hub.connectors.rest import RestClient
 from hub.connectors.retry import RetryPolicy
 from hub.logic.rules import CostRules, GateRules, load_cost_rules, load_gate_rules
+from hub.mappings.engine import load_mapping
 from hub.settings import HubSettings, SystemEndpoint
 from hub.store.repository import HubStore
 
@@ -53,7 +53,11 @@ class RulesResource(ConfigurableResource):
 
 
 class PlantSystemResource(ConfigurableResource):
-    """Endpoint, credentials, timeouts, retries and batch size shared by all four systems."""
+    """Endpoint, credentials, timeouts, retries and batch size shared by all four systems.
+
+    How the system is spoken to (paths, paging, batching, REST or SOAP) is the `endpoint:`
+    section of its flavor file, `mapping`; `batch_size` may only lower the flavor's size.
+    """
 
     url: str
     username: str | None = None
@@ -72,7 +76,8 @@ class PlantSystemResource(ConfigurableResource):
     breaker_reset_s: float = 30.0
     max_response_bytes: int = 50 * 1024 * 1024
     ca_bundle: str | None = None
-    batch_size: int = 100
+    wsdl: str | None = None  # for a flavor that speaks SOAP; default: the URL with ?wsdl
+    batch_size: int | None = None
 
     def __repr_args__(self):
         """Secrets show as stars; one bound by `EnvVar` shows the variable's name, which is no secret."""
@@ -86,6 +91,23 @@ class PlantSystemResource(ConfigurableResource):
     def breaker(self, system: str) -> SystemBreaker:
         return breaker_for(system, self.url, failures=self.breaker_failures, reset_s=self.breaker_reset_s)
 
+    def operations(self, system: str, tuned: str) -> SystemClient:
+        """The system's operations as its flavor file describes them; `batch_size` tunes operation `tuned`."""
+        flavor = load_mapping(self.mapping)
+        spec = flavor.spec.endpoint
+        if spec is None:
+            raise ValueError(f"{flavor.name} has no endpoint: section, so it cannot be used to reach the {system}")
+        credentials = self.endpoint() if spec.auth is None else for_scheme(self.endpoint(), spec.auth.scheme, spec.auth.header)
+        return SystemClient(
+            system,
+            spec,
+            flavor.name,
+            base_url=self.url,
+            rest=self.rest(system, credentials) if "rest" in spec.protocols() else None,
+            soap=self.soap(system, credentials) if "soap" in spec.protocols() else None,
+            sizes={tuned: self.batch_size},
+        )
+
     def endpoint(self) -> SystemEndpoint:
         return SystemEndpoint(
             url=self.url,
@@ -96,12 +118,25 @@ class PlantSystemResource(ConfigurableResource):
             api_key_header=self.api_key_header,
         )
 
-    def rest(self, system: str) -> RestClient:
+    def rest(self, system: str, credentials: SystemEndpoint) -> RestClient:
         return RestClient(
             system,
-            self.endpoint(),
+            credentials,
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
+            retry=self.retry_policy(),
+            breaker=self.breaker(system),
+            max_response_bytes=self.max_response_bytes,
+            ca_bundle=self.ca_bundle,
+        )
+
+
+    def soap(self, system: str, credentials: SystemEndpoint) -> EamClient:
+        return EamClient(
+            credentials,
+            self.wsdl or f"{self.url}?wsdl",
+            connect_timeout_s=self.connect_timeout_s,
+            operation_timeout_s=self.read_timeout_s,
             retry=self.retry_policy(),
             breaker=self.breaker(system),
             max_response_bytes=self.max_response_bytes,
@@ -112,35 +147,23 @@ class PlantSystemResource(ConfigurableResource):
 class PtwResource(PlantSystemResource):
     hold_source: str = "integration-hub"
 
-    def client(self) -> PtwClient:
-        return PtwClient(self.rest("PTW"), page_size=self.batch_size)
+    def client(self) -> SystemClient:
+        return self.operations("PTW", tuned="permits_changed")
+
+
+class EamResource(PlantSystemResource):
+    def client(self) -> SystemClient:
+        return self.operations("EAM", tuned="maintenance")
 
 
 class MesResource(PlantSystemResource):
-    def client(self) -> MesClient:
-        return MesClient(self.rest("MES"), batch_size=self.batch_size)
+    def client(self) -> SystemClient:
+        return self.operations("MES", tuned="parameters")
 
 
 class ErpResource(PlantSystemResource):
     def client(self) -> ErpClient:
-        return ErpClient(self.rest("ERP"), batch_size=self.batch_size)
-
-
-class EamResource(PlantSystemResource):
-    wsdl: str | None = None
-
-    def client(self) -> EamClient:
-        return EamClient(
-            self.endpoint(),
-            self.wsdl or f"{self.url}?wsdl",
-            connect_timeout_s=self.connect_timeout_s,
-            operation_timeout_s=self.read_timeout_s,
-            retry=self.retry_policy(),
-            batch_size=self.batch_size,
-            breaker=self.breaker("EAM"),
-            max_response_bytes=self.max_response_bytes,
-            ca_bundle=self.ca_bundle,
-        )
+        return ErpClient(self.operations("ERP", tuned="post_entries"))
 
 
 def _secret(env_name: str, value: object) -> EnvVar | None:
@@ -150,7 +173,7 @@ def _secret(env_name: str, value: object) -> EnvVar | None:
     return EnvVar(env_name) if env_name in os.environ else value.get_secret_value()  # type: ignore[attr-defined]
 
 
-def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, batch_size: int, **extra: object):
+def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, batch_size: int | None, **extra: object):
     endpoint: SystemEndpoint = getattr(settings, name)
     prefix = f"HUB_{name.upper()}__"
     return cls(

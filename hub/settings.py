@@ -60,10 +60,11 @@ class HubSettings(BaseSettings):
     # PEM bundle of the CA(s) to trust instead of the public ones; TLS is always verified.
     ca_bundle: FilePath | None = None
 
-    ptw_page_size: int = Field(default=200, ge=1, le=500)
-    eam_batch_size: int = Field(default=200, ge=1, le=500)
-    mes_batch_size: int = Field(default=100, ge=1, le=200)
-    erp_batch_size: int = Field(default=100, ge=1, le=200)
+    # Fewer items per request than the flavor file's size (None: the flavor's); never more.
+    ptw_page_size: int | None = Field(default=None, ge=1)
+    eam_batch_size: int | None = Field(default=None, ge=1)
+    mes_batch_size: int | None = Field(default=None, ge=1)
+    erp_batch_size: int | None = Field(default=None, ge=1)
 
     gate_rules_file: Path | None = None
     cost_rules_file: Path | None = None

@@ -51,7 +51,9 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
     assert checks == {
         "devices_found_in_eam": False,
         "clearance_covers_every_device": True,
+        "gate_decisions_written_back": True,
         "erp_entries_confirmed": True,
+        "erp_ledger_reconciled": True,
     }
 
 

@@ -1,4 +1,7 @@
-"""Connector contract tests: the hub's PTW, MES, ERP and EAM clients against the live mocks.
+"""Connector contract tests: the hub's PTW, MES, ERP and EAM operations against the live mocks.
+
+Each system is spoken to as its packaged flavor file's `endpoint:` section describes it
+(`SystemClient` over `RestClient`, and over `EamClient` for SOAP).
 
 Everything except the auth-header test talks over real loopback HTTP to the mock systems of
 `mock_systems/` (session fixture `mock_systems`, reset per test by `fresh_mocks`). Faults are set
@@ -29,13 +32,12 @@ import pytest
 import respx
 from lxml import etree
 
-from hub.connectors import eam as eam_module
 from hub.connectors.eam import EamClient, SoapFault, parse_reply
 from hub.connectors.erp import Confirmation, ErpClient
-from hub.connectors.mes import MesClient
-from hub.connectors.ptw import PtwClient
+from hub.connectors.operations import SystemClient
 from hub.connectors.rest import RestClient
 from hub.connectors.retry import RetryPolicy, TransientError, VendorRejected
+from hub.mappings import Mapping, load_mapping, parse_mapping
 from hub.settings import SystemEndpoint
 
 REPO_ROOT = Path(__file__).parents[1]
@@ -113,18 +115,59 @@ def rest(fresh_mocks: Any) -> Iterator[Callable[..., RestClient]]:
         client.close()
 
 
-def eam_client(
-    mocks: Any, *, batch_size: int = 200, wsdl: Path = WSDL, timeout_s: float = 10.0, address: str | None = None
-) -> EamClient:
-    """An EamClient for the mock EAM (or `address`), with the local WSDL and the fast policy."""
-    return EamClient(
-        SystemEndpoint(url=address or mocks.urls["eam"]),
-        str(wsdl),
-        connect_timeout_s=5.0,
-        operation_timeout_s=timeout_s,
-        retry=FAST,
-        batch_size=batch_size,
+def operations(
+    flavor: str | Mapping, url: str, *, rest: RestClient | None = None, soap: EamClient | None = None, size: int | None = None
+) -> SystemClient:
+    """The operations a flavor file describes, at `url`; `size` lowers the size of its tuned operation."""
+    mapping = flavor if isinstance(flavor, Mapping) else load_mapping(flavor)
+    assert mapping.spec.endpoint is not None
+    tuned = {"ptw": "permits_changed", "eam": "maintenance", "mes": "parameters", "erp": "post_entries"}[mapping.system]
+    return SystemClient(
+        mapping.system.upper(), mapping.spec.endpoint, mapping.name, base_url=url, rest=rest, soap=soap,
+        sizes={tuned: size},
     )
+
+
+def flavor_edited(name: str, old: str, new: str) -> Mapping:
+    """A packaged flavor with one piece of text replaced: a vendor limit the hub's copy drifted from."""
+    text = (REPO_ROOT / "hub" / "mappings" / f"{name}.yaml").read_text(encoding="utf-8")
+    assert old in text
+    return parse_mapping(text.replace(old, new), f"{name}-edited.yaml")
+
+
+def ptw(http: RestClient, mocks: Any, page_size: int | None = None) -> SystemClient:
+    return operations("ptw", mocks.urls["ptw"], rest=http, size=page_size)
+
+
+def mes(http: RestClient, mocks: Any, batch_size: int | None = None) -> SystemClient:
+    return operations("mes", mocks.urls["mes"], rest=http, size=batch_size)
+
+
+def erp(http: RestClient, mocks: Any, batch_size: int | None = None) -> ErpClient:
+    return ErpClient(operations("erp", mocks.urls["erp"], rest=http, size=batch_size))
+
+
+def eam_client(
+    mocks: Any,
+    *,
+    batch_size: int | None = None,
+    wsdl: Path = WSDL,
+    timeout_s: float = 10.0,
+    address: str | None = None,
+    flavor: str | Mapping = "eam",
+) -> SystemClient:
+    """The EAM's operations over SOAP at the mock EAM (or `address`), with the local WSDL and the fast policy."""
+    url = address or mocks.urls["eam"]
+    soap = EamClient(SystemEndpoint(url=url), str(wsdl), connect_timeout_s=5.0, operation_timeout_s=timeout_s, retry=FAST)
+    return operations(flavor, url, soap=soap, size=batch_size)
+
+
+def material_ids(reply: dict) -> list[str]:
+    return sorted(m["ID"] for m in reply.get("process_parameter", []))
+
+
+def permit_pages(client: SystemClient, since: str | None = None) -> list[list[dict]]:
+    return [page["permit"] for page in client.pages("permits_changed", since=since)]
 
 
 # -- PTW ------------------------------------------------------------------------------------
@@ -141,9 +184,9 @@ def hold_body(code: str = "OPEN_WORK_ORDER", device: str = "P-101") -> dict:
 
 def test_ptw_pages_cover_every_permit_exactly_once(fresh_mocks: Any, rest: Callable[..., RestClient]) -> None:
     page_size = 5
-    client = PtwClient(rest("ptw"), page_size=page_size)
+    client = ptw(rest("ptw"), fresh_mocks, page_size=page_size)
 
-    pages = list(client.permit_pages(None))
+    pages = permit_pages(client)
 
     tickets = [permit["ticketNo"] for page in pages for permit in page]
     assert len(tickets) == len(PERMITS)
@@ -163,10 +206,10 @@ def test_ptw_pages_cover_every_permit_exactly_once(fresh_mocks: Any, rest: Calla
 
 def test_ptw_updated_since_narrows_the_listing(fresh_mocks: Any, rest: Callable[..., RestClient]) -> None:
     cursor = datetime(2026, 12, 1, tzinfo=PLANT_TZ)
-    client = PtwClient(rest("ptw"), page_size=7)
+    client = ptw(rest("ptw"), fresh_mocks, page_size=7)
 
     # 2026-11-30T16:00:00Z is midnight 1 December in plant time: the offset must be honoured.
-    got = [p["ticketNo"] for page in client.permit_pages("2026-11-30T16:00:00Z") for p in page]
+    got = [p["ticketNo"] for page in permit_pages(client, "2026-11-30T16:00:00Z") for p in page]
 
     def updated(permit: dict) -> datetime:
         try:
@@ -182,17 +225,20 @@ def test_ptw_updated_since_narrows_the_listing(fresh_mocks: Any, rest: Callable[
 
 def test_ptw_hold_put_is_idempotent_and_release_lifts_it(fresh_mocks: Any, rest: Callable[..., RestClient]) -> None:
     ticket = PERMITS[0]["ticketNo"]
-    client = PtwClient(rest("ptw"), page_size=100)
+    client = ptw(rest("ptw"), fresh_mocks)
 
-    first = client.put_hold(ticket, "integration-hub", hold_body())
-    again = client.put_hold(ticket, "integration-hub", hold_body())
-    changed = client.put_hold(ticket, "integration-hub", hold_body(code="EAM_UNAVAILABLE"))
+    def put_hold(body: dict) -> dict:
+        return client.call("put_hold", id=ticket, source="integration-hub", body=body)
+
+    first = put_hold(hold_body())
+    again = put_hold(hold_body())
+    changed = put_hold(hold_body(code="EAM_UNAVAILABLE"))
 
     assert first == {"changed": True, "revision": 1}
     assert again == {"changed": False, "revision": 1}
     assert changed == {"changed": True, "revision": 2}
 
-    permit = client.get_permit(ticket)
+    permit = client.call("get_permit", id=ticket)
     assert permit["ticketNo"] == ticket
     [hold] = permit["holds"]
     assert hold["source"] == "integration-hub"
@@ -201,9 +247,9 @@ def test_ptw_hold_put_is_idempotent_and_release_lifts_it(fresh_mocks: Any, rest:
     assert [r["code"] for r in hold["reasons"]] == ["EAM_UNAVAILABLE"]
     assert admin_state(fresh_mocks, "ptw")["holds"][ticket][0]["revision"] == 2
 
-    assert client.release_hold(ticket, "integration-hub") == {"changed": True}
-    assert client.release_hold(ticket, "integration-hub") == {"changed": False}
-    assert client.get_permit(ticket)["holds"] == []
+    assert client.call("release_hold", id=ticket, source="integration-hub") == {"changed": True}
+    assert client.call("release_hold", id=ticket, source="integration-hub") == {"changed": False}
+    assert client.call("get_permit", id=ticket)["holds"] == []
     assert admin_state(fresh_mocks, "ptw")["holds"] == {}
 
     # Ticket and source travel as path segments, quoted.
@@ -216,13 +262,13 @@ def test_ptw_unknown_permit_and_malformed_hold_are_refused_without_retry(
     fresh_mocks: Any, rest: Callable[..., RestClient]
 ) -> None:
     http = rest("ptw")
-    client = PtwClient(http, page_size=100)
+    client = ptw(http, fresh_mocks)
 
     with pytest.raises(VendorRejected) as unknown:
-        client.put_hold("PTW-NOPE-0000", "integration-hub", hold_body())
+        client.call("put_hold", id="PTW-NOPE-0000", source="integration-hub", body=hold_body())
     assert unknown.value.status == 404
     with pytest.raises(VendorRejected) as malformed:
-        client.put_hold(PERMITS[0]["ticketNo"], "integration-hub", {"action": "MAYBE", "reasons": []})
+        client.call("put_hold", id=PERMITS[0]["ticketNo"], source="integration-hub", body={"action": "MAYBE", "reasons": []})
     assert malformed.value.status == 422
 
     assert http.calls == 2
@@ -237,7 +283,7 @@ def test_ptw_503_once_is_retried(fresh_mocks: Any, rest: Callable[..., RestClien
     http = rest("ptw")
     ticket = PERMITS[0]["ticketNo"]
 
-    permit = PtwClient(http, page_size=100).get_permit(ticket)
+    permit = ptw(http, fresh_mocks).call("get_permit", id=ticket)
 
     assert permit["ticketNo"] == ticket
     log = received(fresh_mocks, "ptw")
@@ -249,12 +295,11 @@ def test_mes_503_once_is_retried(fresh_mocks: Any, rest: Callable[..., RestClien
     set_faults(fresh_mocks, "mes", {"kind": "status", "status": 503, "times": 1})
     http = rest("mes")
 
-    reply = MesClient(http, batch_size=100).parameters_for(["乙烯", "氢气", "不存在", "乙烯"])
+    reply = mes(http, fresh_mocks).fetch("parameters", ids=["乙烯", "氢气", "不存在", "乙烯"])
 
-    assert sorted(m["ID"] for m in reply.material_definitions) == ["乙烯", "氢气"]
-    assert reply.unknown == ["不存在"]
+    assert material_ids(reply) == ["乙烯", "氢气"]  # an unknown name is simply not answered
     by_id = {m["ID"]: m for m in MATERIALS}
-    assert all(m == by_id[m["ID"]] for m in reply.material_definitions)
+    assert all(m == by_id[m["ID"]] for m in reply["process_parameter"])
     log = received(fresh_mocks, "mes")
     assert [e["status"] for e in log] == [503, 200]
     assert log[0]["body"] == log[1]["body"]  # the retry sends the same batch
@@ -266,7 +311,7 @@ def test_erp_503_once_is_retried_and_posts_once(fresh_mocks: Any, rest: Callable
     http = rest("erp")
     message_uuid = str(uuid.uuid4())
 
-    [[confirmation]] = list(ErpClient(http, batch_size=100).post_entries([(message_uuid, journal_entry("R-503"))]))
+    [[confirmation]] = list(erp(http, fresh_mocks).post_entries([(message_uuid, journal_entry("R-503"))]))
 
     assert confirmation.accounting_document and not confirmation.duplicate and confirmation.error is None
     assert [e["status"] for e in received(fresh_mocks, "erp")] == [503, 200]
@@ -279,7 +324,7 @@ def test_429_retry_after_is_honoured(fresh_mocks: Any, rest: Callable[..., RestC
     http = rest("ptw")
 
     started = time.monotonic()
-    permit = PtwClient(http, page_size=100).get_permit(PERMITS[0]["ticketNo"])
+    permit = ptw(http, fresh_mocks).call("get_permit", id=PERMITS[0]["ticketNo"])
     elapsed = time.monotonic() - started
 
     assert permit["ticketNo"] == PERMITS[0]["ticketNo"]
@@ -294,7 +339,7 @@ def test_retry_after_is_capped_by_the_policy(fresh_mocks: Any, rest: Callable[..
     http = rest("mes", retry=RetryPolicy(attempts=3, initial_s=0.01, max_s=0.2))
 
     started = time.monotonic()
-    MesClient(http, batch_size=100).parameters_for(["乙烯"])
+    mes(http, fresh_mocks).fetch("parameters", ids=["乙烯"])
     elapsed = time.monotonic() - started
 
     assert [e["status"] for e in received(fresh_mocks, "mes")] == [429, 200]
@@ -305,7 +350,7 @@ def test_read_timeout_is_retried(fresh_mocks: Any, rest: Callable[..., RestClien
     set_faults(fresh_mocks, "ptw", {"kind": "timeout", "delay_s": 1.5, "times": 1})
     http = rest("ptw", read_timeout_s=0.3)
 
-    permit = PtwClient(http, page_size=100).get_permit(PERMITS[0]["ticketNo"])
+    permit = ptw(http, fresh_mocks).call("get_permit", id=PERMITS[0]["ticketNo"])
 
     assert permit["ticketNo"] == PERMITS[0]["ticketNo"]
     assert http.calls >= 2
@@ -318,7 +363,7 @@ def test_erp_timeout_after_commit_never_posts_twice(fresh_mocks: Any, rest: Call
     http = rest("erp", read_timeout_s=0.3)
     message_uuid = str(uuid.uuid4())
 
-    [[confirmation]] = list(ErpClient(http, batch_size=100).post_entries([(message_uuid, journal_entry("R-TMO"))]))
+    [[confirmation]] = list(erp(http, fresh_mocks).post_entries([(message_uuid, journal_entry("R-TMO"))]))
 
     assert confirmation.accounting_document is not None and confirmation.error is None
     # Let the first, delayed request reach the ERP too.
@@ -335,8 +380,11 @@ def test_mes_validation_error_is_not_retried(fresh_mocks: Any, rest: Callable[..
     http = rest("mes")
     names = [f"material-{i:03d}" for i in range(201)]
 
+    # A flavor file whose batch size drifted past the MES's limit of 200 names per query.
+    drifted = flavor_edited("mes", "batch: {size: 100}", "batch: {size: 201}")
+
     with pytest.raises(VendorRejected) as refused:
-        MesClient(http, batch_size=201).parameters_for(names)
+        operations(drifted, fresh_mocks.urls["mes"], rest=http).fetch("parameters", ids=names)
 
     assert refused.value.status == 400
     assert refused.value.system == "MES"
@@ -351,7 +399,7 @@ def test_persistent_503_exhausts_the_retries(fresh_mocks: Any, rest: Callable[..
     http = rest("ptw")
 
     with pytest.raises(TransientError) as failed:
-        PtwClient(http, page_size=100).get_permit(PERMITS[0]["ticketNo"])
+        ptw(http, fresh_mocks).call("get_permit", id=PERMITS[0]["ticketNo"])
 
     assert "503" in str(failed.value)
     assert http.calls == FAST.attempts
@@ -362,15 +410,14 @@ def test_mes_batches_by_distinct_names(fresh_mocks: Any, rest: Callable[..., Res
     names = [m["ID"] for m in MATERIALS]
     http = rest("mes")
 
-    reply = MesClient(http, batch_size=5).parameters_for(names + names[:4] + ["不存在"])
+    reply = mes(http, fresh_mocks, batch_size=5).fetch("parameters", ids=names + names[:4] + ["不存在"])
 
     distinct = len(set(names)) + 1
     log = received(fresh_mocks, "mes")
     assert len(log) == math.ceil(distinct / 5)
     sent = [name for e in log for name in e["body"]["MaterialDefinitionIDs"]]
     assert len(sent) == len(set(sent)) == distinct
-    assert sorted(m["ID"] for m in reply.material_definitions) == sorted(set(names))
-    assert reply.unknown == ["不存在"]
+    assert material_ids(reply) == sorted(set(names))
 
 
 # -- ERP ------------------------------------------------------------------------------------
@@ -392,7 +439,7 @@ def journal_entry(reference: str, *, cost_center: str = COST_CENTER, amount: str
 
 
 def test_erp_post_entries_is_exactly_once(fresh_mocks: Any, rest: Callable[..., RestClient]) -> None:
-    client = ErpClient(rest("erp"), batch_size=100)
+    client = erp(rest("erp"), fresh_mocks)
     entries = [
         (str(uuid.uuid4()), journal_entry("PTW-NJ-2026-0007/labour")),
         (str(uuid.uuid4()), journal_entry("PTW-NJ-2026-0007/material", amount="80.50")),
@@ -425,7 +472,7 @@ def test_erp_post_entries_is_exactly_once(fresh_mocks: Any, rest: Callable[..., 
 def test_erp_business_rejection_gives_error_and_no_document(
     fresh_mocks: Any, rest: Callable[..., RestClient]
 ) -> None:
-    client = ErpClient(rest("erp"), batch_size=100)
+    client = erp(rest("erp"), fresh_mocks)
     good = (str(uuid.uuid4()), journal_entry("R-GOOD"))
     bad = (str(uuid.uuid4()), journal_entry("R-BAD", cost_center="CC-NJ-NOPE"))
 
@@ -443,7 +490,7 @@ def test_erp_business_rejection_gives_error_and_no_document(
 def test_erp_find_by_reference_returns_the_posted_document(
     fresh_mocks: Any, rest: Callable[..., RestClient]
 ) -> None:
-    client = ErpClient(rest("erp"), batch_size=100)
+    client = erp(rest("erp"), fresh_mocks)
     reference = "PTW-NJ-2026-0011/scaffold"
     message_uuid = str(uuid.uuid4())
     [[confirmation]] = list(client.post_entries([(message_uuid, journal_entry(reference, amount="1200.00"))]))
@@ -462,7 +509,7 @@ def test_erp_find_by_reference_returns_the_posted_document(
 
 
 def test_erp_batches_and_yields_per_batch(fresh_mocks: Any, rest: Callable[..., RestClient]) -> None:
-    client = ErpClient(rest("erp"), batch_size=2)
+    client = erp(rest("erp"), fresh_mocks, batch_size=2)
     entries = [(str(uuid.uuid4()), journal_entry(f"R-{i}")) for i in range(5)]
 
     batches = client.post_entries(entries)
@@ -494,7 +541,7 @@ def test_eam_batches_by_distinct_device_ids(fresh_mocks: Any) -> None:
     batch_size = 10
     client = eam_client(fresh_mocks, batch_size=batch_size)
 
-    reply = client.maintenance_for(known + known[:15] + unknown + unknown)
+    reply = client.fetch("maintenance", ids=known + known[:15] + unknown + unknown)
 
     distinct = len(set(known)) + len(unknown)
     log = received(fresh_mocks, "eam")
@@ -504,9 +551,9 @@ def test_eam_batches_by_distinct_device_ids(fresh_mocks: Any) -> None:
     assert all(len(soap_assetnums(e)) <= batch_size for e in log)
     assert len(sent) == len(set(sent)) == distinct
     # Every known asset once, the unknown ones simply absent.
-    assert sorted(a["assetnum"] for a in reply.records["asset"]) == sorted(known)
-    assert not {a["assetnum"] for a in reply.records["asset"]} & set(unknown)
-    assert len(reply.records["workorder"]) == len(WORKORDERS)
+    assert sorted(a["assetnum"] for a in reply["equipment"]) == sorted(known)
+    assert not {a["assetnum"] for a in reply["equipment"]} & set(unknown)
+    assert len(reply["maintenance_record"]) == len(WORKORDERS)
 
 
 def test_eam_reply_has_maximo_fields(fresh_mocks: Any) -> None:
@@ -514,35 +561,35 @@ def test_eam_reply_has_maximo_fields(fresh_mocks: Any) -> None:
     workorders = [w for w in WORKORDERS if w["assetnum"] == asset["assetnum"]]
     client = eam_client(fresh_mocks)
 
-    reply = client.maintenance_for([asset["assetnum"], "NJ-NOPE-000"])
+    reply = client.fetch("maintenance", ids=[asset["assetnum"], "NJ-NOPE-000"])
 
-    [got] = reply.records["asset"]
+    [got] = reply["equipment"]
     assert got == as_text(asset)
     assert {"assetnum", "siteid", "description", "location", "status"} <= set(got)
-    assert sorted(reply.records["workorder"], key=lambda w: w["wonum"]) == sorted(
+    assert sorted(reply["maintenance_record"], key=lambda w: w["wonum"]) == sorted(
         (as_text(w) for w in workorders), key=lambda w: w["wonum"]
     )
     assert all(
         {"wonum", "assetnum", "siteid", "worktype", "status", "status_maxvalue", "isolationstate", "changedate"}
         <= set(w)
-        for w in reply.records["workorder"]
+        for w in reply["maintenance_record"]
     )
     assert client.calls == 1
 
 
 def test_eam_unknown_asset_only_is_an_empty_reply(fresh_mocks: Any) -> None:
-    reply = eam_client(fresh_mocks).maintenance_for(["NJ-NOPE-000"])
+    reply = eam_client(fresh_mocks).fetch("maintenance", ids=["NJ-NOPE-000"])
 
-    assert reply.records.get("asset", []) == [] and reply.records.get("workorder", []) == []
+    assert reply.get("equipment", []) == [] and reply.get("maintenance_record", []) == []
     assert len(received(fresh_mocks, "eam")) == 1
 
 
 def test_eam_no_devices_means_no_call(fresh_mocks: Any) -> None:
     client = eam_client(fresh_mocks)
 
-    reply = client.maintenance_for([])
+    reply = client.fetch("maintenance", ids=[])
 
-    assert dict(reply.records) == {}
+    assert reply == {}
     assert client.calls == 0 and received(fresh_mocks, "eam") == []
 
 
@@ -559,35 +606,33 @@ def test_eam_changed_since_filters_work_orders(fresh_mocks: Any) -> None:
     expected = sorted(w["wonum"] for w in WORKORDERS if changed(w))
     assert 0 < len(expected) < len(WORKORDERS)
 
-    reply = eam_client(fresh_mocks).maintenance_for(assets, changed_since=since)
+    reply = eam_client(fresh_mocks).fetch("maintenance", ids=assets, changed_since=since)
 
-    assert sorted(w["wonum"] for w in reply.records["workorder"]) == expected
-    assert len(reply.records["asset"]) == len(ASSETS)  # assets are not filtered
+    assert sorted(w["wonum"] for w in reply["maintenance_record"]) == expected
+    assert len(reply["equipment"]) == len(ASSETS)  # assets are not filtered
     [entry] = received(fresh_mocks, "eam")
     root = etree.fromstring(entry["body"].encode("utf-8"))
     [sent_since] = [el.text for el in root.iter(f"{{{TNS}}}changedsince")]
     assert datetime.fromisoformat(sent_since) == since
 
 
-def test_eam_client_refuses_a_batch_size_over_the_wsdl_limit(fresh_mocks: Any) -> None:
-    with pytest.raises(ValueError, match="1..500"):
-        eam_client(fresh_mocks, batch_size=501)
+def test_eam_batch_size_cannot_exceed_the_flavors(fresh_mocks: Any) -> None:
+    with pytest.raises(ValueError, match=r"1\.\.200 \(eam\.yaml\)"):
+        eam_client(fresh_mocks, batch_size=201)
 
 
-def test_eam_client_fault_raises_soap_fault_without_retry(
-    fresh_mocks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A client whose WSDL copy and limit drifted past what the EAM accepts (500): the EAM
+def test_eam_client_fault_raises_soap_fault_without_retry(fresh_mocks: Any, tmp_path: Path) -> None:
+    # A flavor file and WSDL copy that drifted past what the EAM accepts (500): the EAM
     # answers a soap:Client Fault, which the same request would get every time.
-    monkeypatch.setattr(eam_module, "MAX_ASSETS_PER_CALL", 1000)
     drifted = tmp_path / "eam-drifted.wsdl"
     text = WSDL.read_text(encoding="utf-8")
     assert 'maxOccurs="500"' in text
     drifted.write_text(text.replace('maxOccurs="500"', 'maxOccurs="unbounded"'), encoding="utf-8")
-    client = eam_client(fresh_mocks, batch_size=501, wsdl=drifted)
+    flavor = flavor_edited("eam", "batch: {size: 200}", "batch: {size: 1000}")
+    client = eam_client(fresh_mocks, wsdl=drifted, flavor=flavor)
 
     with pytest.raises(SoapFault) as fault:
-        client.maintenance_for([f"NJ-X-{i:04d}" for i in range(501)])
+        client.fetch("maintenance", ids=[f"NJ-X-{i:04d}" for i in range(501)])
 
     assert "Client" in fault.value.faultcode
     assert "500" in fault.value.faultstring
@@ -600,9 +645,9 @@ def test_eam_503_is_retried(fresh_mocks: Any) -> None:
     set_faults(fresh_mocks, "eam", {"kind": "status", "status": 503, "times": 1, "path_prefix": "/eam/soap"})
     client = eam_client(fresh_mocks)
 
-    reply = client.maintenance_for(["NJ-P-101"])
+    reply = client.fetch("maintenance", ids=["NJ-P-101"])
 
-    assert [a["assetnum"] for a in reply.records["asset"]] == ["NJ-P-101"]
+    assert [a["assetnum"] for a in reply["equipment"]] == ["NJ-P-101"]
     assert client.calls == 2
     assert [e["status"] for e in received(fresh_mocks, "eam")] == [503, 200]
 
@@ -611,9 +656,9 @@ def test_eam_timeout_is_retried(fresh_mocks: Any) -> None:
     set_faults(fresh_mocks, "eam", {"kind": "timeout", "delay_s": 1.5, "times": 1})
     client = eam_client(fresh_mocks, timeout_s=0.3)
 
-    reply = client.maintenance_for(["NJ-P-101"])
+    reply = client.fetch("maintenance", ids=["NJ-P-101"])
 
-    assert [a["assetnum"] for a in reply.records["asset"]] == ["NJ-P-101"]
+    assert [a["assetnum"] for a in reply["equipment"]] == ["NJ-P-101"]
     assert client.calls >= 2
     assert len(received(fresh_mocks, "eam")) == client.calls
 
@@ -623,7 +668,7 @@ def test_eam_persistent_503_exhausts_the_retries(fresh_mocks: Any) -> None:
     client = eam_client(fresh_mocks)
 
     with pytest.raises(TransientError):
-        client.maintenance_for(["NJ-P-101"])
+        client.fetch("maintenance", ids=["NJ-P-101"])
 
     assert client.calls == FAST.attempts
     assert len(received(fresh_mocks, "eam")) == FAST.attempts
@@ -691,9 +736,9 @@ def test_eam_server_fault_is_transient_and_retried(stub_server: tuple[str, _Stub
     stub.replies = [(500, fault_envelope("soap:Server", "database busy")), (200, b"<not-xml"), (200, ok)]
     client = eam_client(None, address=f"{url}/eam/soap")
 
-    reply = client.maintenance_for(["NJ-P-101"])
+    reply = client.fetch("maintenance", ids=["NJ-P-101"])
 
-    assert reply.records["asset"] == [{"assetnum": "NJ-P-101"}]
+    assert reply["equipment"] == [{"assetnum": "NJ-P-101"}]
     assert client.calls == 3 and len(stub.requests) == 3
 
 
@@ -808,11 +853,9 @@ def test_eam_credentials_reach_the_server(stub_server: tuple[str, _Stub]) -> Non
     ).encode()
     stub.replies = [(200, ok)]
     endpoint = SystemEndpoint(url=f"{url}/eam/soap", username="hub", password="pa55", api_key="k3y")
-    client = EamClient(
-        endpoint, str(WSDL), connect_timeout_s=5.0, operation_timeout_s=5.0, retry=FAST, batch_size=10
-    )
+    soap = EamClient(endpoint, str(WSDL), connect_timeout_s=5.0, operation_timeout_s=5.0, retry=FAST)
 
-    client.maintenance_for(["NJ-P-101"])
+    operations("eam", endpoint.url, soap=soap).fetch("maintenance", ids=["NJ-P-101"])
 
     [headers] = stub.headers
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"hub:pa55").decode()
@@ -825,5 +868,5 @@ def test_eam_refusal_is_not_retried(stub_server: tuple[str, _Stub]) -> None:
     client = eam_client(None, address=f"{url}/eam/soap")
 
     with pytest.raises(VendorRejected, match="401"):
-        client.maintenance_for(["NJ-P-101"])
+        client.fetch("maintenance", ids=["NJ-P-101"])
     assert client.calls == 1

@@ -47,7 +47,9 @@ def test_checks_job_and_schedule():
     assert checks == {
         ("equipment", "devices_found_in_eam"),
         ("equipment_clearance", "clearance_covers_every_device"),
+        ("permit_gate_decisions", "gate_decisions_written_back"),
         ("erp_postings", "erp_entries_confirmed"),
+        ("erp_postings", "erp_ledger_reconciled"),
     }
     blocking = graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "clearance_covers_every_device"))
     assert blocking.blocking

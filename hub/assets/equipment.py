@@ -42,20 +42,22 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
     fetched_at = datetime.now(timezone.utc)
     error = ""
     try:
-        reply = client.maintenance_for(device_ids)
+        with client:
+            reply = client.fetch("maintenance", ids=device_ids)
     except (TransientError, VendorRejected, SoapFault) as exc:
         error = str(exc)
         context.log.error(f"EAM pull failed; affected permits will be blocked as EAM_UNAVAILABLE/STALE: {exc}")
         reply = None
-    equipment = mapping.inbound("equipment", reply.records.get("asset", []) if reply else [])
-    records = mapping.inbound("maintenance_record", reply.records.get("workorder", []) if reply else [])
+    pulled = reply is not None
+    equipment = mapping.inbound("equipment", reply.get("equipment", []) if pulled else [])
+    records = mapping.inbound("maintenance_record", reply.get("maintenance_record", []) if pulled else [])
     hub_store.upsert_equipment(equipment.records, fetched_at, lineage_of(mapping))
     # A full answer is the devices' whole work-order list: what it no longer holds is gone.
     hub_store.upsert_maintenance_records(
-        records.records, fetched_at, complete_for=device_ids if reply else (), lineage=lineage_of(mapping)
+        records.records, fetched_at, complete_for=device_ids if pulled else (), lineage=lineage_of(mapping)
     )
     failpoint("eam.before_lookups")
-    if reply:
+    if pulled:
         hub_store.record_lookups("eam", device_ids, fetched_at)
     quarantined = quarantine_rejects(hub_store, "eam", mapping, equipment.quarantined + records.quarantined)
     found = {e.device_id for e in equipment.records}
@@ -72,7 +74,7 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
         metadata={
             **common,
             "row_count": len(equipment.records),
-            "devices_not_found": len(device_ids - found) if reply else len(device_ids),
+            "devices_not_found": len(device_ids - found) if pulled else len(device_ids),
             "preview": preview([{"device_id": e.device_id, "name": e.name, "site": e.site} for e in equipment.records]),
         },
     )

@@ -80,7 +80,7 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
     client = erp.client()
     posted = rejected = 0
     failure = ""
-    with client.rest:
+    with client:
         rows = _settle_unclear(client, hub_store, hub_store.outbox_to_send())
         by_uuid = {row.message_uuid: row for row in rows}
         pending = [(row.message_uuid, mapping.outbound("safety_cost_entry", row.entry)) for row in rows]
@@ -120,7 +120,7 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
         "row_count": sum(summary.values()),
         "posted_now": posted,
         "rejected_now": rejected,
-        "erp_calls": client.rest.calls,
+        "erp_calls": client.calls,
         **{f"outbox_{status}": count for status, count in sorted(summary.items())},
         "preview": preview(
             [
@@ -152,7 +152,7 @@ def erp_ledger_reconciled(store: HubStoreResource, erp: ErpResource) -> AssetChe
     rows = store.store().load_outbox()
     client = erp.client()
     try:
-        with client.rest:
+        with client:
             documents = client.list_documents()
     except (TransientError, VendorRejected) as exc:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"erp_error": str(exc)})

@@ -74,16 +74,17 @@ def permit_gate_decisions(
     mapping = load_mapping(ptw.mapping)
     client = ptw.client()
     written, failed = [], []
-    with client.rest:
+    with client:
         for decision in decisions:
             if decision.permit_id not in to_write:
                 continue
             try:
                 if decision.decision == "block":
-                    client.put_hold(decision.permit_id, ptw.hold_source, mapping.outbound("gate_decision", decision))
+                    body = mapping.outbound("gate_decision", decision)
+                    client.call("put_hold", id=decision.permit_id, source=ptw.hold_source, body=body)
                     failpoint("gate.after_put_before_record")
                 elif previous.get(decision.permit_id, ("", ""))[1] == "block":
-                    client.release_hold(decision.permit_id, ptw.hold_source)
+                    client.call("release_hold", id=decision.permit_id, source=ptw.hold_source)
             except (TransientError, VendorRejected) as exc:
                 failed.append(f"{decision.permit_id}: {exc}")
                 continue

@@ -22,10 +22,11 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
     fetched = accepted = quarantined = 0
     newest = None
     samples: list[dict] = []
-    with client.rest:
-        for page in client.permit_pages(cursor):
-            fetched += len(page)
-            result = mapping.inbound("permit", page)
+    with client:
+        for page in client.pages("permits_changed", since=cursor):
+            vendor_permits = page.get("permit", [])
+            fetched += len(vendor_permits)
+            result = mapping.inbound("permit", vendor_permits)
             hub_store.upsert_permits(result.records, datetime.now(timezone.utc), lineage_of(mapping))
             failpoint("permits.before_cursor")
             hub_store.resolve_quarantine_for("ptw", "permit", [p.permit_id for p in result.records])
@@ -47,7 +48,7 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
             "row_count": accepted,
             "quarantined_new": quarantined,
             "cursor": hub_store.get_cursor(CURSOR) or "",
-            "ptw_calls": client.rest.calls,
+            "ptw_calls": client.calls,
             "mapping": mapping_label(mapping),
             "preview": preview(samples),
         }

@@ -16,20 +16,25 @@ def process_parameters(context: AssetExecutionContext, store: HubStoreResource, 
     names = {name for permit in permits_in_scope(hub_store) for name in permit.material_names}
     mapping = load_mapping(mes.mapping)
     client = mes.client()
-    with client.rest:
-        reply = client.parameters_for(names)
-    result = mapping.inbound("process_parameter", reply.material_definitions)
+    with client:
+        reply = client.fetch("parameters", ids=names)
+    result = mapping.inbound("process_parameter", reply.get("process_parameter", []))
     hub_store.upsert_process_parameters(result.records, datetime.now(timezone.utc), lineage_of(mapping))
     quarantined = quarantine_rejects(hub_store, "mes", mapping, result.quarantined)
-    if reply.unknown:
-        context.log.warning(f"MES does not know {len(reply.unknown)} materials: {', '.join(sorted(reply.unknown))}")
+    # A name the MES does not know simply has no parameters, in every flavor.
+    answered = {p.material_name for p in result.records} | {
+        r.partial["material_name"] for r in result.quarantined if "material_name" in r.partial
+    }
+    unknown = sorted(names - answered)
+    if unknown:
+        context.log.warning(f"MES does not know {len(unknown)} materials: {', '.join(unknown)}")
     return MaterializeResult(
         metadata={
             "materials_requested": len(names),
-            "materials_unknown": ", ".join(sorted(reply.unknown)) or "none",
+            "materials_unknown": ", ".join(unknown) or "none",
             "row_count": len(result.records),
             "quarantined_new": quarantined,
-            "mes_calls": client.rest.calls,
+            "mes_calls": client.calls,
             "mapping": mapping_label(mapping),
             "preview": preview(
                 [

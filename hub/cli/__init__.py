@@ -23,11 +23,17 @@ def demo(
     fixtures: Path = typer.Option(REPO_FIXTURES, help="Fixture plant loaded into the mock systems."),
     workdir: Path = typer.Option(Path(".hub"), help="Where the SQLite store, Dagster home and mock state live."),
     fresh: bool = typer.Option(False, "--fresh", help="Start from an empty store and fresh mock systems."),
+    flavor: str = typer.Option(
+        "standard",
+        help="standard: EAM over SOAP, MES over B2MML REST; alternate: EAM over Maximo OSLC, MES over SAP OData.",
+    ),
 ) -> None:
     """Start the mock systems, materialize every asset once and print what happened."""
-    from hub.demo import run_demo
+    from hub.demo import FLAVORS, run_demo
 
-    report = run_demo(fixtures, workdir, fresh=fresh)
+    if flavor not in FLAVORS:
+        raise typer.BadParameter(f"choose one of {', '.join(FLAVORS)}", param_hint="--flavor")
+    report = run_demo(fixtures, workdir, fresh=fresh, flavor=flavor)
     console.print(f"[bold]Permits synced:[/] {report.permits_synced}")
     console.print(
         f"[bold]Devices looked up:[/] {report.devices_looked_up} in {report.eam_calls} EAM call(s); "
@@ -108,3 +114,9 @@ app.add_typer(quarantine_app, name="quarantine")
 from hub.cli.audit import app as audit_app  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
+
+from hub.cli.mappings import app as mappings_app  # noqa: E402
+
+app.add_typer(mappings_app, name="mappings")
+
+import hub.cli.harness  # noqa: E402,F401  (adds the crashtest and chaos commands)

@@ -10,6 +10,22 @@ from hub.settings import SystemEndpoint
 REDACTED = "**********"
 
 
+def for_scheme(endpoint: SystemEndpoint, scheme: str, header: str | None = None) -> SystemEndpoint:
+    """The endpoint with only the credential an auth scheme sends (`api_key` in `header`).
+
+    A system's description names its scheme, so a credential meant for another scheme (or
+    another system) is never sent; the credentials themselves still come only from settings.
+    """
+    kept = {
+        "none": {},
+        "basic": {"username": endpoint.username, "password": endpoint.password},
+        "bearer": {"token": endpoint.token},
+        "api_key": {"api_key": endpoint.api_key, "api_key_header": header or endpoint.api_key_header},
+    }[scheme]
+    cleared = {"username": None, "password": None, "token": None, "api_key": None}
+    return endpoint.model_copy(update={**cleared, **kept})
+
+
 def auth_headers(endpoint: SystemEndpoint) -> dict[str, str]:
     headers: dict[str, str] = {}
     if endpoint.token is not None:

@@ -4,7 +4,8 @@ After `failures` consecutive transient failures the circuit opens, and for `rese
 fails fast with `SystemUnavailable` without touching the network. Then one trial call goes
 through (half-open): success closes the circuit, failure opens it again. Refusals (4xx, SOAP
 client faults, oversize replies, untrusted certificates) show the system is up, so they count as
-successes. The REST and SOAP clients of one system share its breaker, since they share its outage.
+successes. Breakers are keyed by system and server (scheme, host and port), so the REST and SOAP
+clients of one system share its breaker, since they share its outage.
 
 pybreaker holds the breaker's lock for the length of a call, so calls to one system from several
 threads of one process take turns; the hub calls each system from one step at a time.
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pybreaker
 
@@ -26,13 +28,16 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+DEFAULT_FAILURES = 5
+DEFAULT_RESET_S = 30.0
+
 
 class _LogTransitions(pybreaker.CircuitBreakerListener):
     """Say so when a system's circuit opens or closes; the name is the system, never its URL."""
 
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state, new_state) -> None:
         if new_state.name == pybreaker.STATE_OPEN:
-            log.warning("%s circuit opened: calls fail fast for %.0f s", cb.name, cb.reset_timeout)
+            log.warning("%s circuit opened: calls fail fast for %g s", cb.name, cb.reset_timeout)
         elif new_state.name == pybreaker.STATE_CLOSED and old_state is not None:
             log.info("%s circuit closed: calls go through again", cb.name)
 
@@ -58,9 +63,11 @@ class SystemBreaker:
             throw_new_error_on_trip=False,
         )
 
-    def configure(self, *, failures: int, reset_s: float) -> None:
-        self._breaker.fail_max = failures
-        self._breaker.reset_timeout = reset_s
+    def configure(self, *, failures: int | None, reset_s: float | None) -> None:
+        if failures is not None:
+            self._breaker.fail_max = failures
+        if reset_s is not None:
+            self._breaker.reset_timeout = reset_s
 
     @property
     def state(self) -> str:
@@ -82,12 +89,18 @@ _breakers: dict[tuple[str, str], SystemBreaker] = {}
 _registry_lock = threading.Lock()
 
 
-def breaker_for(system: str, url: str, *, failures: int = 5, reset_s: float = 30.0) -> SystemBreaker:
-    """The process's breaker for `system` at `url`; the thresholds given last apply."""
+def breaker_for(system: str, url: str, *, failures: int | None = None, reset_s: float | None = None) -> SystemBreaker:
+    """The process's breaker for `system` on the server of `url`.
+
+    Thresholds given here replace the breaker's; omitted ones keep its own (for a new breaker:
+    5 failures, 30 s).
+    """
+    parts = urlsplit(url)
+    key = (system, f"{parts.scheme}://{parts.hostname}:{parts.port}")
     with _registry_lock:
-        breaker = _breakers.get((system, url))
+        breaker = _breakers.get(key)
         if breaker is None:
-            breaker = _breakers[(system, url)] = SystemBreaker(system, failures=failures, reset_s=reset_s)
+            breaker = _breakers[key] = SystemBreaker(system, failures=DEFAULT_FAILURES, reset_s=DEFAULT_RESET_S)
         breaker.configure(failures=failures, reset_s=reset_s)
     return breaker
 

@@ -1,5 +1,7 @@
 """EAM SOAP connector: zeep for the WSDL contract and the request, lxml for the bulk reply.
 
+Which operation, binding and arguments are sent is the flavor file's description
+(`hub.connectors.endpoint.SoapSpec`); batching is `hub.connectors.operations`' job.
 zeep parses large replies about ten times slower than lxml, so the reply is taken
 raw and flattened here; the WSDL still defines what we send. One zeep client is
 built per process and reused, since loading a WSDL is slow. Every call, the WSDL load
@@ -9,9 +11,6 @@ included, goes through the EAM's circuit breaker, with timeouts and a reply size
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +19,6 @@ import zeep
 from lxml import etree
 
 from hub.connectors.auth import auth_headers, basic_credentials, redact, secret_values
-from hub.connectors.batching import distinct_batches
 from hub.connectors.bounded import DEFAULT_MAX_RESPONSE_BYTES
 from hub.connectors.breaker import SystemBreaker, breaker_for
 from hub.connectors.retry import (
@@ -30,14 +28,12 @@ from hub.connectors.retry import (
     VendorRejected,
     parse_retry_after,
 )
+from hub.connectors.endpoint import SoapSpec
 from hub.connectors.soap import BoundedTransport
-from hub.connectors.tls import certificate_problem, requests_verify
+from hub.connectors.tls import certificate_problem
 from hub.settings import SystemEndpoint
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-BINDING = "{urn:plant:eam:maintenance:v1}AssetMaintenanceBinding"
-
-MAX_ASSETS_PER_CALL = 500  # the WSDL's maxOccurs for assetnum
 
 
 def _safe_parser() -> etree.XMLParser:
@@ -57,14 +53,10 @@ class SoapFault(Exception):
         self.faultstring = faultstring
 
 
-@dataclass
-class EamReply:
-    records: dict[str, list[dict[str, str | None]]] = field(default_factory=lambda: defaultdict(list))
-
-
 @lru_cache(maxsize=8)
 def _service(
     wsdl: str,
+    binding: str,
     address: str,
     connect_timeout_s: float,
     operation_timeout_s: float,
@@ -76,16 +68,16 @@ def _service(
     session = requests.Session()
     session.headers.update(dict(headers))
     session.auth = basic
-    session.verify = requests_verify(ca_bundle)
     transport = BoundedTransport(
         "EAM",
         session,
         connect_timeout_s=connect_timeout_s,
         read_timeout_s=operation_timeout_s,
         max_response_bytes=max_response_bytes,
+        ca_bundle=ca_bundle,
     )
     client = zeep.Client(wsdl, transport=transport)
-    return client, client.create_service(BINDING, address)
+    return client, client.create_service(binding, address)
 
 
 def _local(tag: str) -> str:
@@ -116,6 +108,8 @@ def parse_reply(xml: bytes) -> dict[str, list[dict[str, str | None]]]:
 
 
 class EamClient:
+    """Calls the EAM's WSDL operations; `calls` counts every attempt, retries included."""
+
     def __init__(
         self,
         endpoint: SystemEndpoint,
@@ -124,13 +118,10 @@ class EamClient:
         connect_timeout_s: float,
         operation_timeout_s: float,
         retry: RetryPolicy,
-        batch_size: int,
         breaker: SystemBreaker | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         ca_bundle: str | None = None,
     ):
-        if not 1 <= batch_size <= MAX_ASSETS_PER_CALL:
-            raise ValueError(f"EAM batch size must be 1..{MAX_ASSETS_PER_CALL}, got {batch_size}")
         self.address = endpoint.url
         self.headers = tuple(sorted(auth_headers(endpoint).items()))
         self.basic = basic_credentials(endpoint)
@@ -138,21 +129,18 @@ class EamClient:
         self.connect_timeout_s = connect_timeout_s
         self.operation_timeout_s = operation_timeout_s
         self.retry = retry
-        self.batch_size = batch_size
         self.breaker = breaker or breaker_for("EAM", endpoint.url)
         self.max_response_bytes = max_response_bytes
         self.ca_bundle = ca_bundle
         self.calls = 0
         self._secrets = secret_values(endpoint)
 
-    def _call(self, batch: list[str], changed_since: datetime | None) -> dict[str, list[dict[str, str | None]]]:
+    def _call(self, soap: SoapSpec, args: dict[str, Any]) -> dict[str, list[dict[str, str | None]]]:
         self.calls += 1
-        kwargs: dict[str, Any] = {"assetnum": batch}
-        if changed_since is not None:
-            kwargs["changedsince"] = changed_since
         try:
             client, service = _service(
                 self.wsdl,
+                soap.binding,
                 self.address,
                 self.connect_timeout_s,
                 self.operation_timeout_s,
@@ -162,17 +150,17 @@ class EamClient:
                 self.max_response_bytes,
             )
             with client.settings(raw_response=True):
-                response = service.GetAssetMaintenance(**kwargs)
+                response = service[soap.operation](**args)
         except requests.RequestException as exc:
             problem = certificate_problem(exc)
             if problem:
                 raise UntrustedCertificate("EAM", problem) from None
-            raise TransientError(f"EAM GetAssetMaintenance: {type(exc).__name__}") from None
+            raise TransientError(f"EAM {soap.operation}: {type(exc).__name__}") from None
         if 400 <= response.status_code < 500 and response.status_code != 429:
             raise VendorRejected("EAM", response.status_code, redact(response.text, self._secrets)[:500])
         if response.status_code == 429 or (response.status_code >= 500 and b"Fault" not in response.content[:2048]):
             raise TransientError(
-                f"EAM GetAssetMaintenance: HTTP {response.status_code}",
+                f"EAM {soap.operation}: HTTP {response.status_code}",
                 retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
             )
         try:
@@ -182,13 +170,6 @@ class EamClient:
                 raise TransientError(str(fault)) from None
             raise
 
-    def maintenance_for(self, device_ids: Iterable[str], changed_since: datetime | None = None) -> EamReply:
-        """Equipment and work orders for the distinct device IDs, in batches."""
-        reply = EamReply()
-        for batch in distinct_batches(device_ids, self.batch_size):
-            def attempt(batch: list[str] = batch) -> dict[str, list[dict[str, str | None]]]:
-                return self.breaker.call(self._call, batch, changed_since)
-
-            for kind, items in self.retry.call(attempt).items():
-                reply.records[kind].extend(items)
-        return reply
+    def call(self, soap: SoapSpec, args: dict[str, Any]) -> dict[str, list[dict[str, str | None]]]:
+        """One operation call, through the breaker and the retry policy: the response's children by name."""
+        return self.retry.call(lambda: self.breaker.call(self._call, soap, args))

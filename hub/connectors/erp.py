@@ -1,7 +1,14 @@
-"""ERP journal-entry API: bulk posting with per-entry message UUIDs, lookup by reference.
+"""ERP journal-entry API: bulk posting with per-entry message UUIDs, lookup by reference,
+and the paged ledger listing.
 
 The ERP drops a repeated message UUID, so re-sending an entry under its own stable
-UUID can never post it twice; asking by reference settles an unclear outcome.
+UUID can never post it twice; asking by reference settles an unclear outcome; the
+ledger listing lets the hub prove its records match what the ERP booked.
+
+Paths, batch and page sizes are the flavor file's (operations `post_entries`,
+`find_by_reference` and `ledger`, whose replies hold records of kinds `confirmation` and
+`document`); what stays here is the posting's meaning: one message UUID per entry, and
+reading the ERP's confirmations and documents.
 """
 
 from __future__ import annotations
@@ -9,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import uuid4
 
-from hub.connectors.rest import RestClient
+from hub.connectors.operations import SystemClient
+from hub.connectors.retry import TransientError
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,35 @@ class Confirmation:
     fiscal_year: str | None
     duplicate: bool
     error: str | None  # the ERP's own words when it refused the entry
+
+
+@dataclass(frozen=True)
+class LedgerDocument:
+    """One document as the ERP booked it."""
+
+    accounting_document: str
+    company_code: str
+    fiscal_year: str
+    reference: str
+    message_uuid: str | None
+    gl_account: str
+    cost_center: str
+    amount: Decimal
+    currency: str
+
+
+def _ledger_document(raw: dict[str, Any]) -> LedgerDocument:
+    return LedgerDocument(
+        accounting_document=str(raw["AccountingDocument"]),
+        company_code=raw["CompanyCode"],
+        fiscal_year=str(raw["FiscalYear"]),
+        reference=raw["DocumentReferenceID"],
+        message_uuid=raw.get("MessageUUID"),
+        gl_account=raw["GLAccount"],
+        cost_center=raw["CostCenter"],
+        amount=Decimal(str(raw["Amount"])),
+        currency=raw["TransactionCurrency"],
+    )
 
 
 def _confirmation(raw: dict[str, Any]) -> Confirmation:
@@ -39,29 +77,50 @@ def _confirmation(raw: dict[str, Any]) -> Confirmation:
 
 
 class ErpClient:
-    def __init__(self, rest: RestClient, batch_size: int):
-        self.rest = rest
-        self.batch_size = batch_size
+    def __init__(self, operations: SystemClient):
+        self.operations = operations
+
+    def __enter__(self) -> ErpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.operations.close()
+
+    @property
+    def calls(self) -> int:
+        return self.operations.calls
 
     def post_entries(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[list[Confirmation]]:
         """Post (message UUID, vendor journal entry) pairs in bulk, yielding each batch's confirmations.
 
         Yielding per batch lets the caller record what landed before a later batch fails.
         """
-        for start in range(0, len(entries), self.batch_size):
-            chunk = entries[start : start + self.batch_size]
-            body = {
-                "MessageHeader": {
-                    "ID": f"hub-{uuid4()}",
-                    "CreationDateTime": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-                },
-                "JournalEntryCreateRequest": [
-                    {"MessageHeader": {"UUID": message_uuid}, **vendor_entry} for message_uuid, vendor_entry in chunk
-                ],
-            }
-            reply = self.rest.request("POST", "/api/v1/journal-entries/bulk", json=body)
-            yield [_confirmation(raw) for raw in reply["JournalEntryCreateConfirmation"]]
+        size = self.operations.size("post_entries")
+        for start in range(0, len(entries), size):
+            chunk = entries[start : start + size]
+            reply = self.operations.fetch(
+                "post_entries",
+                message_id=f"hub-{uuid4()}",
+                created_at=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                entries=[{"MessageHeader": {"UUID": message_uuid}, **vendor_entry} for message_uuid, vendor_entry in chunk],
+            )
+            yield [_confirmation(raw) for raw in reply.get("confirmation", [])]
 
     def find_by_reference(self, reference: str) -> list[dict[str, Any]]:
-        reply = self.rest.request("GET", "/api/v1/journal-entries", params={"DocumentReferenceID": reference})
-        return reply["results"]
+        return self.operations.fetch("find_by_reference", reference=reference).get("document", [])
+
+    def list_documents(self) -> list[LedgerDocument]:
+        """Every document in the ERP's ledger, page by page, each once.
+
+        Documents are keyed by company, year and number, so a document seen on two pages
+        (the ledger grew while it was listed) is not mistaken for a double booking.
+        """
+        documents: dict[tuple[str, str, str], LedgerDocument] = {}
+        for number, page in enumerate(self.operations.pages("ledger"), start=1):
+            try:
+                batch = [_ledger_document(raw) for raw in page.get("document", [])]
+            except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+                raise TransientError(f"ERP ledger page {number} is not the documented shape: {exc!r}") from None
+            for doc in batch:
+                documents.setdefault((doc.company_code, doc.fiscal_year, doc.accounting_document), doc)
+        return list(documents.values())

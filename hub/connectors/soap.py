@@ -1,8 +1,10 @@
 """zeep's transport with a bound on everything: connect and read timeouts on every request
-(the WSDL download included) and a size limit on every reply.
+(the WSDL download included), verified TLS, and a size limit on every reply.
 
 zeep's own transport reads replies whole and, for operations, has no timeout unless given
 one; here the reply is streamed through `read_capped` and refused as soon as it is too big.
+TLS trust is passed with every request: requests lets `REQUESTS_CA_BUNDLE` override a
+session's own `verify`, which would silently drop the plant's CA bundle.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import requests
 from zeep.transports import Transport
 
 from hub.connectors.bounded import read_capped
+from hub.connectors.tls import requests_verify
 
 CHUNK_BYTES = 64 * 1024
 
@@ -26,11 +29,13 @@ class BoundedTransport(Transport):
         connect_timeout_s: float,
         read_timeout_s: float,
         max_response_bytes: int,
+        ca_bundle: str | None,
     ):
         timeouts = (connect_timeout_s, read_timeout_s)
         super().__init__(session=session, timeout=timeouts, operation_timeout=timeouts)
         self.system = system
         self.max_response_bytes = max_response_bytes
+        self.verify = requests_verify(ca_bundle)
 
     def _capped(self, response: requests.Response) -> requests.Response:
         with closing(response):
@@ -45,11 +50,13 @@ class BoundedTransport(Transport):
         return response
 
     def post(self, address: str, message: bytes, headers: dict[str, str]) -> requests.Response:
-        response = self.session.post(address, data=message, headers=headers, timeout=self.operation_timeout, stream=True)
+        response = self.session.post(
+            address, data=message, headers=headers, timeout=self.operation_timeout, verify=self.verify, stream=True
+        )
         return self._capped(response)
 
     def _load_remote_data(self, url: str) -> bytes:
         """WSDL and schema downloads, under the same timeouts and limit as calls."""
-        response = self._capped(self.session.get(url, timeout=self.load_timeout, stream=True))
+        response = self._capped(self.session.get(url, timeout=self.load_timeout, verify=self.verify, stream=True))
         response.raise_for_status()
         return response.content

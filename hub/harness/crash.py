@@ -71,7 +71,8 @@ class KillOutcome:
     exit_code: int
     recovery_runs: int
     recovered: bool  # a recovery sync succeeded
-    verdicts: list[Verdict] = field(default_factory=list)
+    broken_by_kill: list[str] = field(default_factory=list)  # invariants the kill left violated
+    verdicts: list[Verdict] = field(default_factory=list)  # after recovery
     seconds: float = 0.0
     log_tail: str = ""  # the last sync's output, kept when something went wrong
 
@@ -131,18 +132,21 @@ def run_kill_point(plant: MockPlant, expected: Expected, point: KillPoint, root:
         env = _sync_env(plant, workdir)
         armed = {**env, ENV_VAR: f"{point.failpoint}:{point.hit}"} if point.failpoint else env
         exit_code, tail = _run_sync(armed, workdir, point.delay_s)
+        database_url = env["HUB_DATABASE_URL"]
+        broken = [v.invariant for v in check(expected, plant.observe(database_url)) if not v.held]
         recovery_runs, recovered = 0, False
         while not recovered and recovery_runs < MAX_RECOVERY_RUNS:
             recovery_runs += 1
             code, tail = _run_sync(env, workdir)
             recovered = code == 0
-        verdicts = check(expected, plant.observe(env["HUB_DATABASE_URL"]))
+        verdicts = check(expected, plant.observe(database_url))
     outcome = KillOutcome(
         point=point,
         died=exit_code == -signal.SIGKILL,
         exit_code=exit_code,
         recovery_runs=recovery_runs,
         recovered=recovered,
+        broken_by_kill=broken,
         verdicts=verdicts,
         seconds=time.monotonic() - started,
     )

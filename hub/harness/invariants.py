@@ -25,7 +25,7 @@ from hub.logic.costs import CostError, cost_entries
 from hub.logic.gate import decide_all
 from hub.logic.rules import load_cost_rules, load_gate_rules
 from hub.mappings.engine import load_mapping
-from hub.store.repository import HubStore
+from hub.store.repository import HubStore, SchemaNotReadyError
 
 LEDGER = "ERP ledger: expected entries, each once"
 OUTBOX = "outbox agrees with the ERP"
@@ -144,7 +144,11 @@ def observe(admin_urls: dict[str, str], database_url: str) -> Observed:
     with httpx.Client(timeout=30) as http:
         documents = http.get(f"{admin_urls['erp']}/_admin/state").raise_for_status().json()["documents"]
         holds = http.get(f"{admin_urls['ptw']}/_admin/state").raise_for_status().json()["holds"]
-    with HubStore(database_url) as store:
+    try:
+        store = HubStore(database_url)
+    except SchemaNotReadyError:  # killed before it created its store: it has booked nothing yet
+        return Observed(documents, holds, [], [])
+    with store:
         return Observed(documents, holds, store.load_outbox(), store.list_quarantine(include_resolved=True))
 
 

@@ -55,6 +55,15 @@ class MockPlant:
         for name, url in self.admin_urls.items():
             self._admin.put(f"{url}/_admin/faults", json=plans.get(name, {})).raise_for_status()
 
+    def faults_fired(self) -> int:
+        """Requests since the last reset that a fault rule refused, spoilt or delayed."""
+        return sum(
+            1
+            for url in self.admin_urls.values()
+            for entry in self._admin.get(f"{url}/_admin/received").raise_for_status().json()
+            if entry.get("fault")
+        )
+
     def settle(self, within_s: float) -> bool:
         """Wait until no request is still being handled (a delayed one may yet commit); False if one still is."""
         deadline = time.monotonic() + within_s

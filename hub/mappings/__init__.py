@@ -4,12 +4,15 @@ from hub.mappings.engine import (
     TRANSFORMS,
     InboundResult,
     Mapping,
+    MappingAbort,
     OutboundError,
     Rejected,
+    VendorRecord,
     load_mapping,
     packaged_mappings,
     parse_mapping,
 )
+from hub.mappings.source import site_overlays
 from hub.mappings.spec import KINDS
 
 __all__ = [
@@ -17,9 +20,12 @@ __all__ = [
     "TRANSFORMS",
     "InboundResult",
     "Mapping",
+    "MappingAbort",
     "OutboundError",
     "Rejected",
+    "VendorRecord",
     "load_mapping",
     "packaged_mappings",
     "parse_mapping",
+    "site_overlays",
 ]

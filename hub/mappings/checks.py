@@ -53,6 +53,8 @@ def structure_problems(exc: ValidationError, node: yaml.Node | None, name: str) 
             message = err["msg"]
             if "input" in err:
                 message += f" (found {err['input']!r})"
+            if kind == "string_type" and isinstance(err.get("input"), bool):
+                message += "; YAML reads yes, no, on, off, true and false as true/false: put the text in quotes"
             problems.append(problem(node, loc, message, name))
     return problems
 
@@ -219,8 +221,8 @@ class Checker:
                         message = self.no_field(kind, convert.by, model)
                     self.add(floc + ("convert", "by"), message)
             if field.unit_of is not None and field.unit_of not in converted:
-                choices = converted or ["(no field of this kind has 'convert')"]
-                self.add(floc + ("unit_of",), f"{field.unit_of!r} is not a converted field; {expected(field.unit_of, choices)}")
+                hint = expected(field.unit_of, converted) if converted else "no field of this kind has 'convert'"
+                self.add(floc + ("unit_of",), f"{field.unit_of!r} is not a converted field; {hint}")
 
     # outbound -------------------------------------------------------------------------
 

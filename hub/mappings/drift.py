@@ -35,7 +35,8 @@ def read_paths(fields: dict[str, FieldSpec]) -> set[str]:
 
 
 def _covered(path: str, by: set[str]) -> bool:
-    return any(path == p or path.startswith((p + ".", p + ELEMENT)) for p in by)
+    """Read itself, inside something read whole, or a list whose elements are read (even when empty)."""
+    return any(path == p or path.startswith((p + ".", p + ELEMENT)) or p.startswith(path + ELEMENT) for p in by)
 
 
 def _leaves(value: Any, prefix: str) -> Iterator[str]:

@@ -24,6 +24,7 @@ from hub.yamlfile import ConfigError, ConfigProblem
 PACKAGE_DIR = Path(__file__).resolve().parent
 SITES_DIR = PACKAGE_DIR / "sites"
 _NULL_TAG = "tag:yaml.org,2002:null"
+_SOURCE_KEYS = frozenset({"from", "const", "concat", "unit_of"})
 
 Loc = tuple[Any, ...]
 
@@ -116,10 +117,6 @@ def read_source(raw: bytes, name: str, source_file: Path | None = None, _chain: 
     )
 
 
-def read_file(path: Path) -> MappingSource:
-    return read_source(_read(path), str(path), path.resolve())
-
-
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -190,10 +187,16 @@ def _resolve_base(node: yaml.Node | None, extends: str, name: str, source_file: 
 
 
 def _merge(base: yaml.Node | None, patch: yaml.Node) -> yaml.Node:
-    """RFC 7396 on nodes; merged objects take the overlay's marks, so errors point at the overlay."""
+    """RFC 7396 on nodes; merged objects take the overlay's marks, so errors point at the overlay.
+
+    One addition: a field spec in the overlay that says where its value comes from (``from``,
+    ``const``, ``concat``, ``unit_of``) replaces the base's source instead of adding a second one.
+    """
     if not (isinstance(base, yaml.MappingNode) and isinstance(patch, yaml.MappingNode)):
         return patch
     entries: dict[str, tuple[yaml.Node, yaml.Node]] = {str(k.value): (k, v) for k, v in base.value}
+    if any(str(k.value) in _SOURCE_KEYS for k, _ in patch.value):
+        entries = {name: entry for name, entry in entries.items() if name not in _SOURCE_KEYS}
     for key, value in patch.value:
         name = str(key.value)
         if isinstance(value, yaml.ScalarNode) and value.tag == _NULL_TAG:

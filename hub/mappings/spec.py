@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hub.connectors.endpoint import EndpointSpec
 from hub.model import (
     Canonical,
     Equipment,
@@ -186,6 +187,7 @@ class MappingFile(_Strict):
     units: dict[str, str] = Field(default_factory=dict)  # vendor unit code -> unit the hub knows
     inbound: dict[str, InboundSpec] = Field(default_factory=dict)
     outbound: dict[str, OutboundSpec] = Field(default_factory=dict)
+    endpoint: EndpointSpec | None = None  # how to reach the system (docs/endpoints.md)
 
 
 FieldSpec.model_rebuild()
