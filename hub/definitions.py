@@ -1,4 +1,4 @@
-"""The Dagster code location: assets, checks, the full-sync job and its schedule."""
+"""The Dagster code location: assets, checks, the full-sync and health-check jobs and their schedules."""
 
 from __future__ import annotations
 
@@ -29,6 +29,21 @@ full_sync = define_asset_job(
     description="Pull permits, equipment and process data, gate permits, post safety costs.",
 )
 
+# Checks only: Dagster skips an asset's checks when the asset fails, so a failed write-back
+# or ledger mismatch is re-examined on its own, after the sync and on every schedule tick.
+health_checks = define_asset_job(
+    "health_checks",
+    selection=AssetSelection.all_asset_checks(),
+    description="Re-run every asset check (write-back pending, ledger reconciliation, ...) without syncing.",
+)
+
+health_checks_schedule = ScheduleDefinition(
+    job=health_checks,
+    cron_schedule="5-59/15 * * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=DefaultScheduleStatus.STOPPED,
+)
+
 full_sync_schedule = ScheduleDefinition(
     job=full_sync,
     cron_schedule="*/15 * * * *",
@@ -41,8 +56,8 @@ def build_definitions(settings: HubSettings | None = None) -> Definitions:
     return Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
-        jobs=[full_sync],
-        schedules=[full_sync_schedule],
+        jobs=[full_sync, health_checks],
+        schedules=[full_sync_schedule, health_checks_schedule],
         resources=resources_from_settings(settings or HubSettings()),
     )
 

@@ -17,7 +17,6 @@ from dagster import DagsterInstance
 
 from hub.demo import EAM_WSDL
 from hub.failpoints import NAMES, parse
-from hub.harness.chaos import SYSTEMS
 from hub.harness.crash import MAX_HITS, KillPoint, draw_kill_points, run_crashtest
 from hub.harness.invariants import (
     BLOCKED,
@@ -28,7 +27,7 @@ from hub.harness.invariants import (
     check,
     expected_outcome,
 )
-from hub.harness.plant import MockPlant
+from hub.harness.plant import SYSTEMS, MockPlant
 from hub.settings import HubSettings, SystemEndpoint
 from hub.sync import run_full_sync
 

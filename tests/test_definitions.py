@@ -70,3 +70,24 @@ def test_resources_bound_from_environment(monkeypatch):
     assert resources["erp"].url == "http://erp.plant.example:8080"
     # The secret is bound by variable name, so the Dagster UI never shows its value.
     assert "s3cret-from-env" not in repr(resources["erp"])
+
+
+def test_health_checks_job_runs_checks_without_assets(fresh_mocks, sqlite_url, make_settings):
+    """After a run whose gate failed, the checks-only job still reports the pending write-back."""
+    import httpx
+    from dagster import DagsterInstance
+
+    from hub.definitions import build_definitions
+
+    settings = make_settings(sqlite_url, fresh_mocks.urls, retry_attempts=1)
+    plan = {"rules": [{"kind": "status", "status": 503, "method": "PUT", "path_prefix": "/api/v1/permits/"}]}
+    httpx.put(f"{fresh_mocks.base_urls['ptw']}/_admin/faults", json=plan, timeout=10).raise_for_status()
+    definitions = build_definitions(settings)
+    with DagsterInstance.ephemeral() as instance:
+        sync = definitions.resolve_job_def("full_sync").execute_in_process(instance=instance, raise_on_error=False)
+        assert not sync.success
+        checks = definitions.resolve_job_def("health_checks").execute_in_process(instance=instance, raise_on_error=False)
+    assert not checks.get_asset_materialization_events()
+    results = {e.check_name: e.passed for e in checks.get_asset_check_evaluations()}
+    assert results["gate_decisions_written_back"] is False
+    assert results["erp_entries_confirmed"] is True

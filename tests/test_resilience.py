@@ -31,11 +31,11 @@ from sqlalchemy import create_engine, text
 
 from hub.assets.erp import erp_ledger_reconciled
 from hub.assets.gate import gate_decisions_written_back
-from hub.connectors import eam as eam_module
 from hub.connectors.breaker import breaker_for
 from hub.connectors.eam import EamClient, SoapFault
+from hub.connectors.endpoint import SoapSpec
 from hub.connectors.erp import ErpClient, LedgerDocument
-from hub.connectors.ptw import PtwClient
+from hub.connectors.operations import SystemClient
 from hub.connectors.rest import RestClient
 from hub.connectors.retry import (
     ReplyTooLarge,
@@ -48,6 +48,7 @@ from hub.connectors.retry import (
 from hub.definitions import ASSETS, CHECKS
 from hub.logic.costs import message_uuid
 from hub.logic.ledger import OutboxEntry, reconcile
+from hub.mappings.engine import load_mapping
 from hub.model import SafetyCostEntry
 from hub.resources import resources_from_settings
 from hub.settings import HubSettings, SystemEndpoint
@@ -58,6 +59,11 @@ from test_connectors import FIXTURES, SOAP_ENV, TNS, WSDL, admin_state, journal_
 QUICK = RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05)
 MANY = RetryPolicy(attempts=50, initial_s=0.01, max_s=0.05)
 MES_QUERY = "/api/v1/material-parameters/query"
+MAINTENANCE = SoapSpec(
+    operation="GetAssetMaintenance",
+    binding="{urn:plant:eam:maintenance:v1}AssetMaintenanceBinding",
+    batch_param="assetnum",
+)
 SOAP_OK = (
     f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}">'
     "<asset><assetnum>NJ-P-101</assetnum></asset></GetAssetMaintenanceResponse></soap:Body></soap:Envelope>"
@@ -70,23 +76,30 @@ def rest_client(url: str, system: str, *, retry: RetryPolicy = QUICK, read_timeo
     )
 
 
-def eam_client(
-    address: str,
-    *,
-    wsdl: str = str(WSDL),
-    timeout_s: float = 10.0,
-    retry: RetryPolicy = QUICK,
-    batch_size: int = 200,
-    **kwargs: Any,
-):
+def eam_client(address: str, *, wsdl: str = str(WSDL), timeout_s: float = 10.0, retry: RetryPolicy = QUICK, **kwargs: Any):
     return EamClient(
-        SystemEndpoint(url=address),
-        wsdl,
-        connect_timeout_s=5.0,
-        operation_timeout_s=timeout_s,
-        retry=retry,
-        batch_size=batch_size,
-        **kwargs,
+        SystemEndpoint(url=address), wsdl, connect_timeout_s=5.0, operation_timeout_s=timeout_s, retry=retry, **kwargs
+    )
+
+
+def maintenance(client: EamClient, assetnums: list[str]) -> dict[str, list[dict]]:
+    return client.call(MAINTENANCE, {"assetnum": assetnums})
+
+
+def permits_page(client: RestClient) -> list[dict]:
+    return client.request("GET", "/api/v1/permits", params={"page_size": 500})["items"]
+
+
+def erp_client(url: str, *, ledger_page_size: int | None = None) -> ErpClient:
+    return ErpClient(
+        SystemClient(
+            "ERP",
+            load_mapping("erp").spec.endpoint,
+            "erp",
+            base_url=url,
+            rest=rest_client(url, "ERP"),
+            sizes={"ledger": ledger_page_size},
+        )
     )
 
 
@@ -139,9 +152,7 @@ def test_open_circuit_lets_one_trial_call_through_after_the_reset(fresh_mocks: A
     assert len(received(fresh_mocks, "mes")) == 5
 
 
-def test_refusals_do_not_open_the_circuit(
-    fresh_mocks: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_refusals_do_not_open_the_circuit(fresh_mocks: Any, tmp_path: Path) -> None:
     mes_url = fresh_mocks.urls["mes"]
     mes = rest_client(mes_url, "MES", breaker=breaker_for("MES", mes_url, failures=1, reset_s=60))
     for _ in range(3):
@@ -150,19 +161,16 @@ def test_refusals_do_not_open_the_circuit(
     assert len(received(fresh_mocks, "mes")) == 3
 
     # A soap:Client fault (a request over the EAM's 500-asset limit, sent from a drifted WSDL).
-    monkeypatch.setattr(eam_module, "MAX_ASSETS_PER_CALL", 1000)
     drifted = tmp_path / "eam-drifted.wsdl"
     drifted.write_text(WSDL.read_text(encoding="utf-8").replace('maxOccurs="500"', 'maxOccurs="unbounded"'))
     eam_url = fresh_mocks.urls["eam"]
-    eam = eam_client(
-        eam_url, wsdl=str(drifted), batch_size=501, breaker=breaker_for("EAM", eam_url, failures=1, reset_s=60)
-    )
+    eam = eam_client(eam_url, wsdl=str(drifted), breaker=breaker_for("EAM", eam_url, failures=1, reset_s=60))
     for _ in range(2):
         with pytest.raises(SoapFault):
-            eam.maintenance_for([f"NJ-X-{i:04d}" for i in range(501)])
+            maintenance(eam, [f"NJ-X-{i:04d}" for i in range(501)])
 
     assert len(received(fresh_mocks, "eam")) == 2
-    assert eam.maintenance_for(["NJ-P-101"]).records["asset"]
+    assert maintenance(eam, ["NJ-P-101"])["asset"]
     assert mes_query(mes)["MaterialDefinition"]
 
 
@@ -175,7 +183,7 @@ def test_rest_and_soap_clients_of_one_system_share_its_breaker(fresh_mocks: Any)
     assert rest.breaker is soap.breaker
 
     with pytest.raises(SystemUnavailable, match="^EAM circuit open"):
-        soap.maintenance_for(["NJ-P-101"])
+        maintenance(soap, ["NJ-P-101"])
     with pytest.raises(SystemUnavailable, match="^EAM circuit open"):
         rest.request("GET", "/os/assets")
 
@@ -187,12 +195,12 @@ def test_each_system_has_its_own_breaker(fresh_mocks: Any) -> None:
     set_faults(fresh_mocks, "mes", {"kind": "status", "status": 503})
     mes_url, erp_url = fresh_mocks.urls["mes"], fresh_mocks.urls["erp"]
     mes = rest_client(mes_url, "MES", retry=MANY, breaker=breaker_for("MES", mes_url, failures=2, reset_s=60))
-    erp = ErpClient(rest_client(erp_url, "ERP", breaker=breaker_for("ERP", erp_url, failures=2, reset_s=60)), 100)
+    erp = rest_client(erp_url, "ERP", breaker=breaker_for("ERP", erp_url, failures=2, reset_s=60))
 
     with pytest.raises(SystemUnavailable):
         mes_query(mes)
 
-    assert erp.list_documents() == []
+    assert erp.request("GET", "/api/v1/journal-entries", params={"page": 1})["results"] == []
 
 
 # -- bounded retries and timeouts ---------------------------------------------------------------
@@ -232,7 +240,7 @@ def test_hung_soap_server_fails_within_the_timeout_budget(fresh_mocks: Any) -> N
 
     started = time.monotonic()
     with pytest.raises(TransientError, match="Timeout"):
-        client.maintenance_for(["NJ-P-101"])
+        maintenance(client, ["NJ-P-101"])
 
     assert time.monotonic() - started < 20
     assert client.calls == 2
@@ -245,7 +253,7 @@ def test_hung_wsdl_download_fails_within_the_timeout_budget(fresh_mocks: Any) ->
 
     started = time.monotonic()
     with pytest.raises(TransientError, match="Timeout"):
-        client.maintenance_for(["NJ-P-101"])
+        maintenance(client, ["NJ-P-101"])
 
     assert time.monotonic() - started < 20
     assert [e["method"] for e in received(fresh_mocks, "eam")] == ["GET", "GET"]
@@ -257,11 +265,10 @@ def test_one_bad_rest_answer_is_retried(fresh_mocks: Any, kind: str) -> None:
     if kind == "rate_limit":
         rule["retry_after_s"] = 0
     set_faults(fresh_mocks, "ptw", rule)
-    client = PtwClient(rest_client(fresh_mocks.urls["ptw"], "PTW"), page_size=500)
+    client = rest_client(fresh_mocks.urls["ptw"], "PTW")
 
-    [page] = list(client.permit_pages(None))
-
-    assert page and client.rest.calls == 2
+    assert permits_page(client)
+    assert client.calls == 2
 
 
 @pytest.mark.parametrize("kind", ["reset", "malformed", "truncate", "soap_fault"])
@@ -269,9 +276,9 @@ def test_one_bad_soap_answer_is_retried(fresh_mocks: Any, kind: str) -> None:
     set_faults(fresh_mocks, "eam", {"kind": kind, "times": 1, "method": "POST"})
     client = eam_client(fresh_mocks.urls["eam"])
 
-    reply = client.maintenance_for(["NJ-P-101"])
+    reply = maintenance(client, ["NJ-P-101"])
 
-    assert [a["assetnum"] for a in reply.records["asset"]] == ["NJ-P-101"]
+    assert [a["assetnum"] for a in reply["asset"]] == ["NJ-P-101"]
     assert client.calls == 2
 
 
@@ -279,13 +286,13 @@ def test_one_bad_soap_answer_is_retried(fresh_mocks: Any, kind: str) -> None:
 
 
 def test_oversize_rest_reply_is_refused_and_not_retried(fresh_mocks: Any) -> None:
-    client = PtwClient(rest_client(fresh_mocks.urls["ptw"], "PTW", max_response_bytes=1000), page_size=500)
+    client = rest_client(fresh_mocks.urls["ptw"], "PTW", max_response_bytes=1000)
 
     with pytest.raises(ReplyTooLarge, match="^PTW reply exceeds the 1000-byte limit"):
-        list(client.permit_pages(None))
+        permits_page(client)
 
-    assert client.rest.calls == 1
-    assert client.rest.breaker.state == "closed"
+    assert client.calls == 1
+    assert client.breaker.state == "closed"
 
 
 @pytest.fixture
@@ -337,7 +344,7 @@ def test_oversize_soap_reply_is_refused_and_not_retried(fresh_mocks: Any) -> Non
     client = eam_client(fresh_mocks.urls["eam"], max_response_bytes=2000)
 
     with pytest.raises(ReplyTooLarge, match="^EAM reply exceeds the 2000-byte limit"):
-        client.maintenance_for([a["assetnum"] for a in EAM_ASSETS])
+        maintenance(client, [a["assetnum"] for a in EAM_ASSETS])
 
     assert client.calls == 1 and len(received(fresh_mocks, "eam")) == 1
 
@@ -347,7 +354,7 @@ def test_oversize_wsdl_is_refused(fresh_mocks: Any) -> None:
     client = eam_client(url, wsdl=f"{url}?wsdl", max_response_bytes=len(WSDL.read_bytes()) // 2)
 
     with pytest.raises(ReplyTooLarge, match="^EAM reply exceeds"):
-        client.maintenance_for(["NJ-P-101"])
+        maintenance(client, ["NJ-P-101"])
 
     assert [e["method"] for e in received(fresh_mocks, "eam")] == ["GET"]
 
@@ -424,8 +431,8 @@ def test_rest_tls_is_verified_and_a_private_ca_is_trusted_only_when_given(tls_se
     assert untrusting.calls == 1  # never retried
     assert untrusting.breaker.state == "closed"
 
-    trusting = PtwClient(rest_client(url, "PTW", ca_bundle=str(ca_file)), page_size=10)
-    assert list(trusting.permit_pages(None)) == [[]]
+    trusting = rest_client(url, "PTW", ca_bundle=str(ca_file))
+    assert permits_page(trusting) == []
 
 
 def test_soap_tls_is_verified_and_a_private_ca_is_trusted_only_when_given(tls_server: tuple[str, Path]) -> None:
@@ -433,11 +440,11 @@ def test_soap_tls_is_verified_and_a_private_ca_is_trusted_only_when_given(tls_se
 
     untrusting = eam_client(f"{url}/eam/soap")
     with pytest.raises(UntrustedCertificate, match="^EAM TLS certificate not trusted"):
-        untrusting.maintenance_for(["NJ-P-101"])
+        maintenance(untrusting, ["NJ-P-101"])
     assert untrusting.calls == 1
 
     trusting = eam_client(f"{url}/eam/soap", ca_bundle=str(ca_file))
-    assert trusting.maintenance_for(["NJ-P-101"]).records["asset"] == [{"assetnum": "NJ-P-101"}]
+    assert maintenance(trusting, ["NJ-P-101"])["asset"] == [{"assetnum": "NJ-P-101"}]
 
 
 def test_ca_bundle_setting_reaches_every_client(tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -451,8 +458,8 @@ def test_ca_bundle_setting_reaches_every_client(tls_server: tuple[str, Path], mo
     assert {name: resources[name].ca_bundle for name in ("ptw", "eam", "mes", "erp")} == dict.fromkeys(
         ("ptw", "eam", "mes", "erp"), str(ca_file)
     )
-    assert list(resources["ptw"].client().permit_pages(None)) == [[]]
-    assert resources["eam"].client().maintenance_for(["NJ-P-101"]).records["asset"]
+    assert resources["ptw"].client().fetch("permits_changed", since=None) == {"permit": []}
+    assert resources["eam"].client().fetch("maintenance", ids=["NJ-P-101"])["equipment"]
 
 
 def test_ca_bundle_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -487,7 +494,7 @@ def test_missing_credentials_are_refused_without_retry(authed_mocks: Any) -> Non
         assert client.calls == 1 and client.breaker.state == "closed"
     eam = eam_client(urls["eam"])
     with pytest.raises(VendorRejected, match="HTTP 401"):
-        eam.maintenance_for(["NJ-P-101"])
+        maintenance(eam, ["NJ-P-101"])
     assert eam.calls == 1
 
 
@@ -536,11 +543,11 @@ def check_evaluation(result: Any, name: str) -> tuple[bool, dict]:
 
 
 def test_list_documents_pages_through_the_whole_ledger(fresh_mocks: Any) -> None:
-    client = ErpClient(rest_client(fresh_mocks.urls["erp"], "ERP"), batch_size=100)
+    client = erp_client(fresh_mocks.urls["erp"], ledger_page_size=2)
     entries = [(str(uuid.uuid4()), journal_entry(f"PTW-NJ-2026-0007/line{i}", amount=f"{i + 1}.50")) for i in range(5)]
     list(client.post_entries(entries))
 
-    documents = client.list_documents(page_size=2)
+    documents = client.list_documents()
 
     assert sorted(d.message_uuid for d in documents) == sorted(u for u, _ in entries)
     assert {d.reference: d.amount for d in documents} == {
@@ -638,7 +645,7 @@ def test_ledger_check_passes_when_clean_and_names_every_mismatch(
             )
         engine.dispose()
         # Someone books one of the hub's entries again by hand, under a new message UUID.
-        erp = ErpClient(rest_client(fresh_mocks.urls["erp"], "ERP"), batch_size=100)
+        erp = erp_client(fresh_mocks.urls["erp"])
         list(erp.post_entries([(str(uuid.uuid4()), journal_entry(twin))]))
 
         passed, metadata = check_evaluation(run_all(settings, instance, only_check), "erp_ledger_reconciled")

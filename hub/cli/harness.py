@@ -33,11 +33,14 @@ def crashtest(
 
     outcomes = run_crashtest(draw_kill_points(kills, seed), fixtures, keep_going=keep_going, progress=progress)
     table = Table(title=f"Crash test, seed {seed}")
-    for column in ("kill point", "died?", "recovery runs", "invariants ok", "seconds"):
+    table.add_column("kill point", no_wrap=True)
+    for column in ("died?", "left broken by the kill", "recovery runs", "invariants ok", "seconds"):
         table.add_column(column)
     for o in outcomes:
         held = "yes" if o.ok else f"[red]no[/] {_failures(o.verdicts) or 'recovery sync failed'}"
-        table.add_row(o.point.label, "SIGKILL" if o.died else f"no (exit {o.exit_code})", str(o.recovery_runs), held, f"{o.seconds:.1f}")
+        died = "SIGKILL" if o.died else f"no (exit {o.exit_code})"
+        broken = ", ".join(o.broken_by_kill) or "nothing"
+        table.add_row(o.point.label, died, broken, str(o.recovery_runs), held, f"{o.seconds:.1f}")
     console.print(table)
     killed = sum(o.died for o in outcomes)
     failed = [o for o in outcomes if not o.ok]
@@ -78,15 +81,17 @@ def chaos(
         faults.add_row(kind, str(kinds[kind]))
     console.print(faults)
 
-    recovered = f"recovered within {MAX_RECOVERY_RUNS} syncs"
-    verdicts = Table(title="Invariants")
-    for column in ("invariant", "held", "violated"):
-        verdicts.add_column(column, justify="left" if column == "invariant" else "right")
+    recovered = f"a clean sync succeeded within {MAX_RECOVERY_RUNS} recovery syncs"
+    verdicts = Table(title="Invariants after recovery")
+    verdicts.add_column("invariant", no_wrap=True)
+    verdicts.add_column("meaning")
+    verdicts.add_column("held", justify="right")
+    verdicts.add_column("violated", justify="right")
     held = Counter(v.invariant for o in outcomes for v in o.verdicts if v.held)
-    for name in INVARIANTS:
-        verdicts.add_row(name, str(held[name]), str(len(outcomes) - held[name]))
+    for name, meaning in INVARIANTS.items():
+        verdicts.add_row(name, meaning, str(held[name]), str(len(outcomes) - held[name]))
     recoveries = sum(o.recovered for o in outcomes)
-    verdicts.add_row(recovered, str(recoveries), str(len(outcomes) - recoveries))
+    verdicts.add_row("recovered", recovered, str(recoveries), str(len(outcomes) - recoveries))
     console.print(verdicts)
 
     failed = [o for o in outcomes if not o.ok]
@@ -94,7 +99,8 @@ def chaos(
     faulted_failed = sum(not o.faulted_run_succeeded for o in outcomes)
     needed = Counter(o.recovery_runs for o in outcomes)
     console.print(
-        f"{len(outcomes)} runs, {faulted_failed} faulted syncs failed; recovery syncs needed: "
+        f"{len(outcomes)} runs, {sum(o.faults_fired for o in outcomes)} requests faulted, "
+        f"{faulted_failed} faulted syncs failed; recovery syncs needed: "
         + ", ".join(f"{n}: {needed[n]} runs" for n in sorted(needed))
         + f"; {mean:.1f} s per run"
     )

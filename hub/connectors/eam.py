@@ -21,6 +21,7 @@ from lxml import etree
 from hub.connectors.auth import auth_headers, basic_credentials, redact, secret_values
 from hub.connectors.bounded import DEFAULT_MAX_RESPONSE_BYTES
 from hub.connectors.breaker import SystemBreaker, breaker_for
+from hub.connectors.endpoint import SoapSpec
 from hub.connectors.retry import (
     RetryPolicy,
     TransientError,
@@ -28,7 +29,6 @@ from hub.connectors.retry import (
     VendorRejected,
     parse_retry_after,
 )
-from hub.connectors.endpoint import SoapSpec
 from hub.connectors.soap import BoundedTransport
 from hub.connectors.tls import certificate_problem
 from hub.settings import SystemEndpoint

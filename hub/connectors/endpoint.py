@@ -136,7 +136,7 @@ class PagesSpec(_Strict):
         given = self.model_fields_set - {"style", "size", "size_param"}
         foreign = sorted(given - needed - _STYLE_OPTIONAL.get(self.style, frozenset()))
         if foreign:
-            raise ValueError(f"{', '.join(foreign)} do not belong to paging style {self.style}")
+            raise ValueError(f"{', '.join(foreign)}: not part of paging style {self.style}")
         return self
 
 
@@ -189,7 +189,7 @@ class RequestSpec(_Strict):
                 raise ValueError("a soap request needs 'soap': operation, binding and batch_param")
             foreign = sorted(self.model_fields_set & _REST_KEYS)
             if foreign:
-                raise ValueError(f"{', '.join(foreign)} are only for protocol rest")
+                raise ValueError(f"{', '.join(foreign)}: only for protocol rest")
         if self.pages is not None and not self.records:
             raise ValueError("'pages' needs 'records': the records that are counted page by page")
         return self
@@ -219,10 +219,13 @@ class OperationSpec(_Strict):
     batch: BatchSpec | None = None
     requests: list[RequestSpec] = Field(min_length=1)
 
+    @property
+    def takes_ids(self) -> bool:
+        return any(r.takes_ids for r in self.requests)
+
     @model_validator(mode="after")
     def _ids_have_a_batch(self) -> OperationSpec:
-        takes_ids = any(r.takes_ids for r in self.requests)
-        if takes_ids and self.batch is None:
+        if self.takes_ids and self.batch is None:
             raise ValueError("requests use {ids} (or soap.batch_param) but the operation has no 'batch'")
         for request in self.requests:
             for where, template in request.templates():

@@ -10,23 +10,18 @@ client, and every request waits its turn under the description's rate limit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from hub.connectors.batching import distinct_batches
-from hub.connectors.endpoint import IDS, EndpointSpec, OperationSpec, PagesSpec, RequestSpec, SoapSpec
+from hub.connectors.eam import EamClient
+from hub.connectors.endpoint import IDS, EndpointSpec, OperationSpec, PagesSpec, RequestSpec
 from hub.connectors.rest import RestClient
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.connectors.templates import MISSING, batch_value, fill, fill_path, fill_query
 from hub.connectors.throttle import TokenBucket
 
 Records = dict[str, list[Any]]
-
-
-class SoapCaller(Protocol):
-    calls: int
-
-    def call(self, soap: SoapSpec, args: dict[str, Any]) -> dict[str, list[dict[str, Any]]]: ...
 
 
 def value_at(reply: Any, path: str) -> Any:
@@ -64,7 +59,7 @@ class SystemClient:
         *,
         base_url: str,
         rest: RestClient | None = None,
-        soap: SoapCaller | None = None,
+        soap: EamClient | None = None,
         sizes: Mapping[str, int | None] | None = None,
     ):
         self.system = system
@@ -110,9 +105,8 @@ class SystemClient:
     def pages(self, name: str, ids: Iterable[str] | None = None, **values: Any) -> Iterator[Records]:
         """Records by kind, one reply at a time: every request of every batch, every page."""
         operation = self.operation(name)
-        takes_ids = any(r.takes_ids for r in operation.requests)
-        if takes_ids != (ids is not None):
-            needs = "needs ids" if takes_ids else "takes no ids"
+        if operation.takes_ids != (ids is not None):
+            needs = "needs ids" if operation.takes_ids else "takes no ids"
             raise ValueError(f"{self.source}: operation {name!r} {needs}")
         if ids is None:
             for request in operation.requests:

@@ -23,6 +23,7 @@ from hub.connectors.retry import (
 from hub.connectors.tls import certificate_problem, httpx_verify
 from hub.settings import SystemEndpoint
 
+
 class RestClient:
     def __init__(
         self,

@@ -1,5 +1,6 @@
-"""A client-side request rate limit: a token bucket, so the hub never sends faster than a
-system's description allows (`requests_per_second`), however quickly its pages come back.
+"""A client-side request rate limit: a token bucket, so the hub never starts requests faster
+than a system's description allows (`requests_per_second`), however quickly pages come back.
+(A retry already waits out its own backoff.)
 
 Requests are spaced evenly (a bucket of one token): a vendor's limit is usually per second,
 and a burst at the start of each second is what trips it.

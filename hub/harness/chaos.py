@@ -23,11 +23,10 @@ from dagster import DagsterInstance
 from hub.connectors.breaker import close_all_breakers
 from hub.demo import EAM_WSDL
 from hub.harness.invariants import Expected, Verdict, check, expected_outcome
-from hub.harness.plant import MockPlant
+from hub.harness.plant import SYSTEMS, MockPlant
 from hub.settings import HubSettings, SystemEndpoint
 from hub.sync import run_full_sync
 
-SYSTEMS = ("ptw", "eam", "mes", "erp")
 FAULT_KINDS = (
     "latency",
     "5xx",
@@ -99,7 +98,15 @@ def _rule(kind: str, rng: random.Random) -> dict[str, Any]:
     if kind == "read timeout":
         return {"kind": "timeout", "delay_s": READ_TIMEOUT_S + 0.3}
     if kind == "ptw write-back":
-        failure = rng.choice(({"kind": "status", "status": 503}, {"kind": "reset"}))
+        # Refused before the PTW sees it, or applied by the PTW with the answer lost on the way back.
+        failure = rng.choice(
+            (
+                {"kind": "status", "status": 503},
+                {"kind": "reset"},
+                {"kind": "truncate"},
+                {"kind": "timeout", "delay_s": READ_TIMEOUT_S + 0.3},
+            )
+        )
         return {**failure, **HOLD_WRITES}
     if kind == "commit_then_drop":
         return {"kind": kind, **ERP_POSTS}

@@ -23,7 +23,7 @@ from pathlib import Path
 from hub.demo import EAM_WSDL
 from hub.failpoints import ENV_VAR, NAMES
 from hub.harness.invariants import Expected, Verdict, check, expected_outcome
-from hub.harness.plant import MockPlant
+from hub.harness.plant import SYSTEMS, MockPlant
 
 # Small pages and batches, so kills land between pages and batches, not only around one call.
 TUNING = {"HUB_PTW_PAGE_SIZE": "10", "HUB_ERP_BATCH_SIZE": "10"}
@@ -103,7 +103,7 @@ def _sync_env(plant: MockPlant, workdir: Path) -> dict[str, str]:
     return {
         **inherited,
         **TUNING,
-        **{f"HUB_{name.upper()}__URL": plant.urls[name] for name in ("ptw", "eam", "mes", "erp")},
+        **{f"HUB_{name.upper()}__URL": plant.urls[name] for name in SYSTEMS},
         "HUB_EAM_WSDL": str(EAM_WSDL),
         "HUB_DATABASE_URL": f"sqlite:///{workdir / 'hub.db'}",
         "DAGSTER_HOME": str(workdir / "dagster_home"),

@@ -27,13 +27,17 @@ from hub.logic.rules import load_cost_rules, load_gate_rules
 from hub.mappings.engine import load_mapping
 from hub.store.repository import HubStore, SchemaNotReadyError
 
-LEDGER = "ERP ledger: expected entries, each once"
-OUTBOX = "outbox agrees with the ERP"
-BLOCKED = "every unsafe permit blocked"
-NO_STRAY_BLOCK = "no block on a permit the gate allows"
-REASONS = "holds carry the current reasons"
-QUARANTINE = "quarantine complete, each with a reason"
-INVARIANTS = (LEDGER, OUTBOX, BLOCKED, NO_STRAY_BLOCK, REASONS, QUARANTINE)
+LEDGER, OUTBOX, BLOCKED, NO_STRAY_BLOCK, REASONS, QUARANTINE = (
+    "ledger", "outbox", "blocked", "no-stray-block", "reasons", "quarantine"
+)
+INVARIANTS = {
+    LEDGER: "the ERP ledger holds every expected entry once, and nothing else",
+    OUTBOX: "every outbox entry is posted under a document the ERP holds",
+    BLOCKED: "every permit the gate must block carries the hub's BLOCK",
+    NO_STRAY_BLOCK: "no permit the gate allows carries the hub's BLOCK",
+    REASONS: "every BLOCK carries the current reasons",
+    QUARANTINE: "every rejected record is quarantined with a reason, no valid one is",
+}
 
 LedgerLine = tuple[Decimal, str, str]  # Amount, CostCenter, GLAccount
 ReasonKey = tuple[str, str | None]  # reason code, device
@@ -171,14 +175,16 @@ def _ledger(expected: Expected, observed: Observed) -> Verdict:
 
 
 def _outbox(observed: Observed) -> Verdict:
-    documents = {d["DocumentReferenceID"]: d["AccountingDocument"] for d in observed.documents}
+    documents: dict[str, set[str]] = defaultdict(set)
+    for doc in observed.documents:
+        documents[doc["DocumentReferenceID"]].add(doc["AccountingDocument"])
     problems = []
     for row in observed.outbox:
         key, document = row["entry_key"], row["accounting_document"]
         if row["status"] != "posted":
             problems.append(f"{key} is {row['status']} in the outbox")
-        elif document != documents.get(key):
-            problems.append(f"{key} recorded as document {document}, the ERP holds {documents.get(key)}")
+        elif document not in documents[key]:
+            problems.append(f"{key} recorded as document {document}, the ERP holds {sorted(documents[key]) or 'none'}")
     return Verdict(OUTBOX, tuple(problems))
 
 
@@ -216,7 +222,7 @@ def _quarantine(expected: Expected, observed: Observed) -> Verdict:
 
 
 def check(expected: Expected, observed: Observed, hold_source: str = "integration-hub") -> list[Verdict]:
-    """One verdict per invariant, in `INVARIANTS` order."""
+    """One verdict per invariant, in the order of `INVARIANTS`."""
     return [
         _ledger(expected, observed),
         _outbox(observed),

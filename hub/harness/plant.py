@@ -15,6 +15,8 @@ import httpx
 from hub.harness.invariants import Observed, observe
 from mock_systems.servers import RunningSystems, start_systems
 
+SYSTEMS = ("ptw", "eam", "mes", "erp")  # the plant systems the hub is configured with
+
 SETTLE_POLL_S = 0.05
 
 
