@@ -1,5 +1,8 @@
 """The assets through `dagster.materialize` on a temporary instance, against the live mocks."""
 
+import shutil
+from pathlib import Path
+
 import httpx
 import pytest
 from dagster import DagsterInstance, materialize
@@ -7,6 +10,9 @@ from dagster import DagsterInstance, materialize
 from hub.definitions import ASSETS, CHECKS
 from hub.resources import resources_from_settings
 from hub.store.repository import HubStore
+
+
+REPO = Path(__file__).parents[1]
 
 
 def run_all(settings, instance):
@@ -23,7 +29,7 @@ def metadata_of(result, asset_key: str) -> dict:
 
 
 def check_results(result) -> dict[str, bool]:
-    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
 
 
 def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_settings):
@@ -49,11 +55,15 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
     checks = check_results(result)
     # NJ-P-199 is not in the EAM: the check says so (as a warning); the gate blocks it.
     assert checks == {
-        "devices_found_in_eam": False,
-        "clearance_covers_every_device": True,
-        "gate_decisions_written_back": True,
-        "erp_entries_confirmed": True,
-        "erp_ledger_reconciled": True,
+        "permits:vendor_fields_mapped": True,
+        "equipment:vendor_fields_mapped": True,
+        "maintenance_records:vendor_fields_mapped": True,
+        "process_parameters:vendor_fields_mapped": True,
+        "equipment:devices_found_in_eam": False,
+        "equipment_clearance:clearance_covers_every_device": True,
+        "permit_gate_decisions:gate_decisions_written_back": True,
+        "erp_postings:erp_entries_confirmed": True,
+        "erp_postings:erp_ledger_reconciled": True,
     }
 
 
@@ -104,3 +114,27 @@ def test_assets_on_both_stores(fresh_mocks, sqlite_url, pg_url, database, make_s
     store = HubStore(url)
     assert len([d for d in store.latest_gate_decisions() if d.decision == "block"]) == 14
     assert store.outbox_summary()["posted"] == 44
+
+
+def test_new_vendor_field_is_reported_by_the_drift_check(tmp_path, fresh_mocks, sqlite_url, make_settings):
+    """A vendor adds a field no mapping reads: the run goes on and a warning names the field."""
+    import json
+
+    from mock_systems.servers import start_systems
+
+    permits = json.loads((REPO / "fixtures/ptw/permits.json").read_text(encoding="utf-8"))
+    for permit in permits:
+        permit["gasTestRequired"] = permit["ticketType"] in ("DH", "SX")
+    drifted = tmp_path / "fixtures"
+    shutil.copytree(REPO / "fixtures", drifted)
+    (drifted / "ptw/permits.json").write_text(json.dumps(permits, ensure_ascii=False), encoding="utf-8")
+    with start_systems(drifted) as systems, DagsterInstance.ephemeral() as instance:
+        result = run_all(make_settings(sqlite_url, {**fresh_mocks.urls, "ptw": systems.urls["ptw"]}), instance)
+    assert result.success
+    [drift] = [
+        e for e in result.get_asset_check_evaluations()
+        if e.asset_key.to_user_string() == "permits" and e.check_name == "vendor_fields_mapped"
+    ]
+    assert not drift.passed and drift.severity.value == "WARN"
+    assert drift.metadata["unmapped_fields"].value == "gasTestRequired"
+    assert metadata_of(result, "permits")["row_count"] == 46

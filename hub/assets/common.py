@@ -4,7 +4,9 @@
 from collections.abc import Iterable, Sequence
 
 import pandas as pd
-from dagster import MetadataValue
+from collections import Counter
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from hub.failpoints import failpoint
 from hub.mappings.engine import Mapping, Rejected
@@ -47,6 +49,31 @@ def quarantine_rejects(store: HubStore, system: str, mapping: Mapping, rejected:
             )
             for item in rejected
         ]
+    )
+
+
+DRIFT_CHECK = "vendor_fields_mapped"
+
+
+def drift_spec(asset: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        DRIFT_CHECK,
+        asset=asset,
+        description="Every vendor field that arrives is read by the mapping (or listed under `ignore`).",
+    )
+
+
+def drift_result(asset: str, unmapped: Counter[str]) -> AssetCheckResult:
+    """A warning naming vendor fields no mapping reads: a vendor change the mapping has not caught up with."""
+    return AssetCheckResult(
+        asset_key=asset,
+        check_name=DRIFT_CHECK,
+        passed=not unmapped,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "unmapped_fields": ", ".join(sorted(unmapped)) or "none",
+            "records_with_unmapped_fields": MetadataValue.json(dict(sorted(unmapped.items()))),
+        },
     )
 
 

@@ -6,6 +6,7 @@ stop the gate from running at all.
 """
 
 
+from collections import Counter
 from datetime import datetime, timezone
 
 from dagster import (
@@ -18,7 +19,16 @@ from dagster import (
     multi_asset,
 )
 
-from hub.assets.common import lineage_of, mapping_label, device_ids_of, permits_in_scope, preview, quarantine_rejects
+from hub.assets.common import (
+    device_ids_of,
+    drift_result,
+    drift_spec,
+    lineage_of,
+    mapping_label,
+    permits_in_scope,
+    preview,
+    quarantine_rejects,
+)
 from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
@@ -33,6 +43,7 @@ from hub.resources import EamResource, HubStoreResource
         "equipment": AssetOut(description="Equipment of the devices linked to permits in scope, from the EAM."),
         "maintenance_records": AssetOut(description="Work orders of those devices, from the EAM."),
     },
+    check_specs=[drift_spec("equipment"), drift_spec("maintenance_records")],
 )
 def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamResource):
     hub_store = store.store()
@@ -49,8 +60,10 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
         context.log.error(f"EAM pull failed; affected permits will be blocked as EAM_UNAVAILABLE/STALE: {exc}")
         reply = None
     pulled = reply is not None
-    equipment = mapping.inbound("equipment", reply.get("equipment", []) if pulled else [])
-    records = mapping.inbound("maintenance_record", reply.get("maintenance_record", []) if pulled else [])
+    vendor_equipment = reply.get("equipment", []) if pulled else []
+    vendor_records = reply.get("maintenance_record", []) if pulled else []
+    equipment = mapping.inbound("equipment", vendor_equipment)
+    records = mapping.inbound("maintenance_record", vendor_records)
     hub_store.upsert_equipment(equipment.records, fetched_at, lineage_of(mapping))
     # A full answer is the devices' whole work-order list: what it no longer holds is gone.
     hub_store.upsert_maintenance_records(
@@ -88,6 +101,10 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
                 [{"record_id": r.record_id, "device_id": r.device_id, "status": r.status} for r in records.records]
             ),
         },
+    )
+    yield drift_result("equipment", Counter(mapping.unmapped_fields("equipment", vendor_equipment)))
+    yield drift_result(
+        "maintenance_records", Counter(mapping.unmapped_fields("maintenance_record", vendor_records))
     )
 
 

@@ -1,11 +1,12 @@
 """`permits`: pull changed permits from the PTW by cursor, map, store, quarantine the bad."""
 
 
+from collections import Counter
 from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from hub.assets.common import lineage_of, mapping_label, preview, quarantine_rejects
+from hub.assets.common import drift_result, drift_spec, lineage_of, mapping_label, preview, quarantine_rejects
 from hub.failpoints import failpoint
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource
@@ -13,7 +14,11 @@ from hub.resources import HubStoreResource, PtwResource
 CURSOR = "ptw.permits.updated_since"
 
 
-@asset(group_name="ptw", description="Permits from the PTW, pulled incrementally by an updated-since cursor.")
+@asset(
+    group_name="ptw",
+    description="Permits from the PTW, pulled incrementally by an updated-since cursor.",
+    check_specs=[drift_spec("permits")],
+)
 def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwResource) -> MaterializeResult:
     hub_store = store.store()
     mapping = load_mapping(ptw.mapping)
@@ -22,11 +27,13 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
     fetched = accepted = quarantined = 0
     newest = None
     samples: list[dict] = []
+    unmapped: Counter[str] = Counter()
     with client:
         for page in client.pages("permits_changed", since=cursor):
             vendor_permits = page.get("permit", [])
             fetched += len(vendor_permits)
             result = mapping.inbound("permit", vendor_permits)
+            unmapped.update(mapping.unmapped_fields("permit", vendor_permits))
             hub_store.upsert_permits(result.records, datetime.now(timezone.utc), lineage_of(mapping))
             failpoint("permits.before_cursor")
             hub_store.resolve_quarantine_for("ptw", "permit", [p.permit_id for p in result.records])
@@ -51,5 +58,6 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
             "ptw_calls": client.calls,
             "mapping": mapping_label(mapping),
             "preview": preview(samples),
-        }
+        },
+        check_results=[drift_result("permits", unmapped)],
     )

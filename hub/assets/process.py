@@ -1,16 +1,30 @@
 """`process_parameters`: MES parameters for the distinct materials of permits in scope."""
 
 
+from collections import Counter
 from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from hub.assets.common import lineage_of, mapping_label, permits_in_scope, preview, quarantine_rejects
+from hub.assets.common import (
+    drift_result,
+    drift_spec,
+    lineage_of,
+    mapping_label,
+    permits_in_scope,
+    preview,
+    quarantine_rejects,
+)
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, MesResource
 
 
-@asset(group_name="mes", deps=["permits"], description="Process parameters (flash point, LEL, ...) from the MES.")
+@asset(
+    group_name="mes",
+    deps=["permits"],
+    description="Process parameters (flash point, LEL, ...) from the MES.",
+    check_specs=[drift_spec("process_parameters")],
+)
 def process_parameters(context: AssetExecutionContext, store: HubStoreResource, mes: MesResource) -> MaterializeResult:
     hub_store = store.store()
     names = {name for permit in permits_in_scope(hub_store) for name in permit.material_names}
@@ -18,7 +32,8 @@ def process_parameters(context: AssetExecutionContext, store: HubStoreResource, 
     client = mes.client()
     with client:
         reply = client.fetch("parameters", ids=names)
-    result = mapping.inbound("process_parameter", reply.get("process_parameter", []))
+    vendor_records = reply.get("process_parameter", [])
+    result = mapping.inbound("process_parameter", vendor_records)
     hub_store.upsert_process_parameters(result.records, datetime.now(timezone.utc), lineage_of(mapping))
     quarantined = quarantine_rejects(hub_store, "mes", mapping, result.quarantined)
     # A name the MES does not know simply has no parameters, in every flavor.
@@ -42,5 +57,8 @@ def process_parameters(context: AssetExecutionContext, store: HubStoreResource, 
                     for p in result.records
                 ]
             ),
-        }
+        },
+        check_results=[
+            drift_result("process_parameters", Counter(mapping.unmapped_fields("process_parameter", vendor_records)))
+        ],
     )

@@ -42,7 +42,10 @@ FAULT_KINDS = (
 )
 ONLY_ON = {"soap_fault": "eam", "ptw write-back": "ptw", "commit_then_drop": "erp", "commit_then_status": "erp"}
 READ_TIMEOUT_S = 1.0
+RETRY_ATTEMPTS = 3
 MAX_RECOVERY_RUNS = 3
+# A Dagster instance is cheap to share and slow to create; renewing it now and then bounds its in-memory event log.
+RUNS_PER_INSTANCE = 100
 ERP_POSTS = {"method": "POST", "path_prefix": "/api/v1/journal-entries"}
 HOLD_WRITES = {"method": "PUT", "path_prefix": "/api/v1/permits/"}
 
@@ -84,7 +87,7 @@ class FaultSchedule:
 
 
 def _firing(rng: random.Random) -> dict[str, Any]:
-    """How often a rule fires: a count (3 or more outlasts the 3 attempts), or at random."""
+    """How often a rule fires: a count (RETRY_ATTEMPTS or more outlasts a request's retries), or at random."""
     if rng.random() < 0.7:
         return {"times": rng.randint(1, 4)}
     return {"probability": rng.choice((0.2, 0.5)), "seed": rng.randrange(2**31), "times": rng.randint(1, 6)}
@@ -151,7 +154,7 @@ def _settings(plant: MockPlant, database_url: str) -> HubSettings:
         eam_wsdl=str(EAM_WSDL),
         connect_timeout_s=READ_TIMEOUT_S,
         read_timeout_s=READ_TIMEOUT_S,
-        retry_attempts=3,
+        retry_attempts=RETRY_ATTEMPTS,
         retry_initial_s=0.02,
         retry_max_s=0.2,
         ptw_page_size=20,
@@ -193,15 +196,16 @@ def run_schedule(
 def run_chaos(
     runs: int, seed: int, fixtures: Path, progress: Callable[[ChaosOutcome], None] = lambda outcome: None
 ) -> list[ChaosOutcome]:
-    """All `runs` schedules of `seed`, each against a fresh store; one Dagster instance for all."""
+    """All `runs` schedules of `seed`, each against a fresh store and reset mocks."""
     expected = expected_outcome(fixtures, datetime.now(timezone.utc))
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="hub-chaos-") as tmp, MockPlant(fixtures) as plant:
-        with DagsterInstance.ephemeral() as instance:
-            for index in range(runs):
-                outcome = run_schedule(plant, instance, expected, draw_schedule(seed, index), Path(tmp))
-                outcomes.append(outcome)
-                progress(outcome)
-                for leftover in Path(tmp).glob(f"run-{index}.db*"):
-                    leftover.unlink()
+        for first in range(0, runs, RUNS_PER_INSTANCE):
+            with DagsterInstance.ephemeral() as instance:
+                for index in range(first, min(first + RUNS_PER_INSTANCE, runs)):
+                    outcome = run_schedule(plant, instance, expected, draw_schedule(seed, index), Path(tmp))
+                    outcomes.append(outcome)
+                    progress(outcome)
+                    for leftover in Path(tmp).glob(f"run-{index}.db*"):
+                        leftover.unlink()
     return outcomes
