@@ -33,7 +33,8 @@ full_sync = define_asset_job(
 # or ledger mismatch is re-examined on its own, after the sync and on every schedule tick.
 health_checks = define_asset_job(
     "health_checks",
-    selection=AssetSelection.all_asset_checks(),
+    # The standalone checks; drift checks are computed while pulling, from the vendor's reply.
+    selection=AssetSelection.checks(*CHECKS),
     description="Re-run every asset check (write-back pending, ledger reconciliation, ...) without syncing.",
 )
 

@@ -50,6 +50,7 @@ def test_checks_job_and_schedule():
         ("permit_gate_decisions", "gate_decisions_written_back"),
         ("erp_postings", "erp_entries_confirmed"),
         ("erp_postings", "erp_ledger_reconciled"),
+        *((asset, "vendor_fields_mapped") for asset in ("permits", "equipment", "maintenance_records", "process_parameters")),
     }
     blocking = graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "clearance_covers_every_device"))
     assert blocking.blocking
