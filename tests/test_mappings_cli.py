@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import httpx
 from typer.testing import CliRunner
 
 from hub.cli.mappings import app
@@ -181,3 +182,23 @@ def test_the_hub_command_has_the_mappings_group():
     result = CliRunner().invoke(hub_app, ["mappings", "validate", str(FIXTURES / "mes-sap.yaml")])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"ok {FIXTURES / 'mes-sap.yaml'} (mes-sap.yaml, sha256 ")
+
+
+def test_preview_live_reads_the_configured_system(fresh_mocks, monkeypatch):
+    """`--live` fetches through the flavor's endpoint from the system in the HUB_* settings."""
+    monkeypatch.setenv("HUB_EAM__URL", fresh_mocks.urls["eam_oslc"])
+    result = CliRunner().invoke(
+        app, ["preview", "eam-maximo-oslc", "--live", "--ids", "NJ-P-101,HZ-E-101"], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    assert "NJ-P-101" in result.output
+    # HZ-E-101 carries the malformed work order: shown with its reason, not dropped.
+    assert "BOGUS" in result.output
+    received = httpx.get(f"{fresh_mocks.base_urls['eam_oslc']}/_admin/received", timeout=10).json()
+    assert {r["path"] for r in received} == {"/maximo/oslc/os/mxasset", "/maximo/oslc/os/mxwo"}
+
+
+def test_preview_needs_a_source():
+    result = CliRunner().invoke(app, ["preview", "mes"])
+    assert result.exit_code != 0
+    assert "exactly one of --sample FILE or --live" in result.output

@@ -102,16 +102,47 @@ def _render_preview(console: Console, result: PreviewResult) -> None:
         console.print(f"  {path} (in {count} record{plural})", markup=False, highlight=False, soft_wrap=True)
 
 
+# The read each system's flavor file describes, used to fetch live records for a preview.
+LIVE_READS = {"ptw": "permits_changed", "eam": "maintenance", "mes": "parameters"}
+
+
+def _live(system_or_path: str, mapping: Mapping, ids: list[str]) -> dict[str, list[Any]]:
+    """Records straight from the configured system (HUB_* settings), through this mapping's endpoint."""
+    from hub.resources import resources_from_settings
+    from hub.settings import HubSettings
+
+    if mapping.system not in LIVE_READS:
+        raise typer.BadParameter(f"--live reads from ptw, eam or mes, not {mapping.system}", param_hint="--live")
+    if mapping.system != "ptw" and not ids:
+        raise typer.BadParameter(f"--live on {mapping.system} needs --ids (device IDs or material names)")
+    settings = HubSettings()
+    endpoint = getattr(settings, mapping.system).model_copy(update={"mapping": system_or_path})
+    client = resources_from_settings(settings.model_copy(update={mapping.system: endpoint}))[mapping.system].client()
+    with client:
+        if mapping.system == "ptw":
+            return next(client.pages(LIVE_READS["ptw"], since=None), {})
+        return client.fetch(LIVE_READS[mapping.system], ids=ids)
+
+
 @app.command("preview")
 def preview_command(
     system_or_path: str = typer.Argument(..., help="A packaged mapping (ptw, eam, mes) or a mapping file."),
-    sample: Path = typer.Option(..., "--sample", help="JSON: a list of vendor records, or {kind: [records]}."),
+    sample: Path = typer.Option(None, "--sample", help="JSON: a list of vendor records, or {kind: [records]}."),
+    live: bool = typer.Option(False, "--live", help="Fetch records from the system configured by HUB_* settings."),
+    ids: str = typer.Option("", "--ids", help="With --live on eam or mes: comma-separated device IDs or materials."),
     kind: str = typer.Option(None, "--kind", help="Record kind, when the mapping maps several."),
 ) -> None:
-    """Show sample vendor records next to the canonical records they become."""
+    """Show vendor records (a sample file or live) next to the canonical records they become."""
+    if (sample is None) == (not live):
+        raise typer.BadParameter("give exactly one of --sample FILE or --live")
     mapping = _load(system_or_path)
+    if live:
+        fetched = _live(system_or_path, mapping, [i.strip() for i in ids.split(",") if i.strip()])
+        records_by_kind = {k: v for k, v in fetched.items() if kind in (None, k)}
+    else:
+        records_by_kind = _sample(sample, mapping, kind)
     console = Console()
-    for chosen, records in _sample(sample, mapping, kind).items():
+    for chosen, records in records_by_kind.items():
         _render_preview(console, preview(mapping, chosen, records))
 
 
