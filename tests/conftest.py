@@ -1,6 +1,10 @@
 from pathlib import Path
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import uuid
 
 import httpx
@@ -87,3 +91,19 @@ def make_settings():
         )
 
     return make
+
+
+@contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler], wrap_socket=None) -> Iterator[str]:
+    """A throwaway HTTP(S) server on loopback for replies the mock systems never give."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if wrap_socket is not None:
+        server.socket = wrap_socket(server.socket)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if wrap_socket else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

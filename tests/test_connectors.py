@@ -17,12 +17,11 @@ from __future__ import annotations
 import base64
 import json
 import math
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +29,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import respx
+from conftest import loopback_server
 from lxml import etree
 
 from hub.connectors.eam import EamClient, SoapFault, parse_reply
@@ -708,15 +708,8 @@ def stub_server() -> Iterator[tuple[str, _Stub]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", stub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with loopback_server(Handler) as url:
+        yield url, stub
 
 
 def fault_envelope(code: str, message: str) -> bytes:

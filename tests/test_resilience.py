@@ -10,18 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pydantic
 import pytest
+from conftest import loopback_server
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -318,15 +318,8 @@ def endless_server() -> Iterator[tuple[str, dict]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", sent
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with loopback_server(Handler) as url:
+        yield url, sent
 
 
 def test_reply_without_length_is_cut_off_at_the_limit(endless_server: tuple[str, dict]) -> None:
@@ -408,18 +401,10 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", cert_file
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with loopback_server(Handler, lambda sock: context.wrap_socket(sock, server_side=True)) as url:
+        yield url, cert_file
 
 
 def test_rest_tls_is_verified_and_a_private_ca_is_trusted_only_when_given(tls_server: tuple[str, Path]) -> None:
