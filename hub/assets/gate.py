@@ -70,7 +70,6 @@ def permit_gate_decisions(
 
     failpoint("gate.before_writeback")
     to_write = hub_store.holds_needing_write(fingerprints)
-    previous = hub_store.load_holds()
     mapping = load_mapping(ptw.mapping)
     client = ptw.client()
     written, failed = [], []
@@ -83,7 +82,9 @@ def permit_gate_decisions(
                     body = mapping.outbound("gate_decision", decision)
                     client.call("put_hold", id=decision.permit_id, source=ptw.hold_source, body=body)
                     failpoint("gate.after_put_before_record")
-                elif previous.get(decision.permit_id, ("", ""))[1] == "block":
+                else:
+                    # Lift unconditionally (DELETE is idempotent): a block the PTW applied
+                    # but whose answer was lost is not in our records, yet must still go.
                     client.call("release_hold", id=decision.permit_id, source=ptw.hold_source)
             except (TransientError, VendorRejected) as exc:
                 failed.append(f"{decision.permit_id}: {exc}")
