@@ -29,6 +29,8 @@ from hub.harness.invariants import (
 )
 from hub.harness.plant import SYSTEMS, MockPlant
 from hub.settings import HubSettings, SystemEndpoint
+from hub.store.migrate import upgrade
+from hub.store.repository import HubStore
 from hub.sync import run_full_sync
 
 REPO = Path(__file__).parents[1]
@@ -63,7 +65,7 @@ def test_each_kill_left_the_plant_broken_until_recovery(outcomes):
     assert BLOCKED in broken["permits.before_cursor"]
     # Killed after the third hold: eleven blocks still missing.
     assert BLOCKED in broken["gate.after_put_before_record"]
-    # Killed after the ERP booked a batch the outbox never heard of: outbox and ledger disagree.
+    # Killed after the ERP booked the second batch, before the outbox recorded it: they disagree.
     assert {OUTBOX, LEDGER} <= broken["erp.after_post_before_mark"]
     # Killed after the first batch was recorded: the rest of the ledger is missing.
     assert LEDGER in broken["erp.between_batches"]
@@ -155,3 +157,34 @@ def test_checker_holds_on_a_clean_sync_then_flags_tampering(synced_plant):
     assert verdicts[BLOCKED].problems == ("PTW-NJ-2026-0001 has no BLOCK hold from integration-hub",)
     assert verdicts[NO_STRAY_BLOCK].problems == ("PTW-NJ-2026-0007 is blocked though the gate allows it",)
     assert verdicts[OUTBOX].held
+
+
+KILL_ON_THIRD_CREATE_TABLE = """
+import os, signal, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from hub.store.migrate import upgrade
+
+created = []
+
+
+@event.listens_for(Engine, "after_cursor_execute")
+def die_midway(conn, cursor, statement, *args):
+    if statement.lstrip().upper().startswith("CREATE TABLE"):
+        created.append(statement)
+        if len(created) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+upgrade(sys.argv[1])
+"""
+
+
+def test_a_store_migration_killed_midway_can_be_completed(tmp_path):
+    """A first `hub sync` killed while it creates the store must not leave a store no sync can open."""
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    killed = subprocess.run([sys.executable, "-c", KILL_ON_THIRD_CREATE_TABLE, url], capture_output=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    upgrade(url)
+    with HubStore(url) as store:
+        store.check_schema()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, pool
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import create_engine, event, pool
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -48,29 +50,48 @@ def _ensure_sqlite_parent(url: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def upgrade(url: str | URL, revision: str = "head") -> None:
-    """``alembic upgrade head`` against ``url``; creates a SQLite file's folder first."""
-    _ensure_sqlite_parent(url)
-    cfg = alembic_config(url)
+def _migration_engine(url: str | URL) -> Engine:
+    """An engine whose migration runs as one transaction, DDL included.
+
+    pysqlite commits each CREATE TABLE on its own, so a process killed mid-migration
+    would leave tables without a version stamp, and every later upgrade would fail on
+    "table already exists". With the driver's own transaction handling off and an
+    explicit BEGIN, SQLite rolls the whole migration back instead.
+    """
     engine = create_engine(url, poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _no_implicit_commits(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _migrate(url: str | URL, step: Callable[[Config, str], None], revision: str) -> None:
+    cfg = alembic_config(url)
+    engine = _migration_engine(url)
     try:
         with engine.begin() as connection:
             cfg.attributes["connection"] = connection
-            command.upgrade(cfg, revision)
+            step(cfg, revision)
     finally:
         engine.dispose()
+
+
+def upgrade(url: str | URL, revision: str = "head") -> None:
+    """``alembic upgrade head`` against ``url``; creates a SQLite file's folder first."""
+    _ensure_sqlite_parent(url)
+    _migrate(url, command.upgrade, revision)
 
 
 def downgrade(url: str | URL, revision: str) -> None:
     """``alembic downgrade <revision>`` against ``url`` (``"base"`` drops everything)."""
-    cfg = alembic_config(url)
-    engine = create_engine(url, poolclass=pool.NullPool)
-    try:
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.downgrade(cfg, revision)
-    finally:
-        engine.dispose()
+    _migrate(url, command.downgrade, revision)
 
 
 def current_revision(url: str | URL) -> str | None:
