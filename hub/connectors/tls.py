@@ -7,11 +7,19 @@ verify is told apart from other connection failures, because retrying it cannot 
 from __future__ import annotations
 
 import ssl
+from functools import lru_cache
+
+import certifi
 
 
-def httpx_verify(ca_bundle: str | None) -> ssl.SSLContext | bool:
-    """httpx's `verify`: its own public CA bundle, or only the given CA bundle."""
-    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+@lru_cache(maxsize=8)
+def httpx_verify(ca_bundle: str | None) -> ssl.SSLContext:
+    """httpx's `verify`: the public CAs (certifi's bundle, as httpx uses), or only the given bundle.
+
+    Built once per process and shared by every client: loading a CA bundle costs about
+    0.1 s, and a sync creates several clients.
+    """
+    return ssl.create_default_context(cafile=ca_bundle or certifi.where())
 
 
 def requests_verify(ca_bundle: str | None) -> str | bool:
