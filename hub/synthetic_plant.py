@@ -499,12 +499,8 @@ class PermitWriter:
 
     def _office_time(self, latest: int) -> int:
         """A time on `latest`'s day or the day before, in office hours, not after `latest`."""
-        day = latest // DAY * DAY
-        for candidate in (day, day - DAY):
-            moment = candidate + self.rng.randint(8 * 60, 17 * 60 + 30)
-            if moment <= latest:
-                return moment
-        return day - DAY + 17 * 60 + 30
+        moment = latest // DAY * DAY + self.rng.randint(8 * 60, 17 * 60 + 30)
+        return moment if moment <= latest else moment - DAY
 
     def permit(self) -> tuple[dict, str]:
         rng, cal, a = self.rng, self.cal, self.cal.anchor
