@@ -622,7 +622,8 @@ class WorkOrderWriter:
         self.rng, self.cal = rng, cal
         order = list(pool.all)
         rng.shuffle(order)
-        self.skewed = Weighted.zipf(rng, order, offset=50.0)
+        # The offset grows with the fleet, so the busiest device carries a similar share at any scale.
+        self.skewed = Weighted.zipf(rng, order, offset=max(1.0, len(order) / 400))
         self.uniform = order
         self.open_permits = open_permits
         self.site_of = site_of
