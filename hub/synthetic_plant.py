@@ -635,7 +635,13 @@ class WorkOrderWriter:
         self.finished = Weighted.of(rng, FINISHED_STATUS_WEIGHTS)
         self.planned = Weighted.of(rng, PLANNED_STATUS_WEIGHTS)
         self.open = Weighted.of(rng, OPEN_STATUS_WEIGHTS)
-        self.isolation_open = Weighted.of(rng, {"APPLIED": 35, "NONE": 45, "RELEASED": 20})
+        self.isolation_working = Weighted.of(rng, {"APPLIED": 40, "NONE": 40, "RELEASED": 20})
+
+    def _isolation(self, status: str, start: int) -> str:
+        """Isolation is applied for work under way, not for work still waiting to start."""
+        if status in ("INPRG", "WMATL") and start <= self.cal.anchor:
+            return self.isolation_working()
+        return "NONE"
 
     def _device(self) -> str:
         return self.skewed() if self.rng.random() < 0.3 else self.rng.choice(self.uniform)
@@ -654,14 +660,14 @@ class WorkOrderWriter:
             status = self.open()
             start = permit.start - rng.randint(0, 48) * 60
             duration = permit.start - start + rng.randint(60, permit.end - permit.start + DAY)
-            isolation = self.isolation_open()
+            isolation = self._isolation(status, start)
             changed = min(a - 1, start) - rng.randint(60, 7 * DAY)
         elif category == "open":
             device = self._device()
             status = self.open()
             start = a + rng.randint(-20 * DAY, 10 * DAY)
             finish_known = rng.random() < 0.9
-            isolation = self.isolation_open()
+            isolation = self._isolation(status, start)
             changed = min(a - 1, start) - rng.randint(60, 7 * DAY)
         elif category == "planned":
             device = self._device()
@@ -674,7 +680,7 @@ class WorkOrderWriter:
             status = self.finished()
             start = a - rng.randint(3 * DAY + longest, 400 * DAY)
             roll = rng.random()
-            isolation = "APPLIED" if roll < 0.015 else "RELEASED" if roll < 0.4 else "NONE"
+            isolation = "APPLIED" if roll < 0.004 else "RELEASED" if roll < 0.4 else "NONE"
             if status != "CAN":
                 actfinish = start + int(duration * rng.uniform(0.6, 1.1))
             changed = min(a - 1, (actfinish or start) + rng.randint(30, 3 * DAY))
