@@ -161,7 +161,10 @@ def _fixture_sites() -> list[Site]:
         centers = company["CostCenters"]
         short = centers[0]["CostCenter"].split("-")[1]
         sites.append(
-            Site(company["CompanyCode"], company["Name"], short, tuple(Area(c["Name"], c["CostCenter"]) for c in centers))
+            Site(
+                company["CompanyCode"], company["Name"], short,
+                tuple(Area(c["Name"], c["CostCenter"]) for c in centers),
+            )
         )
     return sites
 
@@ -780,8 +783,9 @@ def _check_arguments(sites: int, permits: int, devices: int, work_orders: int, m
         problems.append(f"sites must be 1 to {MAX_SITES}, got {sites}")
     if permits < 1:
         problems.append(f"permits must be at least 1, got {permits}")
-    if devices < MIN_DEVICES_PER_SITE * max(sites, 1):
-        problems.append(f"devices must be at least {MIN_DEVICES_PER_SITE} per site ({MIN_DEVICES_PER_SITE * max(sites, 1)}), got {devices}")
+    fewest = MIN_DEVICES_PER_SITE * max(sites, 1)
+    if devices < fewest:
+        problems.append(f"devices must be at least {MIN_DEVICES_PER_SITE} per site ({fewest}), got {devices}")
     if work_orders < 0:
         problems.append(f"work orders must not be negative, got {work_orders}")
     if materials < 1:
