@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from .faults import KINDS, FaultPlan, FaultPlanError, FaultRule
-from .fixtures import StateFile
+from .fixtures import StateJournal
 
 ADMIN_PREFIX = "/_admin"
 RECEIVED_LIMIT = 50_000  # a long demo must not grow without bound
@@ -342,8 +342,9 @@ class MockSystem:
     """One vendor system: fixtures, mutable state, admin surface and vendor routes.
 
     Subclasses set `name`, implement `add_routes` and, if they keep state, `clear_state`,
-    `admin_state` and (with `persistent = True`) `dump_state` / `restore_state`. They call
-    `state_changed()` after every change so a `state_dir` stays current. A system that does
+    `admin_state` and (with `persistent = True`) `apply_change`. Every client-made change is
+    one JSON-able dict passed to `state_changed(...)`, which applies nothing itself but
+    journals it, so that a `state_dir` replays it through `apply_change` on the next start. A system that does
     not speak JSON overrides `malformed_response` and `server_fault_response`.
 
     `app` is the ASGI application to serve: the system's FastAPI app, behind the auth check
@@ -367,13 +368,11 @@ class MockSystem:
         self.credentials = Credentials.parse(auth)
         self.received = ReceivedLog()
         self.stopping = threading.Event()  # set by the server runner; cuts fault sleeps short
-        self._state_file = StateFile(Path(state_dir), self.name) if state_dir is not None and self.persistent else None
+        self._journal = StateJournal(Path(state_dir), self.name) if state_dir is not None and self.persistent else None
         self.load_fixtures()
         self.clear_state()
-        if self._state_file is not None:
-            saved = self._state_file.load()
-            if saved is not None:
-                self.restore_state(saved)
+        for change in self._journal.replay() if self._journal is not None else ():
+            self.apply_change(change)
         self.app = self._build_app()
 
     # -- hooks for subclasses -------------------------------------------------------------
@@ -386,11 +385,8 @@ class MockSystem:
     def admin_state(self) -> dict:
         return {}
 
-    def dump_state(self) -> dict:
-        return {}
-
-    def restore_state(self, data: dict) -> None:
-        """Take over state written by `dump_state` in an earlier process."""
+    def apply_change(self, change: dict) -> None:
+        """Redo one change journalled by `state_changed` in an earlier process."""
 
     def add_routes(self, app: FastAPI) -> None:
         raise NotImplementedError
@@ -404,16 +400,16 @@ class MockSystem:
         return error(500, message)
 
     # -- shared behaviour -----------------------------------------------------------------
-    def state_changed(self) -> None:
-        if self._state_file is not None:
-            self._state_file.save(self.dump_state())
+    def state_changed(self, *changes: dict) -> None:
+        if self._journal is not None and changes:
+            self._journal.append(list(changes))
 
     def reset(self) -> None:
         self.clear_state()
         self.received.clear()
         self.faults = FaultPlan()
-        if self._state_file is not None:
-            self._state_file.clear()
+        if self._journal is not None:
+            self._journal.clear()
 
     def set_faults(self, raw: Any) -> None:
         self.faults = FaultPlan.parse(raw)

@@ -131,13 +131,11 @@ class ErpSystem(MockSystem):
         self._seen: dict[str, dict] = {}  # UUID -> {"receivedAt", "confirmation"}
         self._next_document = self._first_document
 
-    def dump_state(self) -> dict:
-        return {"documents": self._documents, "seen": self._seen, "nextDocument": self._next_document}
-
-    def restore_state(self, data: dict) -> None:
-        self._documents = list(data.get("documents", []))
-        self._seen = dict(data.get("seen", {}))
-        self._next_document = int(data.get("nextDocument", self._first_document))
+    def apply_change(self, change: dict) -> None:
+        document = change["document"]
+        self._documents.append(document)
+        self._seen[document["MessageUUID"]] = change["seen"]
+        self._next_document = max(self._next_document, int(document["AccountingDocument"]) + 1)
 
     def admin_state(self) -> dict:
         return {"documents": self._documents}
@@ -214,13 +212,13 @@ class ErpSystem(MockSystem):
         return copy.deepcopy(confirmation), True
 
     def post_all(self, requests: list[tuple[str, dict]]) -> list[dict]:
-        confirmations, changed = [], False
+        confirmations, changes = [], []
         for uuid, entry in requests:
             confirmation, posted = self.post(uuid, entry)
             confirmations.append(confirmation)
-            changed = changed or posted
-        if changed:
-            self.state_changed()
+            if posted:
+                changes.append({"document": self._documents[-1], "seen": self._seen[uuid]})
+        self.state_changed(*changes)
         return confirmations
 
     def add_routes(self, app: FastAPI) -> None:

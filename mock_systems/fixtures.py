@@ -2,14 +2,12 @@
 
 Fixtures are the plant data the mocks serve (read-only, reloaded on every start); state is what
 clients change (PTW holds, ERP documents), kept in memory and, when a `state_dir` is given,
-mirrored to one JSON file per system so that a fresh server process sees earlier runs.
+journalled to one JSON-lines file per system so that a fresh server process sees earlier runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +33,42 @@ def load_fixture(fixtures_dir: Path, relative: str, expect: type = list) -> Any:
     return data
 
 
-class StateFile:
-    """One system's mutable state as a JSON file, written atomically on every change."""
+class StateJournal:
+    """One system's client-made changes as an append-only JSON-lines file.
+
+    Appending one line per change keeps a write O(1) however much state has piled up (a
+    whole-state rewrite per change made large benchmark runs quadratic). A torn last line,
+    left by a process killed mid-write, is ignored on replay.
+    """
 
     def __init__(self, state_dir: Path, name: str):
-        self.path = Path(state_dir) / f"{name}.json"
+        self.path = Path(state_dir) / f"{name}.jsonl"
 
-    def load(self) -> dict | None:
+    def replay(self) -> list[dict]:
+        """Every whole change in order; a torn tail is cut off so later appends start clean."""
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            data = self.path.read_bytes()
         except FileNotFoundError:
-            return None
+            return []
+        changes, kept = [], 0
+        for line in data.splitlines(keepends=True):
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError("no line end")
+                changes.append(json.loads(line))
+            except ValueError:
+                break
+            kept += len(line)
+        if kept < len(data):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(kept)
+        return changes
 
-    def save(self, data: dict) -> None:
+    def append(self, changes: list[dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, ensure_ascii=False, indent=1)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = "".join(json.dumps(change, ensure_ascii=False) + "\n" for change in changes)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(text)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

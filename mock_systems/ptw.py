@@ -112,12 +112,20 @@ class PtwSystem(MockSystem):
         self._holds: dict[str, dict[str, dict]] = {}  # ticketNo -> source -> hold
         self._revisions: dict[str, dict[str, int]] = {}  # last revision, kept after a DELETE
 
-    def dump_state(self) -> dict:
-        return {"holds": self._holds, "revisions": self._revisions}
+    def apply_change(self, change: dict) -> None:
+        ticket, source = change["ticketNo"], change["source"]
+        if change["hold"] is None:
+            self._drop_hold(ticket, source)
+        elif ticket in self._permits:
+            self._holds.setdefault(ticket, {})[source] = change["hold"]
+            self._revisions.setdefault(ticket, {})[source] = change["hold"]["revision"]
 
-    def restore_state(self, data: dict) -> None:
-        self._holds = {t: dict(h) for t, h in data.get("holds", {}).items() if t in self._permits}
-        self._revisions = {t: dict(r) for t, r in data.get("revisions", {}).items()}
+    def _drop_hold(self, ticket: str, source: str) -> bool:
+        holds = self._holds.get(ticket, {})
+        dropped = holds.pop(source, None) is not None
+        if not holds:
+            self._holds.pop(ticket, None)
+        return dropped
 
     def admin_state(self) -> dict:
         return {"holds": {ticket: list(holds.values()) for ticket, holds in self._holds.items() if holds}}
@@ -173,12 +181,9 @@ class PtwSystem(MockSystem):
         async def delete_hold(ticket_no: str, source: str) -> JSONResponse:
             if ticket_no not in self._permits:
                 return error(404, f"permit {ticket_no} not found")
-            holds = self._holds.get(ticket_no, {})
-            changed = holds.pop(source, None) is not None
-            if not holds:
-                self._holds.pop(ticket_no, None)
+            changed = self._drop_hold(ticket_no, source)
             if changed:
-                self.state_changed()
+                self.state_changed({"ticketNo": ticket_no, "source": source, "hold": None})
             return JSONResponse({"changed": changed})
 
     def place_hold(self, ticket_no: str, source: str, hold: HoldRequest) -> dict:
@@ -189,7 +194,7 @@ class PtwSystem(MockSystem):
             return {"changed": False, "revision": current["revision"]}
         revision = self._revisions.get(ticket_no, {}).get(source, 0) + 1
         self._revisions.setdefault(ticket_no, {})[source] = revision
-        self._holds.setdefault(ticket_no, {})[source] = {
+        placed = {
             "source": source,
             "action": hold.action,
             "reasons": reasons,
@@ -197,7 +202,8 @@ class PtwSystem(MockSystem):
             "revision": revision,
             "updatedAt": _utc_now(),
         }
-        self.state_changed()
+        self._holds.setdefault(ticket_no, {})[source] = placed
+        self.state_changed({"ticketNo": ticket_no, "source": source, "hold": placed})
         return {"changed": True, "revision": revision}
 
 

@@ -381,7 +381,7 @@ def test_mes_validation_error_is_not_retried(fresh_mocks: Any, rest: Callable[..
     names = [f"material-{i:03d}" for i in range(201)]
 
     # A flavor file whose batch size drifted past the MES's limit of 200 names per query.
-    drifted = flavor_edited("mes", "batch: {size: 100}", "batch: {size: 201}")
+    drifted = flavor_edited("mes", "batch: {size: 200}", "batch: {size: 201}")
 
     with pytest.raises(VendorRejected) as refused:
         operations(drifted, fresh_mocks.urls["mes"], rest=http).fetch("parameters", ids=names)
@@ -510,17 +510,20 @@ def test_erp_find_by_reference_returns_the_posted_document(
 
 def test_erp_batches_and_yields_per_batch(fresh_mocks: Any, rest: Callable[..., RestClient]) -> None:
     client = erp(rest("erp"), fresh_mocks, batch_size=2)
-    entries = [(str(uuid.uuid4()), journal_entry(f"R-{i}")) for i in range(5)]
+    entries = [(str(uuid.uuid4()), journal_entry(f"R-{i}")) for i in range(9)]
+    width = client.operations.concurrency
+    assert width == 3
 
     batches = client.post_entries(entries)
     first = next(batches)
-    # Nothing beyond the first batch has been sent yet: the caller records as it goes.
-    assert len(received(fresh_mocks, "erp")) == 1
+    # No more than the flavor's window is in flight: the caller records as it goes.
+    assert len(received(fresh_mocks, "erp")) <= width
     rest_of_them = list(batches)
 
-    assert [len(b) for b in [first, *rest_of_them]] == [2, 2, 1]
-    assert len(received(fresh_mocks, "erp")) == 3
-    assert len(admin_state(fresh_mocks, "erp")["documents"]) == 5
+    assert [len(b) for b in [first, *rest_of_them]] == [2, 2, 2, 2, 1]
+    assert [c.message_uuid for b in [first, *rest_of_them] for c in b] == [u for u, _ in entries]
+    assert len(received(fresh_mocks, "erp")) == 5
+    assert len(admin_state(fresh_mocks, "erp")["documents"]) == 9
 
 
 # -- EAM ------------------------------------------------------------------------------------

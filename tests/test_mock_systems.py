@@ -747,7 +747,7 @@ def test_state_dir_keeps_holds_and_documents_across_a_restart(tmp_path, http):
         bulk(http, first, create_request("u-keep", "PTW-NJ-2026-0017/labour"))
         hold_url = f"{first.urls['ptw']}/api/v1/permits/PTW-NJ-2026-0002/holds/integration-hub"
         assert http.put(hold_url, json=HOLD).json() == {"changed": True, "revision": 1}
-    assert {p.name for p in state.iterdir()} == {"ptw.json", "erp.json"}
+    assert {p.name for p in state.iterdir()} == {"ptw.jsonl", "erp.jsonl"}
     with start_systems(FIXTURES, state_dir=state) as second:
         url = f"{second.urls['erp']}/api/v1/journal-entries"
         [doc] = http.get(url, params={"DocumentReferenceID": "PTW-NJ-2026-0017/labour"}).json()["results"]
@@ -767,6 +767,26 @@ def test_state_dir_keeps_holds_and_documents_across_a_restart(tmp_path, http):
     with start_systems(FIXTURES, state_dir=state) as third:
         assert documents(http, third) == []
         assert http.get(admin(third, "ptw", "state")).json() == {"holds": {}}
+
+
+def test_state_journal_replays_a_lifted_hold_and_ignores_a_torn_last_line(tmp_path, http):
+    state = tmp_path / "state"
+    with start_systems(FIXTURES, state_dir=state) as first:
+        for ticket in ("PTW-NJ-2026-0001", "PTW-NJ-2026-0002"):
+            url = f"{first.urls['ptw']}/api/v1/permits/{ticket}/holds/integration-hub"
+            assert http.put(url, json=HOLD).json()["changed"] is True
+        http.delete(f"{first.urls['ptw']}/api/v1/permits/PTW-NJ-2026-0001/holds/integration-hub").raise_for_status()
+    journal = state / "ptw.jsonl"
+    assert len(journal.read_text(encoding="utf-8").splitlines()) == 3
+    with journal.open("a", encoding="utf-8") as handle:
+        handle.write('{"ticketNo": "PTW-NJ-2026-0003", "source": "integ')  # killed mid-write
+    with start_systems(FIXTURES, state_dir=state) as second:
+        holds = http.get(admin(second, "ptw", "state")).json()["holds"]
+        assert set(holds) == {"PTW-NJ-2026-0002"}
+        again = f"{second.urls['ptw']}/api/v1/permits/PTW-NJ-2026-0001/holds/integration-hub"
+        assert http.put(again, json=HOLD).json() == {"changed": True, "revision": 2}
+    with start_systems(FIXTURES, state_dir=state) as third:
+        assert set(http.get(admin(third, "ptw", "state")).json()["holds"]) == {"PTW-NJ-2026-0001", "PTW-NJ-2026-0002"}
 
 
 # ---------------------------------------------------------------------------- faults and admin

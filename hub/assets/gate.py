@@ -14,6 +14,7 @@ from dagster import (
 )
 
 from hub.assets.common import preview
+from hub.connectors.concurrency import bounded_map
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
 from hub.logic.clearance import DeviceProfile
@@ -38,6 +39,22 @@ def _invalid_permit_decisions(hub_store, rules: GateRules, now: datetime) -> lis
             continue
         decisions[row["source_key"]] = invalid_permit_decision(row["source_key"], row["reason"], rules, now)
     return list(decisions.values())
+
+
+def _write_hold(client, mapping, source: str, decision: GateDecision) -> str | None:
+    """Place or lift one permit's hold; what went wrong if the PTW did not take it."""
+    try:
+        if decision.decision == "block":
+            body = mapping.outbound("gate_decision", decision)
+            client.call("put_hold", id=decision.permit_id, source=source, body=body)
+            failpoint("gate.after_put_before_record")
+        else:
+            # Lift unconditionally (DELETE is idempotent): a block the PTW applied
+            # but whose answer was lost is not in our records, yet must still go.
+            client.call("release_hold", id=decision.permit_id, source=source)
+    except (TransientError, VendorRejected) as exc:
+        return f"{decision.permit_id}: {exc}"
+    return None
 
 
 @asset(
@@ -74,22 +91,16 @@ def permit_gate_decisions(
     client = ptw.client()
     written, failed = [], []
     with client:
-        for decision in decisions:
-            if decision.permit_id not in to_write:
-                continue
-            try:
-                if decision.decision == "block":
-                    body = mapping.outbound("gate_decision", decision)
-                    client.call("put_hold", id=decision.permit_id, source=ptw.hold_source, body=body)
-                    failpoint("gate.after_put_before_record")
-                else:
-                    # Lift unconditionally (DELETE is idempotent): a block the PTW applied
-                    # but whose answer was lost is not in our records, yet must still go.
-                    client.call("release_hold", id=decision.permit_id, source=ptw.hold_source)
-            except (TransientError, VendorRejected) as exc:
-                failed.append(f"{decision.permit_id}: {exc}")
-                continue
-            written.append((decision.permit_id, fingerprints[decision.permit_id], decision.decision))
+        outcomes = bounded_map(
+            lambda decision: _write_hold(client, mapping, ptw.hold_source, decision),
+            [d for d in decisions if d.permit_id in to_write],
+            client.concurrency,
+        )
+        for decision, error in outcomes:
+            if error:
+                failed.append(error)
+            else:
+                written.append((decision.permit_id, fingerprints[decision.permit_id], decision.decision))
     hub_store.record_holds_written(written, datetime.now(timezone.utc))
 
     blocked = [d for d in decisions if d.decision == "block"]

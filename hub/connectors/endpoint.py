@@ -257,6 +257,8 @@ class EndpointSpec(_Strict):
 
     auth: AuthSpec | None = None  # absent: whatever credentials settings hold are sent
     requests_per_second: float | None = Field(default=None, gt=0)
+    # Requests of one operation in flight at once (batches, bulk posts, hold writes).
+    concurrency: int = Field(default=1, ge=1, le=16)
     operations: dict[str, OperationSpec] = Field(min_length=1)
 
     @field_validator("operations")

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import uuid4
 
+from hub.connectors.concurrency import bounded_map
 from hub.connectors.operations import SystemClient
 from hub.connectors.retry import TransientError
 
@@ -93,18 +94,21 @@ class ErpClient:
     def post_entries(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> Iterator[list[Confirmation]]:
         """Post (message UUID, vendor journal entry) pairs in bulk, yielding each batch's confirmations.
 
-        Yielding per batch lets the caller record what landed before a later batch fails.
+        Yielding per batch lets the caller record what landed before a later batch fails; a
+        few batches are in flight at once (the flavor's `concurrency`).
         """
         size = self.operations.size("post_entries")
-        for start in range(0, len(entries), size):
-            chunk = entries[start : start + size]
-            reply = self.operations.fetch(
-                "post_entries",
-                message_id=f"hub-{uuid4()}",
-                created_at=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-                entries=[{"MessageHeader": {"UUID": message_uuid}, **vendor_entry} for message_uuid, vendor_entry in chunk],
-            )
+        chunks = [entries[start : start + size] for start in range(0, len(entries), size)]
+        for _, reply in bounded_map(self._post_chunk, chunks, self.operations.concurrency):
             yield [_confirmation(raw) for raw in reply.get("confirmation", [])]
+
+    def _post_chunk(self, chunk: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        return self.operations.fetch(
+            "post_entries",
+            message_id=f"hub-{uuid4()}",
+            created_at=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            entries=[{"MessageHeader": {"UUID": message_uuid}, **vendor_entry} for message_uuid, vendor_entry in chunk],
+        )
 
     def find_by_reference(self, reference: str) -> list[dict[str, Any]]:
         return self.operations.fetch("find_by_reference", reference=reference).get("document", [])

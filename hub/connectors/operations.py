@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hub.connectors.batching import distinct_batches
+from hub.connectors.concurrency import bounded_map
 from hub.connectors.eam import EamClient
 from hub.connectors.endpoint import IDS, EndpointSpec, OperationSpec, PagesSpec, RequestSpec
 from hub.connectors.rest import RestClient
@@ -85,6 +86,11 @@ class SystemClient:
         self.close()
 
     @property
+    def concurrency(self) -> int:
+        """Requests of one operation the system takes at once, from its description."""
+        return self.spec.concurrency
+
+    @property
     def calls(self) -> int:
         """Requests sent so far, retries included."""
         return (self.rest.calls if self.rest else 0) + (self.soap.calls if self.soap else 0)
@@ -113,10 +119,15 @@ class SystemClient:
                 yield from self._request_pages(name, request, values, None)
             return
         assert operation.batch is not None  # checked when the description was loaded
-        for batch in distinct_batches(ids, self.size(name)):
+
+        def whole_batch(batch: list[str]) -> list[Records]:
             batch_values = {**values, IDS: batch_value(operation.batch, batch)}
-            for request in operation.requests:
-                yield from self._request_pages(name, request, batch_values, batch)
+            return [
+                page for request in operation.requests for page in self._request_pages(name, request, batch_values, batch)
+            ]
+
+        for _, batch_pages in bounded_map(whole_batch, distinct_batches(ids, self.size(name)), self.concurrency):
+            yield from batch_pages
 
     def fetch(self, name: str, ids: Iterable[str] | None = None, **values: Any) -> Records:
         """Every record the operation returns, by kind (a kind the replies lack is absent)."""
