@@ -152,6 +152,9 @@ class PtwResource(PlantSystemResource):
 
 
 class EamResource(PlantSystemResource):
+    # A device asked about within this many hours is asked only for changed work orders.
+    full_pull_every_h: float = 24.0
+
     def client(self) -> SystemClient:
         return self.operations("EAM", tuned="maintenance")
 
@@ -207,7 +210,14 @@ def resources_from_settings(settings: HubSettings) -> dict[str, ConfigurableReso
             cost_rules_file=str(settings.cost_rules_file) if settings.cost_rules_file else None,
         ),
         "ptw": _system(PtwResource, "ptw", settings, settings.ptw_page_size, hold_source=settings.hold_source),
-        "eam": _system(EamResource, "eam", settings, settings.eam_batch_size, wsdl=settings.eam_wsdl),
+        "eam": _system(
+            EamResource,
+            "eam",
+            settings,
+            settings.eam_batch_size,
+            wsdl=settings.eam_wsdl,
+            full_pull_every_h=settings.eam_full_pull_every_h,
+        ),
         "mes": _system(MesResource, "mes", settings, settings.mes_batch_size),
         "erp": _system(ErpResource, "erp", settings, settings.erp_batch_size),
     }

@@ -66,6 +66,9 @@ class HubSettings(BaseSettings):
     mes_batch_size: int | None = Field(default=None, ge=1)
     erp_batch_size: int | None = Field(default=None, ge=1)
 
+    # How often a device's whole work-order list is pulled again; in between only changes are.
+    eam_full_pull_every_h: float = Field(default=24.0, ge=0)
+
     gate_rules_file: Path | None = None
     cost_rules_file: Path | None = None
     hold_source: str = "integration-hub"

@@ -557,5 +557,7 @@ def test_complete_work_order_list_drops_records_gone_from_the_eam(store):
         )
 
     store.upsert_maintenance_records([wo("WO-1", "P-1"), wo("WO-2", "P-1"), wo("WO-3", "P-2")], T0)
-    store.upsert_maintenance_records([wo("WO-2", "P-1")], T0, complete_for=["P-1"])
+    later = T0 + timedelta(hours=1)
+    store.upsert_maintenance_records([wo("WO-2", "P-1")], later)
+    assert store.drop_maintenance_records_not_refetched(["P-1"], later) == 1
     assert [r.record_id for r in store.load_maintenance_records(["P-1", "P-2"])] == ["WO-2", "WO-3"]

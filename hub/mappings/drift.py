@@ -43,7 +43,11 @@ def _leaves(value: Any, prefix: str) -> Iterator[str]:
     """Leaf paths of a vendor object; objects inside lists are walked as "list[*].field"."""
     if isinstance(value, AnyMapping) and value:
         for key, inner in value.items():
-            yield from _leaves(inner, f"{prefix}.{key}" if prefix else str(key))
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(inner, (AnyMapping, list, tuple)):
+                yield from _leaves(inner, path)
+            else:
+                yield path
     elif isinstance(value, (list, tuple)) and any(isinstance(item, AnyMapping) for item in value):
         for item in value:
             yield from _leaves(item, prefix + ELEMENT)
@@ -51,28 +55,44 @@ def _leaves(value: Any, prefix: str) -> Iterator[str]:
         yield prefix
 
 
+class _Uncovered:
+    """Whether a path is read, remembered per path: a batch repeats the same few paths in
+    every record, so each is judged once rather than once per record."""
+
+    def __init__(self, read: set[str]):
+        self.read = read
+        self.known: dict[str, bool] = {}
+
+    def __call__(self, path: str) -> bool:
+        answer = self.known.get(path)
+        if answer is None:
+            answer = self.known[path] = not _covered(path, self.read)
+        return answer
+
+
 def unmapped_fields(spec: InboundSpec, vendor_records: Iterable[Any]) -> dict[str, int]:
     """Vendor field path -> in how many records it appeared unread (per element for records_at kinds)."""
     ignored = set(spec.ignore)
     counts: Counter[str] = Counter()
     if spec.records_at is None:
-        read = read_paths(spec.fields) | {spec.key} - {None} | ignored
+        unread = _Uncovered(read_paths(spec.fields) | {spec.key} - {None} | ignored)
         for record in vendor_records:
             if isinstance(record, AnyMapping):
-                counts.update({p for p in _leaves(record, "") if not _covered(p, read)})
+                counts.update({p for p in _leaves(record, "") if unread(p)})
         return dict(sorted(counts.items()))
-    outer = {spec.records_at} | read_paths(spec.parent_fields) | {spec.parent_key} - {None}
-    inner = read_paths(spec.fields) | {spec.key} - {None}
+    outer_unread = _Uncovered({spec.records_at} | read_paths(spec.parent_fields) | {spec.parent_key} - {None} | ignored)
+    inner_unread = _Uncovered(read_paths(spec.fields) | {spec.key} - {None})
+    not_ignored = _Uncovered(ignored)
     children_prefix = spec.records_at + ELEMENT + "."
     for record in vendor_records:
         if not isinstance(record, AnyMapping):
             continue
-        counts.update({p for p in _leaves(record, "") if not _covered(p, outer | ignored)})
+        counts.update({p for p in _leaves(record, "") if outer_unread(p)})
         children = _child_list(record, spec.records_at)
         for child in children:
             if isinstance(child, AnyMapping):
-                found = {children_prefix + p for p in _leaves(child, "") if not _covered(p, inner)}
-                counts.update({p for p in found if not _covered(p, ignored)})
+                found = {children_prefix + p for p in _leaves(child, "") if inner_unread(p)}
+                counts.update({p for p in found if not_ignored(p)})
     return dict(sorted(counts.items()))
 
 

@@ -342,21 +342,25 @@ class HubStore:
         return out
 
     def upsert_maintenance_records(
-        self,
-        items: Sequence[MaintenanceRecord],
-        fetched_at: datetime,
-        complete_for: Collection[str] = (),
-        lineage: Lineage | None = None,
+        self, items: Sequence[MaintenanceRecord], fetched_at: datetime, lineage: Lineage | None = None
     ) -> None:
-        """Upsert work orders. For devices in `complete_for`, `items` is their whole list
-        from the EAM, so their records missing from it (deleted in the EAM) are dropped."""
         fetched_at = _aware(fetched_at, "fetched_at")
         rows = [{**m.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for m in items]
-        m = t.maintenance_records
         with self._write() as conn:
-            for chunk in _chunks(_unique(complete_for), IN_CHUNK):
-                conn.execute(delete(m).where(m.c.device_id.in_(chunk)))
-            self._upsert(conn, m, rows, ["record_id"])
+            self._upsert(conn, t.maintenance_records, rows, ["record_id"])
+
+    def drop_maintenance_records_not_refetched(self, device_ids: Collection[str], fetched_at: datetime) -> int:
+        """Devices whose whole work-order list was fetched at `fetched_at`: their records that fetch
+        did not bring back are gone from the EAM. Dropping them only after every batch landed
+        means a pull cut short leaves extra (blocking) records, never missing ones."""
+        fetched_at = _aware(fetched_at, "fetched_at")
+        m = t.maintenance_records
+        dropped = 0
+        with self._write() as conn:
+            for chunk in _chunks(_unique(device_ids), IN_CHUNK):
+                result = conn.execute(delete(m).where(m.c.device_id.in_(chunk), m.c.fetched_at < fetched_at))
+                dropped += result.rowcount or 0
+        return dropped
 
     def record_lookups(self, system: str, keys: Collection[str], at: datetime) -> None:
         at = _aware(at, "at")

@@ -1,0 +1,85 @@
+"""The EAM pull asks only for changed work orders once a device's whole list is known."""
+
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+from dagster import DagsterInstance
+
+from hub.store.repository import HubStore
+from mock_systems.servers import start_systems
+from test_assets import metadata_of, run_all
+
+REPO = Path(__file__).parents[1]
+ALLOWED_PERMIT, ITS_DEVICE = "PTW-NJ-2026-0008", "NJ-F-101"
+
+
+def eam_request_bodies(systems) -> list[str]:
+    received = httpx.get(f"{systems.base_urls['eam']}/_admin/received", timeout=10).json()
+    return [r["body"] for r in received]
+
+
+def decisions(database_url: str) -> dict[str, tuple[str, list[str]]]:
+    return {
+        d.permit_id: (d.decision, sorted(f"{r.code} {r.device_id}" for r in d.reasons))
+        for d in HubStore(database_url).latest_gate_decisions()
+    }
+
+
+def test_second_run_asks_for_changes_only_and_decides_the_same(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    with DagsterInstance.ephemeral() as instance:
+        first = run_all(settings, instance)
+        first_decisions = decisions(sqlite_url)
+        second = run_all(settings, instance)
+    assert first.success and second.success
+    assert metadata_of(first, "equipment")["devices_pulled_whole"] == 29
+    assert metadata_of(second, "equipment")["devices_pulled_whole"] == 0
+    assert metadata_of(second, "equipment")["devices_asked_for_changes"] == 29
+    first_body, second_body = eam_request_bodies(fresh_mocks)
+    assert "changedsince" not in first_body and "changedsince" in second_body
+    assert metadata_of(second, "maintenance_records")["row_count"] < metadata_of(first, "maintenance_records")["row_count"]
+    assert decisions(sqlite_url) == first_decisions
+    # Records the changes-only answer did not repeat are kept, not dropped.
+    assert len(HubStore(sqlite_url).load_maintenance_records(None)) == metadata_of(first, "maintenance_records")["row_count"]
+
+
+def test_whole_lists_are_pulled_again_when_due(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls, eam_full_pull_every_h=0)
+    with DagsterInstance.ephemeral() as instance:
+        run_all(settings, instance)
+        second = run_all(settings, instance)
+    assert metadata_of(second, "equipment")["devices_pulled_whole"] == 29
+    assert all("changedsince" not in body for body in eam_request_bodies(fresh_mocks))
+
+
+def test_a_work_order_opened_after_the_first_run_blocks_the_permit_on_the_next(tmp_path, make_settings):
+    plant = tmp_path / "plant"
+    shutil.copytree(REPO / "fixtures", plant)
+    state, url = tmp_path / "mock_state", f"sqlite:///{tmp_path / 'hub.db'}"
+    with DagsterInstance.ephemeral() as instance:
+        with start_systems(plant, state_dir=state) as systems:
+            assert run_all(make_settings(url, systems.urls), instance).success
+        assert decisions(url)[ALLOWED_PERMIT] == ("allow", [])
+
+        permit = next(p for p in json.loads((plant / "ptw/permits.json").read_text("utf-8")) if p["ticketNo"] == ALLOWED_PERMIT)
+        local = timezone(timedelta(hours=8))
+        workorders = json.loads((plant / "eam/workorders.json").read_text("utf-8"))
+        workorders.append(
+            {
+                "wonum": "WO-1999", "assetnum": ITS_DEVICE, "siteid": "NJ01", "worktype": "CM",
+                "status": "INPRG", "status_maxvalue": "INPRG",
+                "schedstart": permit["planStartTime"].replace(" ", "T") + "+08:00",
+                "isolationstate": "NONE",
+                "changedate": datetime.now(local).replace(microsecond=0).isoformat(),
+            }
+        )
+        (plant / "eam/workorders.json").write_text(json.dumps(workorders, ensure_ascii=False), "utf-8")
+        with start_systems(plant, state_dir=state) as systems:
+            second = run_all(make_settings(url, systems.urls), instance)
+            assert "changedsince" in eam_request_bodies(systems)[0]
+    assert metadata_of(second, "maintenance_records")["row_count"] == 1
+    decision, reasons = decisions(url)[ALLOWED_PERMIT]
+    assert decision == "block" and reasons == [f"OPEN_WORK_ORDER {ITS_DEVICE}"]
