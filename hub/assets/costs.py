@@ -1,6 +1,11 @@
-"""`safety_cost_entries`: closed permits become cost lines, queued once each in the ERP outbox."""
+"""`safety_cost_entries`: closed permits become cost lines, queued once each in the ERP outbox.
+
+Only permits stored since the last run are costed: a closed permit's lines never change, and
+the outbox already holds those of earlier runs.
+"""
 
 
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
@@ -12,14 +17,22 @@ from hub.resources import HubStoreResource, RulesResource
 from hub.store.repository import QuarantineItem
 
 
+SYNC_LEEWAY = timedelta(minutes=1)
+
+
 @asset(group_name="erp", deps=["permits"], description="Safety-cost ledger lines of closed permits, by the cost rules.")
 def safety_cost_entries(
     context: AssetExecutionContext, store: HubStoreResource, rules: RulesResource
 ) -> MaterializeResult:
     hub_store = store.store()
     cost_rules = rules.costs()
+    # Per rule version: new rules cost every closed permit again (the outbox keeps each entry once).
+    cursor = f"costs.permits_synced_since.{cost_rules.version}"
+    since = hub_store.get_cursor(cursor)
+    started = datetime.now(timezone.utc)
     entries, problems = [], []
-    for permit in hub_store.load_permits(statuses=("closed",)):
+    closed = hub_store.load_permits(statuses=("closed",), synced_since=datetime.fromisoformat(since) if since else None)
+    for permit in closed:
         try:
             entries.extend(cost_entries(permit, cost_rules))
         except CostError as exc:
@@ -37,8 +50,11 @@ def safety_cost_entries(
     new = hub_store.enqueue_entries(entries, {e.entry_key: str(message_uuid(e.entry_key)) for e in entries})
     failpoint("costs.after_enqueue")
     quarantined = hub_store.quarantine(problems)
+    # Permits are stored upstream before this step starts; the leeway covers a replay writing meanwhile.
+    hub_store.set_cursor(cursor, (started - SYNC_LEEWAY).isoformat())
     return MaterializeResult(
         metadata={
+            "permits_costed": len(closed),
             "row_count": len(entries),
             "new_in_outbox": new,
             "quarantined_new": quarantined,

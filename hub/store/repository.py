@@ -285,15 +285,16 @@ class HubStore:
             conn.execute(stmt, list(chunk)).all()
 
     def _select_in(
-        self, conn: Connection, table: Table, column: str, values: Iterable[str] | None
+        self, conn: Connection, table: Table, column: str, values: Iterable[str] | None, *where: Any
     ) -> list[dict[str, Any]]:
-        """Rows whose ``column`` is in ``values`` (all rows if None), IN list chunked."""
+        """Rows whose ``column`` is in ``values`` (all rows if None) and that meet ``where``, IN list chunked."""
+        query = select(table).where(*where)
         if values is None:
-            return [dict(r._mapping) for r in conn.execute(select(table))]
+            return [dict(r._mapping) for r in conn.execute(query)]
         out: list[dict[str, Any]] = []
         col = table.c[column]
         for chunk in _chunks(_unique(values), IN_CHUNK):
-            out.extend(dict(r._mapping) for r in conn.execute(select(table).where(col.in_(chunk))))
+            out.extend(dict(r._mapping) for r in conn.execute(query.where(col.in_(chunk))))
         return out
 
     # ------------------------------------------------------------------ permits / EAM / MES
@@ -315,9 +316,13 @@ class HubStore:
         with self._write() as conn:
             self._upsert(conn, t.permits, rows, ["permit_id"])
 
-    def load_permits(self, statuses: Collection[str] | None = None) -> list[Permit]:
+    def load_permits(
+        self, statuses: Collection[str] | None = None, synced_since: datetime | None = None
+    ) -> list[Permit]:
+        """Permits in `statuses` (all if None), only those stored at or after `synced_since` if given."""
+        since = () if synced_since is None else (t.permits.c.synced_at >= _aware(synced_since, "synced_since"),)
         with self._read() as conn:
-            rows = self._select_in(conn, t.permits, "status", statuses)
+            rows = self._select_in(conn, t.permits, "status", statuses, *since)
         rows.sort(key=lambda r: r["permit_id"])
         out = []
         for row in rows:

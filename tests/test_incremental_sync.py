@@ -1,4 +1,4 @@
-"""The EAM pull asks only for changed work orders once a device's whole list is known."""
+"""A second sync does only what changed: EAM work orders since the last answer, costs of newly stored permits."""
 
 import json
 import shutil
@@ -42,6 +42,10 @@ def test_second_run_asks_for_changes_only_and_decides_the_same(fresh_mocks, sqli
     assert "changedsince" not in first_body and "changedsince" in second_body
     assert metadata_of(second, "maintenance_records")["row_count"] < metadata_of(first, "maintenance_records")["row_count"]
     assert decisions(sqlite_url) == first_decisions
+    # Costs: only permits stored again (the PTW cursor is inclusive: the newest comes back once more).
+    assert metadata_of(first, "safety_cost_entries")["permits_costed"] > 20
+    assert metadata_of(second, "safety_cost_entries")["permits_costed"] <= 1
+    assert metadata_of(second, "erp_postings")["outbox_posted"] == metadata_of(first, "erp_postings")["outbox_posted"]
     # Records the changes-only answer did not repeat are kept, not dropped.
     assert len(HubStore(sqlite_url).load_maintenance_records(None)) == metadata_of(first, "maintenance_records")["row_count"]
 
