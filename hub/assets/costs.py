@@ -17,7 +17,8 @@ from hub.resources import HubStoreResource, RulesResource
 from hub.store.repository import QuarantineItem
 
 
-SYNC_LEEWAY = timedelta(minutes=1)
+#: Permits a quarantine replay stored while the previous run was costing are costed again, not missed.
+SYNC_LEEWAY = timedelta(seconds=30)
 
 
 @asset(group_name="erp", deps=["permits"], description="Safety-cost ledger lines of closed permits, by the cost rules.")
@@ -50,7 +51,6 @@ def safety_cost_entries(
     new = hub_store.enqueue_entries(entries, {e.entry_key: str(message_uuid(e.entry_key)) for e in entries})
     failpoint("costs.after_enqueue")
     quarantined = hub_store.quarantine(problems)
-    # Permits are stored upstream before this step starts; the leeway covers a replay writing meanwhile.
     hub_store.set_cursor(cursor, (started - SYNC_LEEWAY).isoformat())
     return MaterializeResult(
         metadata={
