@@ -561,3 +561,26 @@ def test_complete_work_order_list_drops_records_gone_from_the_eam(store):
     store.upsert_maintenance_records([wo("WO-2", "P-1")], later)
     assert store.drop_maintenance_records_not_refetched(["P-1"], later) == 1
     assert [r.record_id for r in store.load_maintenance_records(["P-1", "P-2"])] == ["WO-2", "WO-3"]
+
+
+def test_only_work_orders_that_can_still_block_are_read_back_for_clearance(store):
+    def wo(record_id, status, isolation="none"):
+        return MaintenanceRecord(
+            record_id=record_id, device_id="P-1", kind="corrective", status=status, isolation=isolation, updated_at=T0
+        )
+
+    store.upsert_maintenance_records(
+        [
+            wo("WO-1", "completed"),
+            wo("WO-2", "closed", isolation="released"),
+            wo("WO-3", "cancelled"),
+            wo("WO-4", "in_progress"),
+            wo("WO-5", "completed", isolation="applied"),
+            wo("WO-6", "approved"),
+        ],
+        T0,
+    )
+    assert [r.record_id for r in store.load_maintenance_records(["P-1"], unfinished_or_isolated=True)] == [
+        "WO-4", "WO-5", "WO-6",
+    ]
+    assert len(store.load_maintenance_records(["P-1"])) == 6

@@ -35,7 +35,8 @@ def equipment_clearance(
     profiles = build_profiles(
         device_ids,
         hub_store.load_equipment(device_ids),
-        hub_store.load_maintenance_records(device_ids),
+        # Finished work without an isolation holds no hazard: its history is not read back.
+        hub_store.load_maintenance_records(device_ids, unfinished_or_isolated=True),
         hub_store.lookup_times("eam", device_ids),
         invalid_records_by_device(hub_store),
         rules.gate(),

@@ -15,6 +15,7 @@ from typing import Any
 from hub.mappings.spec import FieldSpec, InboundSpec
 
 ELEMENT = "[*]"  # one element of a list, in reported paths: "reasons[*].code"
+_NESTED = (dict, list, tuple)  # vendor records are parsed JSON or XML: plain containers
 
 
 def read_paths(fields: dict[str, FieldSpec]) -> set[str]:
@@ -44,7 +45,7 @@ def _leaves(value: Any, prefix: str) -> Iterator[str]:
     if isinstance(value, AnyMapping) and value:
         for key, inner in value.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(inner, (AnyMapping, list, tuple)):
+            if isinstance(inner, _NESTED):
                 yield from _leaves(inner, path)
             else:
                 yield path
@@ -76,9 +77,17 @@ def unmapped_fields(spec: InboundSpec, vendor_records: Iterable[Any]) -> dict[st
     counts: Counter[str] = Counter()
     if spec.records_at is None:
         unread = _Uncovered(read_paths(spec.fields) | {spec.key} - {None} | ignored)
+        flat_shapes: Counter[tuple[str, ...]] = Counter()
         for record in vendor_records:
-            if isinstance(record, AnyMapping):
+            if not isinstance(record, AnyMapping):
+                continue
+            if any(isinstance(value, _NESTED) for value in record.values()):
                 counts.update({p for p in _leaves(record, "") if unread(p)})
+            else:  # a flat record's leaves are its keys: judged once per distinct key set
+                flat_shapes[tuple(record)] += 1
+        for keys, records in flat_shapes.items():
+            for path in {str(k) for k in keys if unread(str(k))}:
+                counts[path] += records
         return dict(sorted(counts.items()))
     outer_unread = _Uncovered({spec.records_at} | read_paths(spec.parent_fields) | {spec.parent_key} - {None} | ignored)
     inner_unread = _Uncovered(read_paths(spec.fields) | {spec.key} - {None})

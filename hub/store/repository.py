@@ -40,6 +40,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from hub.audit import GENESIS_HASH, AuditRow, extend_chain
 from hub.model import (
+    FINISHED_MAINTENANCE_STATUSES,
     Equipment,
     GateDecision,
     MaintenanceRecord,
@@ -384,15 +385,21 @@ class HubStore:
         return out
 
     def load_maintenance_records(
-        self, device_ids: Collection[str] | None
+        self, device_ids: Collection[str] | None, *, unfinished_or_isolated: bool = False
     ) -> list[MaintenanceRecord]:
+        """Work orders of the devices; with `unfinished_or_isolated`, only those that can still
+        block work (not finished, or holding an isolation). Years of finished history stay in
+        the database instead of being read back on every sync."""
+        m = t.maintenance_records
+        where = (
+            (or_(m.c.status.not_in(sorted(FINISHED_MAINTENANCE_STATUSES)), m.c.isolation == "applied"),)
+            if unfinished_or_isolated
+            else ()
+        )
         with self._read() as conn:
-            rows = self._select_in(conn, t.maintenance_records, "device_id", device_ids)
+            rows = self._select_in(conn, m, "device_id", device_ids, *where)
         rows.sort(key=lambda r: (r["device_id"], r["record_id"]))
-        out = []
-        for row in rows:
-            out.append(_canonical(MaintenanceRecord, row))
-        return out
+        return [_canonical(MaintenanceRecord, row) for row in rows]
 
     def upsert_process_parameters(
         self, items: Sequence[ProcessParameter], fetched_at: datetime, lineage: Lineage | None = None
