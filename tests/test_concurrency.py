@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from hub.connectors.concurrency import bounded_map
+from hub.connectors.concurrency import bounded_map, read_ahead
 
 
 def test_results_come_back_in_item_order_with_at_most_width_running():
@@ -51,3 +51,47 @@ def test_after_a_failure_the_calls_in_flight_are_handed_out_then_the_error_is_ra
     # Item 3 entered the window when item 0 was handed out; nothing started after the failure.
     assert seen == [(0, 0), (2, 2), (3, 3)]
     assert sorted(started) == [0, 1, 2, 3]
+
+
+def test_read_ahead_yields_every_page_in_order_while_fetching_the_next():
+    fetched = []
+
+    def listing():
+        for n in range(6):
+            fetched.append(n)
+            yield n
+
+    pages = read_ahead(listing(), 2)
+    assert next(pages) == 0
+    time.sleep(0.05)  # the read-ahead thread runs on; it may be at most `depth` pages ahead
+    assert len(fetched) <= 1 + 2 + 1
+    assert list(pages) == [1, 2, 3, 4, 5]
+
+
+def test_read_ahead_raises_the_listing_error_after_the_pages_before_it():
+    def listing():
+        yield "page 1"
+        raise RuntimeError("page 2 failed")
+
+    pages = read_ahead(listing(), 1)
+    assert next(pages) == "page 1"
+    with pytest.raises(RuntimeError, match="page 2 failed"):
+        next(pages)
+
+
+def test_read_ahead_stops_fetching_when_the_caller_stops_reading():
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    pages = read_ahead(endless(), 2)
+    assert [next(pages) for _ in range(3)] == [0, 1, 2]
+    pages.close()
+    assert closed.wait(5)

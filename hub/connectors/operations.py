@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hub.connectors.batching import distinct_batches
-from hub.connectors.concurrency import bounded_map
+from hub.connectors.concurrency import bounded_map, read_ahead
 from hub.connectors.eam import EamClient
 from hub.connectors.endpoint import IDS, EndpointSpec, OperationSpec, PagesSpec, RequestSpec
 from hub.connectors.rest import RestClient
@@ -116,7 +116,7 @@ class SystemClient:
             raise ValueError(f"{self.source}: operation {name!r} {needs}")
         if ids is None:
             for request in operation.requests:
-                yield from self._request_pages(name, request, values, None)
+                yield from read_ahead(self._request_pages(name, request, values, None), self.concurrency - 1)
             return
         assert operation.batch is not None  # checked when the description was loaded
 
