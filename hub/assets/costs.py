@@ -6,20 +6,26 @@ from decimal import Decimal
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from hub.assets.common import preview
+from hub.assets.sites import site_of, site_partitions
 from hub.failpoints import failpoint
 from hub.logic.costs import CostError, cost_entries, message_uuid
 from hub.resources import HubStoreResource, RulesResource
 from hub.store.repository import QuarantineItem
 
 
-@asset(group_name="erp", deps=["permits"], description="Safety-cost ledger lines of closed permits, by the cost rules.")
+@asset(
+    group_name="erp",
+    deps=["permits"],
+    description="Safety-cost ledger lines of closed permits, by the cost rules.",
+    partitions_def=site_partitions,
+)
 def safety_cost_entries(
     context: AssetExecutionContext, store: HubStoreResource, rules: RulesResource
 ) -> MaterializeResult:
     hub_store = store.store()
     cost_rules = rules.costs()
     entries, problems = [], []
-    for permit in hub_store.load_permits(statuses=("closed",)):
+    for permit in hub_store.load_permits(statuses=("closed",), site=site_of(context)):
         try:
             entries.extend(cost_entries(permit, cost_rules))
         except CostError as exc:

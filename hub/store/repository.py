@@ -149,6 +149,15 @@ def _decision_rows(rows: Iterable[Mapping[str, Any]]) -> list[GateDecisionRow]:
     ]
 
 
+def _permit_ids_of(site: str) -> Any:
+    return select(t.permits.c.permit_id).where(t.permits.c.site == site)
+
+
+def _outbox_of(site: str | None) -> list[Any]:
+    """WHERE terms for the outbox entries of a site's permits (none: every site)."""
+    return [] if site is None else [t.erp_outbox.c.permit_id.in_(_permit_ids_of(site))]
+
+
 def _make_engine(url: str | URL) -> Engine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -266,7 +275,10 @@ class HubStore:
         keys: Sequence[str],
     ) -> None:
         """INSERT .. ON CONFLICT (keys) DO UPDATE every other column; last row per key wins."""
-        rows = _dedupe(rows, lambda r: tuple(r[k] for k in keys), keep="last")
+        # In key order: concurrent site runs upserting shared rows (materials) lock them in
+        # the same order, so they wait for each other instead of deadlocking.
+        key = lambda r: tuple(r[k] for k in keys)  # noqa: E731
+        rows = sorted(_dedupe(rows, key, keep="last"), key=key)
         if not rows:
             return
         stmt = self._insert(table)
@@ -315,9 +327,12 @@ class HubStore:
         with self._write() as conn:
             self._upsert(conn, t.permits, rows, ["permit_id"])
 
-    def load_permits(self, statuses: Collection[str] | None = None) -> list[Permit]:
+    def load_permits(self, statuses: Collection[str] | None = None, site: str | None = None) -> list[Permit]:
+        """Permits in `statuses` (all if None) of `site` (every site if None)."""
         with self._read() as conn:
             rows = self._select_in(conn, t.permits, "status", statuses)
+        if site is not None:
+            rows = [r for r in rows if r["site"] == site]
         rows.sort(key=lambda r: r["permit_id"])
         out = []
         for row in rows:
@@ -408,8 +423,13 @@ class HubStore:
 
     _CLEARANCE_KEYS = frozenset({"device_id", "known", "hazards", "data_as_of", "computed_at"})
 
-    def replace_device_clearance(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Make the device_clearance table exactly ``rows`` (one transaction).
+    def replace_device_clearance(
+        self, rows: Sequence[Mapping[str, Any]], devices: Collection[str] | None = None
+    ) -> None:
+        """Make the device_clearance rows of ``devices`` exactly ``rows`` (one transaction).
+
+        ``devices`` None replaces the whole table. A site's run replaces only its own
+        devices, so runs of other sites keep theirs while it writes.
 
         Each row: device_id, known (bool), hazards (JSON-able), data_as_of (aware or
         None), computed_at (aware).
@@ -434,8 +454,13 @@ class HubStore:
                     "computed_at": _aware(row["computed_at"], "computed_at"),
                 }
             )
+        if devices is not None and not seen <= set(devices):
+            raise ValueError(f"device_clearance rows outside the devices replaced: {sorted(seen - set(devices))}")
         with self._write() as conn:
-            conn.execute(delete(t.device_clearance))
+            if devices is None:
+                conn.execute(delete(t.device_clearance))
+            for chunk in _chunks(_unique(devices), IN_CHUNK):
+                conn.execute(delete(t.device_clearance).where(t.device_clearance.c.device_id.in_(chunk)))
             for chunk in _chunks(clean, WRITE_CHUNK):
                 conn.execute(t.device_clearance.insert(), list(chunk))
 
@@ -502,12 +527,15 @@ class HubStore:
             rows = self._select_in(conn, t.gate_decisions, "permit_id", permit_ids)
         return _decision_rows(sorted(rows, key=lambda r: r["id"]))
 
-    def latest_gate_decisions(self) -> list[GateDecision]:
-        """The newest decision per permit, by permit id."""
+    def latest_gate_decisions(self, site: str | None = None) -> list[GateDecision]:
+        """The newest decision per permit, by permit id (permits of `site` only, if given)."""
         g = t.gate_decisions
         newest = select(func.max(g.c.id)).group_by(g.c.permit_id).scalar_subquery()
+        stmt = select(g).where(g.c.id.in_(newest)).order_by(g.c.permit_id)
+        if site is not None:
+            stmt = stmt.where(g.c.permit_id.in_(_permit_ids_of(site)))
         with self._read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(select(g).where(g.c.id.in_(newest)).order_by(g.c.permit_id))]
+            rows = [dict(r._mapping) for r in conn.execute(stmt)]
         return [row.decision for row in _decision_rows(rows)]
 
     def holds_needing_write(self, fingerprints: Mapping[str, str]) -> set[str]:
@@ -632,12 +660,12 @@ class HubStore:
                 added += len(conn.execute(stmt, list(chunk)).all())
         return added
 
-    def outbox_to_send(self, limit: int | None = None) -> list[OutboxRow]:
+    def outbox_to_send(self, limit: int | None = None, site: str | None = None) -> list[OutboxRow]:
         """Entries still to post (pending, or unclear: ask the ERP by reference first), oldest first."""
         o = t.erp_outbox
         stmt = (
             select(o.c.entry_key, o.c.message_uuid, o.c.payload, o.c.status, o.c.attempts)
-            .where(o.c.status.in_(OPEN_OUTBOX_STATUSES))
+            .where(o.c.status.in_(OPEN_OUTBOX_STATUSES), *_outbox_of(site))
             .order_by(o.c.created_at, o.c.entry_key)
         )
         if limit is not None:
@@ -751,17 +779,18 @@ class HubStore:
                 ).rowcount
         return changed
 
-    def outbox_summary(self) -> dict[str, int]:
+    def outbox_summary(self, site: str | None = None) -> dict[str, int]:
         """Row count per status (every status present, zero if none)."""
         o = t.erp_outbox
+        stmt = select(o.c.status, func.count()).where(*_outbox_of(site)).group_by(o.c.status)
         with self._read() as conn:
-            counts = dict(conn.execute(select(o.c.status, func.count()).group_by(o.c.status)).all())
+            counts = dict(conn.execute(stmt).all())
         return {status: int(counts.get(status, 0)) for status in t.OUTBOX_STATUSES}
 
-    def load_outbox(self) -> list[dict[str, Any]]:
+    def load_outbox(self, site: str | None = None) -> list[dict[str, Any]]:
         o = t.erp_outbox
         with self._read() as conn:
-            rows = conn.execute(select(o).order_by(o.c.created_at, o.c.entry_key)).all()
+            rows = conn.execute(select(o).where(*_outbox_of(site)).order_by(o.c.created_at, o.c.entry_key)).all()
         return [dict(r._mapping) for r in rows]
 
     # ------------------------------------------------------------------ quarantine
@@ -797,6 +826,7 @@ class HubStore:
             lambda r: r["dedupe_key"],
             keep="first",
         )
+        rows.sort(key=lambda r: r["dedupe_key"])  # one lock order for concurrent runs, as in _upsert
         if not rows:
             return 0
         stmt = (
