@@ -85,9 +85,13 @@ def test_health_checks_job_runs_checks_without_assets(fresh_mocks, sqlite_url, m
     httpx.put(f"{fresh_mocks.base_urls['ptw']}/_admin/faults", json=plan, timeout=10).raise_for_status()
     definitions = build_definitions(settings)
     with DagsterInstance.ephemeral() as instance:
-        sync = definitions.resolve_job_def("full_sync").execute_in_process(instance=instance, raise_on_error=False)
+        sync = definitions.resolve_job_def("full_sync").execute_in_process(
+            instance=instance, raise_on_error=False, partition_key="NJ01"
+        )
         assert not sync.success
-        checks = definitions.resolve_job_def("health_checks").execute_in_process(instance=instance, raise_on_error=False)
+        checks = definitions.resolve_job_def("health_checks").execute_in_process(
+            instance=instance, raise_on_error=False, partition_key="NJ01"
+        )
     assert not checks.get_asset_materialization_events()
     results = {e.check_name: e.passed for e in checks.get_asset_check_evaluations()}
     assert results["gate_decisions_written_back"] is False

@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 import pydantic
 import pytest
-from conftest import loopback_server
+from conftest import loopback_server, materialize_sites
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetSelection, DagsterInstance
 from sqlalchemy import create_engine, text
 
 from hub.assets.erp import erp_ledger_reconciled
@@ -513,7 +513,7 @@ def test_credentials_from_settings_pass_every_system(
 
 
 def run_all(settings: HubSettings, instance: DagsterInstance, selection: Any = None):
-    return materialize(
+    return materialize_sites(
         [*ASSETS, *CHECKS],
         resources=resources_from_settings(settings),
         instance=instance,
