@@ -174,3 +174,14 @@ def test_celery_runs_steps_on_the_workers_it_starts(in_process, fresh_mocks, mak
     # The two workers of this sync, named after its own queue, took the steps of both runs.
     assert len(workers) == 2 and all(name.startswith("hub-sync-") for name in workers)
     assert len({name.split("-")[2] for name in workers}) == 1
+
+
+def test_sync_command_refuses_a_site_outside_hub_sites(tmp_path):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+
+    env = {"DAGSTER_HOME": str(tmp_path), "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
+    result = CliRunner().invoke(app, ["sync", "--executor", "multiprocess", "--sites", "NJ01,XX09"], env=env)
+    assert result.exit_code == 2
+    assert "XX09" in result.output and "NJ01, HZ02" in result.output

@@ -169,9 +169,13 @@ def erp_ledger_reconciled(
     client = erp.client()
     try:
         with client:
-            documents = [d for d in client.list_documents() if site in (None, d.company_code)]
+            documents = client.list_documents()
     except (TransientError, VendorRejected) as exc:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"erp_error": str(exc)})
+    if site is not None:
+        # The site's company, plus any document booked under another company for one of its entries.
+        keys = {r["entry_key"] for r in rows}
+        documents = [d for d in documents if d.company_code == site or d.reference in keys]
     outbox = [
         OutboxEntry(
             entry_key=r["entry_key"],

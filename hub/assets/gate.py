@@ -123,7 +123,15 @@ def permit_gate_decisions(
 )
 def gate_decisions_written_back(context: AssetCheckExecutionContext, store: HubStoreResource) -> AssetCheckResult:
     hub_store = store.store()
-    latest = hub_store.latest_gate_decisions(site=site_of(context))
+    site = site_of(context)
+    latest = hub_store.latest_gate_decisions()
+    if site:
+        # The site's permits, and its unreadable ones, which its gate run blocked.
+        ours = {p.permit_id for p in hub_store.load_permits(site=site)} | {
+            row["source_key"] for row in hub_store.list_quarantine()
+            if row["system"] == "ptw" and (row.get("partial") or {}).get("site", site) == site
+        }
+        latest = [d for d in latest if d.permit_id in ours]
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in latest}
     pending = sorted(hub_store.holds_needing_write(fingerprints))
     return AssetCheckResult(

@@ -149,13 +149,11 @@ def _decision_rows(rows: Iterable[Mapping[str, Any]]) -> list[GateDecisionRow]:
     ]
 
 
-def _permit_ids_of(site: str) -> Any:
-    return select(t.permits.c.permit_id).where(t.permits.c.site == site)
-
-
 def _outbox_of(site: str | None) -> list[Any]:
     """WHERE terms for the outbox entries of a site's permits (none: every site)."""
-    return [] if site is None else [t.erp_outbox.c.permit_id.in_(_permit_ids_of(site))]
+    if site is None:
+        return []
+    return [t.erp_outbox.c.permit_id.in_(select(t.permits.c.permit_id).where(t.permits.c.site == site))]
 
 
 def _make_engine(url: str | URL) -> Engine:
@@ -527,15 +525,12 @@ class HubStore:
             rows = self._select_in(conn, t.gate_decisions, "permit_id", permit_ids)
         return _decision_rows(sorted(rows, key=lambda r: r["id"]))
 
-    def latest_gate_decisions(self, site: str | None = None) -> list[GateDecision]:
-        """The newest decision per permit, by permit id (permits of `site` only, if given)."""
+    def latest_gate_decisions(self) -> list[GateDecision]:
+        """The newest decision per permit, by permit id."""
         g = t.gate_decisions
         newest = select(func.max(g.c.id)).group_by(g.c.permit_id).scalar_subquery()
-        stmt = select(g).where(g.c.id.in_(newest)).order_by(g.c.permit_id)
-        if site is not None:
-            stmt = stmt.where(g.c.permit_id.in_(_permit_ids_of(site)))
         with self._read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(stmt)]
+            rows = [dict(r._mapping) for r in conn.execute(select(g).where(g.c.id.in_(newest)).order_by(g.c.permit_id))]
         return [row.decision for row in _decision_rows(rows)]
 
     def holds_needing_write(self, fingerprints: Mapping[str, str]) -> set[str]:
@@ -826,7 +821,6 @@ class HubStore:
             lambda r: r["dedupe_key"],
             keep="first",
         )
-        rows.sort(key=lambda r: r["dedupe_key"])  # one lock order for concurrent runs, as in _upsert
         if not rows:
             return 0
         stmt = (
