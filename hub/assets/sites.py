@@ -14,5 +14,5 @@ site_partitions = StaticPartitionsDefinition(list(HubSettings().sites))
 
 
 def site_of(context) -> str | None:
-    """The run's site; a run without a partition (such as a test's `materialize`) covers every site."""
+    """The run's site (its partition tag); a run without one covers every site."""
     return context.partition_key if context.has_partition_key else None
