@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, DefaultScheduleStatus, Definitions, ScheduleDefinition, define_asset_job
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    Definitions,
+    JobDefinition,
+    RunRequest,
+    ScheduleDefinition,
+    define_asset_job,
+    schedule,
+)
+from dagster._core.storage.tags import PARTITION_NAME_TAG
+from dagster_celery import celery_executor
 
 from hub.assets.clearance import clearance_covers_every_device, equipment_clearance
 from hub.assets.costs import safety_cost_entries
@@ -11,6 +22,7 @@ from hub.assets.erp import erp_entries_confirmed, erp_ledger_reconciled, erp_pos
 from hub.assets.gate import gate_decisions_written_back, permit_gate_decisions
 from hub.assets.permits import permits
 from hub.assets.process import process_parameters
+from hub.assets.sites import site_partitions
 from hub.resources import resources_from_settings
 from hub.settings import HubSettings
 
@@ -38,19 +50,34 @@ health_checks = define_asset_job(
     description="Re-run every asset check (write-back pending, ledger reconciliation, ...) without syncing.",
 )
 
-health_checks_schedule = ScheduleDefinition(
-    job=health_checks,
-    cron_schedule="5-59/15 * * * *",
-    execution_timezone="Asia/Shanghai",
-    default_status=DefaultScheduleStatus.STOPPED,
-)
 
-full_sync_schedule = ScheduleDefinition(
-    job=full_sync,
-    cron_schedule="*/15 * * * *",
-    execution_timezone="Asia/Shanghai",
-    default_status=DefaultScheduleStatus.STOPPED,
-)
+def every_site(job, cron_schedule: str) -> ScheduleDefinition:
+    """A schedule that starts one run per site on each tick.
+
+    The site goes in the run's partition tag rather than as a partition key: Dagster gives a
+    checks-only job no partitions definition, so `health_checks` cannot take a key, yet its
+    (partitioned) checks read their site from that tag just as the assets do.
+    """
+
+    @schedule(
+        name=f"{job.name}_schedule",
+        job=job,
+        cron_schedule=cron_schedule,
+        execution_timezone="Asia/Shanghai",
+        default_status=DefaultScheduleStatus.STOPPED,
+    )
+    def _each_site(context):
+        tick = context.scheduled_execution_time.isoformat()
+        return [
+            RunRequest(run_key=f"{tick}/{site}", tags={PARTITION_NAME_TAG: site})
+            for site in site_partitions.get_partition_keys()
+        ]
+
+    return _each_site
+
+
+health_checks_schedule = every_site(health_checks, "5-59/15 * * * *")
+full_sync_schedule = every_site(full_sync, "*/15 * * * *")
 
 
 def build_definitions(settings: HubSettings | None = None) -> Definitions:
@@ -64,3 +91,13 @@ def build_definitions(settings: HubSettings | None = None) -> Definitions:
 
 
 defs = build_definitions()
+
+
+def full_sync_job(executor: str = "multiprocess") -> JobDefinition:
+    """The full-sync job as another process rebuilds it from its own `HUB_*` environment.
+
+    Run processes and Celery workers find the job through this function
+    (`dagster.build_reconstructable_job`); `executor` picks how the run's steps are executed.
+    """
+    job = defs.resolve_job_def("full_sync")
+    return job.with_executor_def(celery_executor) if executor == "celery" else job

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance
 
 import mock_systems
 from hub.instance import ensure_dagster_home
@@ -53,9 +53,15 @@ def _requests(base_url: str, path_prefix: str = "", method: str | None = None) -
     return [r for r in received if r["path"].startswith(path_prefix) and method in (None, r["method"])]
 
 
-def _metadata(result, node: str, key: str) -> int:
-    materializations = result.asset_materializations_for_node(node)
-    return int(materializations[0].metadata[key].value) if materializations else 0
+def _metadata(instance: DagsterInstance, run_ids: list[str], asset: str, key: str) -> int:
+    """A materialization's metadata value, summed over the sites' runs."""
+    total = 0
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+            materialization = entry.asset_materialization
+            if materialization and materialization.asset_key.to_user_string() == asset:
+                total += int(materialization.metadata[key].value)
+    return total
 
 
 def run_demo(fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "standard") -> DemoReport:
@@ -78,6 +84,7 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "
         )
         with DagsterInstance.get() as instance:
             result = run_full_sync(settings, instance)
+            permits_synced = _metadata(instance, result.run_ids, "permits", "row_count")
 
         eam_requests = _requests(systems.base_urls[eam_system])
         mes_requests = _requests(systems.base_urls[mes_system])
@@ -89,7 +96,7 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "
     devices = {d for p in store.load_permits(statuses=("submitted", "approved", "active", "suspended")) for d in p.device_ids}
     report = DemoReport(
         success=result.success,
-        permits_synced=_metadata(result, "permits", "row_count"),
+        permits_synced=permits_synced,
         devices_looked_up=len(devices),
         eam_calls=len(eam_requests),
         mes_calls=len(mes_requests),

@@ -3,6 +3,9 @@
 import os
 from pathlib import Path
 
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+
 
 def ensure_dagster_home(default: Path) -> Path:
     """DAGSTER_HOME defaults to a local folder with SQLite storage and telemetry off."""
@@ -12,3 +15,18 @@ def ensure_dagster_home(default: Path) -> Path:
     if not config.exists():
         config.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     return home
+
+
+def open_instance(dagster_yaml: Path | None = None) -> DagsterInstance:
+    """The instance in DAGSTER_HOME, or one configured by `dagster_yaml` (e.g. `deploy/dagster.yaml`).
+
+    With a config file, runs still keep local artifacts in DAGSTER_HOME; the file only says
+    where run, event-log and schedule storage live (PostgreSQL for concurrent site runs).
+    """
+    home = ensure_dagster_home(Path(".hub/dagster_home"))
+    if dagster_yaml is None:
+        return DagsterInstance.get()
+    dagster_yaml = dagster_yaml.resolve()
+    return DagsterInstance.from_ref(
+        InstanceRef.from_dir(str(home), config_dir=str(dagster_yaml.parent), config_filename=dagster_yaml.name)
+    )

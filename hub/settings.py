@@ -7,9 +7,10 @@ shows `**********` rather than the value.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, FilePath, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, FilePath, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SystemEndpoint(BaseModel):
@@ -37,6 +38,10 @@ class HubSettings(BaseSettings):
 
     database_url: str = "sqlite:///.hub/hub.db"
     dagster_home: Path = Path(".hub/dagster_home")
+    # The plant's sites (PTW `siteCode`): the sync's partitions, one run per site.
+    sites: Annotated[tuple[str, ...], NoDecode] = ("NJ01", "HZ02")
+    # Where `hub sync --executor celery` queues the steps for the workers it starts.
+    celery_broker: str = "amqp://guest:guest@127.0.0.1:5672//"
 
     ptw: SystemEndpoint = SystemEndpoint(url="http://127.0.0.1:8101")
     eam: SystemEndpoint = SystemEndpoint(url="http://127.0.0.1:8102/eam/soap")
@@ -72,3 +77,37 @@ class HubSettings(BaseSettings):
     gate_rules_file: Path | None = None
     cost_rules_file: Path | None = None
     hold_source: str = "integration-hub"
+
+    @field_validator("sites", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """`HUB_SITES=NJ01,HZ02`; site codes are compared as the PTW mapping normalises them."""
+        if isinstance(value, str):
+            value = value.split(",")
+        sites = tuple(str(site).strip().upper() for site in value if str(site).strip())
+        if not sites or len(set(sites)) != len(sites):
+            raise ValueError("sites must name at least one site, each once")
+        return sites
+
+
+def settings_environment(settings: HubSettings) -> dict[str, str]:
+    """The `HUB_*` variables from which another process rebuilds exactly these settings."""
+    env: dict[str, str] = {}
+
+    def put(name: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        env[name.upper()] = str(value)
+
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SystemEndpoint):
+            for field in SystemEndpoint.model_fields:
+                put(f"HUB_{name}__{field}", getattr(value, field))
+        else:
+            put(f"HUB_{name}", value)
+    return env

@@ -148,10 +148,13 @@ class PtwSystem(MockSystem):
                 after = decode_token(params["page_token"]) if params.get("page_token") else None
             except ValueError as exc:
                 return error(400, str(exc))
+            site = params.get("site", "").strip().upper() or None
             rows = [
                 (key, permit)
                 for key, permit in self._listing
-                if (since is None or key[0] >= since) and (after is None or key > after)
+                if (since is None or key[0] >= since)
+                and (after is None or key > after)
+                and (site is None or str(permit.get("siteCode", "")).strip().upper() == site)
             ]
             page = rows[:page_size]
             next_token = encode_token(page[-1][0]) if len(rows) > page_size else None

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dagster import DagsterInstance, materialize
+from conftest import materialize_sites
+from dagster import DagsterInstance
 
 from hub.definitions import ASSETS, CHECKS
 from hub.resources import resources_from_settings
@@ -16,20 +17,34 @@ REPO = Path(__file__).parents[1]
 
 
 def run_all(settings, instance):
-    return materialize(
+    return materialize_sites(
         [*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance, raise_on_error=False
     )
 
 
 def metadata_of(result, asset_key: str) -> dict:
-    [materialization] = [
+    """An asset's metadata over the sites' runs: numbers add up, text is joined."""
+    materializations = [
         m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == asset_key
     ]
-    return {k: v.value for k, v in materialization.materialization.metadata.items()}
+    assert len(materializations) == len(result.results)  # one per site
+    combined: dict = {}
+    for materialization in materializations:
+        for key, entry in materialization.materialization.metadata.items():
+            value = entry.value
+            if key in combined:
+                value = combined[key] + value if isinstance(value, (int, float)) else f"{combined[key]}\n{value}"
+            combined[key] = value
+    return combined
 
 
 def check_results(result) -> dict[str, bool]:
-    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
+    """Per check, whether it passed in every site's run."""
+    passed: dict[str, bool] = {}
+    for e in result.get_asset_check_evaluations():
+        key = f"{e.asset_key.to_user_string()}:{e.check_name}"
+        passed[key] = passed.get(key, True) and e.passed
+    return passed
 
 
 def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_settings):
@@ -47,8 +62,9 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
     gate = metadata_of(result, "permit_gate_decisions")
     assert gate["blocked"] == 14 and gate["allowed"] == 8 and gate["holds_written"] == 14
     assert "PTW-NJ-2026-0004" in gate["preview"]
-    assert metadata_of(result, "equipment")["eam_calls"] == 1
-    assert metadata_of(result, "process_parameters")["mes_calls"] == 1
+    # One EAM and one MES call per site's run.
+    assert metadata_of(result, "equipment")["eam_calls"] == 2
+    assert metadata_of(result, "process_parameters")["mes_calls"] == 2
     erp = metadata_of(result, "erp_postings")
     assert erp["posted_now"] == 44 and erp["outbox_posted"] == 44 and erp["outbox_pending"] == 0
 
@@ -91,8 +107,8 @@ def test_failed_write_back_fails_the_asset_and_is_retried_next_run(fresh_mocks, 
     with DagsterInstance.ephemeral() as instance:
         failed = run_all(settings, instance)
         assert not failed.success
-        [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
-        assert failure.step_key == "permit_gate_decisions"
+        failures = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert {failure.step_key for failure in failures} == {"permit_gate_decisions"}
         # Nothing unwritten is remembered as written, so the next run tries again.
         assert [d for _, d in HubStore(sqlite_url).load_holds().values() if d == "block"] == []
 
@@ -131,10 +147,12 @@ def test_new_vendor_field_is_reported_by_the_drift_check(tmp_path, fresh_mocks, 
     with start_systems(drifted) as systems, DagsterInstance.ephemeral() as instance:
         result = run_all(make_settings(sqlite_url, {**fresh_mocks.urls, "ptw": systems.urls["ptw"]}), instance)
     assert result.success
-    [drift] = [
+    drifts = [
         e for e in result.get_asset_check_evaluations()
         if e.asset_key.to_user_string() == "permits" and e.check_name == "vendor_fields_mapped"
     ]
-    assert not drift.passed and drift.severity.value == "WARN"
-    assert drift.metadata["unmapped_fields"].value == "gasTestRequired"
+    assert len(drifts) == 2  # each site's permits carry the new field
+    for drift in drifts:
+        assert not drift.passed and drift.severity.value == "WARN"
+        assert drift.metadata["unmapped_fields"].value == "gasTestRequired"
     assert metadata_of(result, "permits")["row_count"] == 46

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dagster import DagsterInstance, materialize
+from conftest import materialize_sites
+from dagster import DagsterInstance
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
@@ -333,7 +334,7 @@ def test_verify_on_an_unmigrated_database_says_so(tmp_path):
 
 def run_all(settings):
     with DagsterInstance.ephemeral() as instance:
-        return materialize(
+        return materialize_sites(
             [*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance, raise_on_error=False
         )
 

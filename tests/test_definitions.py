@@ -85,10 +85,31 @@ def test_health_checks_job_runs_checks_without_assets(fresh_mocks, sqlite_url, m
     httpx.put(f"{fresh_mocks.base_urls['ptw']}/_admin/faults", json=plan, timeout=10).raise_for_status()
     definitions = build_definitions(settings)
     with DagsterInstance.ephemeral() as instance:
-        sync = definitions.resolve_job_def("full_sync").execute_in_process(instance=instance, raise_on_error=False)
+        sync = definitions.resolve_job_def("full_sync").execute_in_process(
+            instance=instance, raise_on_error=False, partition_key="NJ01"
+        )
         assert not sync.success
-        checks = definitions.resolve_job_def("health_checks").execute_in_process(instance=instance, raise_on_error=False)
+        checks = definitions.resolve_job_def("health_checks").execute_in_process(
+            instance=instance, raise_on_error=False, tags={"dagster/partition": "NJ01"}
+        )
     assert not checks.get_asset_materialization_events()
     results = {e.check_name: e.passed for e in checks.get_asset_check_evaluations()}
     assert results["gate_decisions_written_back"] is False
     assert results["erp_entries_confirmed"] is True
+
+
+def test_sync_is_partitioned_by_site_and_scheduled_once_per_site():
+    import datetime
+
+    from dagster import build_schedule_context
+
+    assert defs.resolve_job_def("full_sync").partitions_def.get_partition_keys() == ["NJ01", "HZ02"]
+    graph = defs.resolve_asset_graph()
+    assert {graph.get(key).partitions_def for key in graph.get_all_asset_keys()} == {
+        defs.resolve_job_def("full_sync").partitions_def
+    }
+    tick = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+    for name in ("full_sync_schedule", "health_checks_schedule"):
+        context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
+        requests = defs.resolve_schedule_def(name).evaluate_tick(context).run_requests
+        assert sorted(r.tags["dagster/partition"] for r in requests) == ["HZ02", "NJ01"]

@@ -145,6 +145,13 @@ def _run(mocks: Any, tmp: Path, flavor: dict[str, tuple[str, str]]) -> dict[str,
         "process_parameters": _rows(database_url, tables.process_parameters, LINEAGE),
         "lineage": {r["mapping_file"] for r in _rows(database_url, tables.equipment, set())},
         "devices": sorted({d for p in store.load_permits(statuses=SCOPE) for d in p.device_ids}),
+        "by_site": {
+            site: (
+                sorted({d for p in store.load_permits(statuses=SCOPE, site=site) for d in p.device_ids}),
+                sorted({m for p in store.load_permits(statuses=SCOPE, site=site) for m in p.material_names}),
+            )
+            for site in settings.sites
+        },
         "materials": sorted({m for p in store.load_permits(statuses=SCOPE) for m in p.material_names}),
         "received": {name: received(mocks, name) for name in ("eam", "mes", "eam_oslc", "mes_odata")},
     }
@@ -235,27 +242,31 @@ def test_requests_follow_the_flavors_batch_and_page_sizes(both_runs: tuple[dict,
 
     soap_batch = load_mapping("eam").spec.endpoint.operations["maintenance"].batch.size
     rest_batch = load_mapping("mes").spec.endpoint.operations["parameters"].batch.size
-    assert len(standard["received"]["eam"]) == math.ceil(len(devices) / soap_batch) == 1
-    assert len(standard["received"]["mes"]) == math.ceil(len(materials) / rest_batch) == 1
+    # Each site's run asks for its own permits' devices and materials: one batch each here.
+    by_site = standard["by_site"].values()
+    assert len(standard["received"]["eam"]) == sum(math.ceil(len(d) / soap_batch) for d, _ in by_site) == 2
+    assert len(standard["received"]["mes"]) == sum(math.ceil(len(m) / rest_batch) for _, m in by_site) == 2
 
     oslc = load_mapping("eam-maximo-oslc").spec.endpoint.operations["maintenance"]
     asset_pages, workorder_pages = (r.pages.size for r in oslc.requests)
     assets = {a["assetnum"].strip().upper() for a in fixture("eam/assets.json")}
     workorders = [str(w["assetnum"]).strip().upper() for w in fixture("eam/workorders.json")]
     expected_oslc = {"/maximo/oslc/os/mxasset": 0, "/maximo/oslc/os/mxwo": 0}
-    for start in range(0, len(devices), oslc.batch.size):
-        batch = set(devices[start : start + oslc.batch.size]) & assets
-        expected_oslc["/maximo/oslc/os/mxasset"] += _pages(len(batch), asset_pages)
-        expected_oslc["/maximo/oslc/os/mxwo"] += _pages(sum(1 for w in workorders if w in batch), workorder_pages)
+    for site_devices, _ in alternate["by_site"].values():
+        for start in range(0, len(site_devices), oslc.batch.size):
+            batch = set(site_devices[start : start + oslc.batch.size]) & assets
+            expected_oslc["/maximo/oslc/os/mxasset"] += _pages(len(batch), asset_pages)
+            expected_oslc["/maximo/oslc/os/mxwo"] += _pages(sum(1 for w in workorders if w in batch), workorder_pages)
     got_oslc = {path: sum(1 for e in alternate["received"]["eam_oslc"] if e["path"] == path) for path in expected_oslc}
     assert got_oslc == expected_oslc
-    assert expected_oslc["/maximo/oslc/os/mxwo"] > 1  # the work orders really come in several pages
+    assert expected_oslc["/maximo/oslc/os/mxwo"] > 1
 
     odata = load_mapping("mes-sap-odata").spec.endpoint.operations["parameters"]
     rows = {m["ID"].strip(): len(m.get("Parameter") or []) for m in fixture("mes/materials.json")}
     expected_odata = sum(
-        _pages(sum(rows.get(name, 0) for name in materials[start : start + odata.batch.size]), odata.requests[0].pages.size)
-        for start in range(0, len(materials), odata.batch.size)
+        _pages(sum(rows.get(name, 0) for name in site_materials[start : start + odata.batch.size]), odata.requests[0].pages.size)
+        for _, site_materials in alternate["by_site"].values()
+        for start in range(0, len(site_materials), odata.batch.size)
     )
     assert len(alternate["received"]["mes_odata"]) == expected_odata > 1
 
@@ -491,6 +502,6 @@ def test_demo_runs_on_the_alternate_flavors(tmp_path: Path) -> None:
 
     assert report.success
     assert len(report.blocked) == 14 and len(report.allowed) == 8
-    assert report.eam_calls == 3  # mxasset once, mxwo in two pages
-    assert report.mes_calls == 2  # the OData entity set in two pages
+    assert report.eam_calls == 4  # per site: mxasset once, mxwo once
+    assert report.mes_calls == 3  # per site, the OData entity set; one site's rows fill two pages
     assert any("eam-maximo-oslc.yaml" in line for line in report.quarantined)

@@ -5,7 +5,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dagster import DagsterInstance, materialize
+from conftest import materialize_sites
+from dagster import DagsterInstance
 from typer.testing import CliRunner
 
 from hub.assets.common import quarantine_rejects
@@ -69,7 +70,7 @@ def test_list_shows_reasons_and_replay_after_fix_flows_on(tmp_path, fresh_mocks,
     settings = make_settings(url, fresh_mocks.urls)
     settings.ptw.mapping = str(site_mapping)
     with DagsterInstance.ephemeral() as instance:
-        result = materialize([*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance)
+        result = materialize_sites([*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance)
     assert result.success
     decision = {d.permit_id: d for d in store.latest_gate_decisions()}["PTW-HZ-2026-0016"]
     assert "PERMIT_RECORD_INVALID" not in {r.code for r in decision.reasons}

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from dagster import DagsterInstance, materialize, serialize_value
+from conftest import materialize_sites
+from dagster import DagsterInstance, serialize_value
 
 from hub.connectors.retry import VendorRejected
 from hub.definitions import ASSETS, CHECKS
@@ -85,7 +86,7 @@ def settings_from_environment(
 
 
 def run_job(settings: HubSettings, instance: DagsterInstance):
-    return materialize(
+    return materialize_sites(
         [*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance, raise_on_error=False
     )
 
@@ -121,8 +122,8 @@ def test_secrets_appear_nowhere_after_good_and_failing_runs(
         assert "401" in failures["erp_postings"].event_specific_data.error.to_string()
         assert "503" in failures["permit_gate_decisions"].event_specific_data.error.to_string()
 
-        records = [record for result in (clean, failing) for record in instance.all_logs(result.run_id)]
-        runs = [instance.get_run_by_id(result.run_id) for result in (clean, failing)]
+        records = [record for result in (clean, failing) for run_id in result.run_ids for record in instance.all_logs(run_id)]
+        runs = [instance.get_run_by_id(run_id) for result in (clean, failing) for run_id in result.run_ids]
 
     serialized = [serialize_value(record) for record in records]
     # The search covers error text and metadata: both are in what was serialized.

@@ -4,9 +4,17 @@
 from collections import defaultdict
 from datetime import datetime, timezone
 
-from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult, asset, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetExecutionContext,
+    MaterializeResult,
+    asset,
+    asset_check,
+)
 
 from hub.assets.common import device_ids_of, permits_in_scope, preview
+from hub.assets.sites import site_of, site_partitions
 from hub.logic.clearance import build_profiles
 from hub.resources import HubStoreResource, RulesResource
 
@@ -25,12 +33,14 @@ def invalid_records_by_device(hub_store) -> dict[str, list[str]]:
     group_name="gate",
     deps=["equipment", "maintenance_records"],
     description="Per device: what blocks work on it and when (open work orders, isolation, inspection, data age).",
+    partitions_def=site_partitions,
 )
 def equipment_clearance(
     context: AssetExecutionContext, store: HubStoreResource, rules: RulesResource
 ) -> MaterializeResult:
     hub_store = store.store()
-    device_ids = sorted(device_ids_of(permits_in_scope(hub_store)))
+    site = site_of(context)
+    device_ids = sorted(device_ids_of(permits_in_scope(hub_store, site)))
     now = datetime.now(timezone.utc)
     profiles = build_profiles(
         device_ids,
@@ -52,7 +62,8 @@ def equipment_clearance(
                 "computed_at": now,
             }
             for p in profiles.values()
-        ]
+        ],
+        devices=device_ids if site else None,
     )
     with_hazards = [p for p in profiles.values() if p.hazards]
     return MaterializeResult(
@@ -70,10 +81,11 @@ def equipment_clearance(
     asset="equipment_clearance",
     blocking=True,
     description="Every device of a permit in scope has a clearance profile; the gate must never judge on a partial picture.",
+    partitions_def=site_partitions,
 )
-def clearance_covers_every_device(store: HubStoreResource) -> AssetCheckResult:
+def clearance_covers_every_device(context: AssetCheckExecutionContext, store: HubStoreResource) -> AssetCheckResult:
     hub_store = store.store()
-    wanted = device_ids_of(permits_in_scope(hub_store))
+    wanted = device_ids_of(permits_in_scope(hub_store, site_of(context)))
     missing = sorted(wanted - set(hub_store.load_device_clearance(wanted)))
     return AssetCheckResult(
         passed=not missing,

@@ -17,8 +17,8 @@ from hub.store.repository import HubStore, QuarantineItem
 SYNC_SCOPE_STATUSES = ("submitted", "approved", "active", "suspended")
 
 
-def permits_in_scope(store: HubStore) -> list[Permit]:
-    return store.load_permits(statuses=SYNC_SCOPE_STATUSES)
+def permits_in_scope(store: HubStore, site: str | None = None) -> list[Permit]:
+    return store.load_permits(statuses=SYNC_SCOPE_STATUSES, site=site)
 
 
 def device_ids_of(permits: Iterable[Permit]) -> set[str]:

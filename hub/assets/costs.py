@@ -11,6 +11,7 @@ from decimal import Decimal
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from hub.assets.common import preview
+from hub.assets.sites import site_of, site_partitions
 from hub.failpoints import failpoint
 from hub.logic.costs import CostError, cost_entries, message_uuid
 from hub.resources import HubStoreResource, RulesResource
@@ -21,18 +22,26 @@ from hub.store.repository import QuarantineItem
 SYNC_LEEWAY = timedelta(seconds=30)
 
 
-@asset(group_name="erp", deps=["permits"], description="Safety-cost ledger lines of closed permits, by the cost rules.")
+@asset(
+    group_name="erp",
+    deps=["permits"],
+    description="Safety-cost ledger lines of closed permits, by the cost rules.",
+    partitions_def=site_partitions,
+)
 def safety_cost_entries(
     context: AssetExecutionContext, store: HubStoreResource, rules: RulesResource
 ) -> MaterializeResult:
     hub_store = store.store()
     cost_rules = rules.costs()
-    # Per rule version: new rules cost every closed permit again (the outbox keeps each entry once).
-    cursor = f"costs.permits_synced_since.{cost_rules.version}"
+    site = site_of(context)
+    # Per site and rule version: new rules cost every closed permit again (the outbox keeps each entry once).
+    cursor = f"costs.permits_synced_since.{site}.{cost_rules.version}"
     since = hub_store.get_cursor(cursor)
     started = datetime.now(timezone.utc)
     entries, problems = [], []
-    closed = hub_store.load_permits(statuses=("closed",), synced_since=datetime.fromisoformat(since) if since else None)
+    closed = hub_store.load_permits(
+        statuses=("closed",), site=site, synced_since=datetime.fromisoformat(since) if since else None
+    )
     for permit in closed:
         try:
             entries.extend(cost_entries(permit, cost_rules))

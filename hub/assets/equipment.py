@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -30,6 +31,7 @@ from hub.assets.common import (
     preview,
     quarantine_rejects,
 )
+from hub.assets.sites import site_of, site_partitions
 from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
@@ -45,10 +47,11 @@ from hub.resources import EamResource, HubStoreResource
         "maintenance_records": AssetOut(description="Work orders of those devices, from the EAM."),
     },
     check_specs=[drift_spec("equipment"), drift_spec("maintenance_records")],
+    partitions_def=site_partitions,
 )
 def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamResource):
     hub_store = store.store()
-    device_ids = device_ids_of(permits_in_scope(hub_store))
+    device_ids = device_ids_of(permits_in_scope(hub_store, site_of(context)))
     mapping = load_mapping(eam.mapping)
     client = eam.client()
     fetched_at = datetime.now(timezone.utc)
@@ -152,10 +155,14 @@ class EamPull:
         )
 
 
-@asset_check(asset="equipment", description="Every device linked to a permit in scope exists in the EAM.")
-def devices_found_in_eam(store: HubStoreResource) -> AssetCheckResult:
+@asset_check(
+    asset="equipment",
+    description="Every device linked to a permit in scope exists in the EAM.",
+    partitions_def=site_partitions,
+)
+def devices_found_in_eam(context: AssetCheckExecutionContext, store: HubStoreResource) -> AssetCheckResult:
     hub_store = store.store()
-    wanted = device_ids_of(permits_in_scope(hub_store))
+    wanted = device_ids_of(permits_in_scope(hub_store, site_of(context)))
     missing = sorted(wanted - set(hub_store.load_equipment(wanted)))
     return AssetCheckResult(
         passed=not missing,

@@ -3,6 +3,7 @@
 from datetime import datetime, timezone
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -13,6 +14,7 @@ from dagster import (
 )
 
 from hub.assets.common import preview
+from hub.assets.sites import site_of, site_partitions
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
 from hub.logic.ledger import OutboxEntry, reconcile
@@ -73,15 +75,21 @@ def _settle_unclear(client, hub_store, rows) -> list:
     return still_to_send
 
 
-@asset(group_name="erp", deps=["safety_cost_entries"], description="Outbox entries posted to the ERP, with document numbers.")
+@asset(
+    group_name="erp",
+    deps=["safety_cost_entries"],
+    description="Outbox entries posted to the ERP, with document numbers.",
+    partitions_def=site_partitions,
+)
 def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: ErpResource) -> MaterializeResult:
     hub_store = store.store()
+    site = site_of(context)
     mapping = load_mapping(erp.mapping)
     client = erp.client()
     posted = rejected = 0
     failure = ""
     with client:
-        rows = _settle_unclear(client, hub_store, hub_store.outbox_to_send())
+        rows = _settle_unclear(client, hub_store, hub_store.outbox_to_send(site=site))
         by_uuid = {row.message_uuid: row for row in rows}
         pending = [(row.message_uuid, mapping.outbound("safety_cost_entry", row.entry)) for row in rows]
         sent: set[str] = set()
@@ -115,7 +123,7 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
             unsent = [row.entry_key for row in rows if row.message_uuid not in sent]
             hub_store.mark_unclear(unsent, str(exc))
             failure = f"{len(unsent)} entries unclear after: {exc}"
-    summary = hub_store.outbox_summary()
+    summary = hub_store.outbox_summary(site=site)
     metadata = {
         "row_count": sum(summary.values()),
         "posted_now": posted,
@@ -125,7 +133,7 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
         "preview": preview(
             [
                 {"entry_key": r["entry_key"], "document": r["accounting_document"], "status": r["status"]}
-                for r in hub_store.load_outbox()
+                for r in hub_store.load_outbox(site=site)
             ]
         ),
     }
@@ -134,9 +142,13 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
     return MaterializeResult(metadata=metadata)
 
 
-@asset_check(asset="erp_postings", description="Every outbox entry is confirmed by an ERP document number.")
-def erp_entries_confirmed(store: HubStoreResource) -> AssetCheckResult:
-    rows = store.store().load_outbox()
+@asset_check(
+    asset="erp_postings",
+    description="Every outbox entry is confirmed by an ERP document number.",
+    partitions_def=site_partitions,
+)
+def erp_entries_confirmed(context: AssetCheckExecutionContext, store: HubStoreResource) -> AssetCheckResult:
+    rows = store.store().load_outbox(site=site_of(context))
     unconfirmed = sorted(r["entry_key"] for r in rows if not r["accounting_document"])
     return AssetCheckResult(
         passed=not unconfirmed,
@@ -147,15 +159,23 @@ def erp_entries_confirmed(store: HubStoreResource) -> AssetCheckResult:
 @asset_check(
     asset="erp_postings",
     description="The ERP's ledger holds exactly what the hub recorded as posted: each entry once, as the hub booked it.",
+    partitions_def=site_partitions,
 )
-def erp_ledger_reconciled(store: HubStoreResource, erp: ErpResource) -> AssetCheckResult:
-    rows = store.store().load_outbox()
+def erp_ledger_reconciled(
+    context: AssetCheckExecutionContext, store: HubStoreResource, erp: ErpResource
+) -> AssetCheckResult:
+    site = site_of(context)
+    rows = store.store().load_outbox(site=site)
     client = erp.client()
     try:
         with client:
             documents = client.list_documents()
     except (TransientError, VendorRejected) as exc:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"erp_error": str(exc)})
+    if site is not None:
+        # The site's company, plus any document booked under another company for one of its entries.
+        keys = {r["entry_key"] for r in rows}
+        documents = [d for d in documents if d.company_code == site or d.reference in keys]
     outbox = [
         OutboxEntry(
             entry_key=r["entry_key"],

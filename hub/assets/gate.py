@@ -4,6 +4,7 @@
 from datetime import datetime, timezone
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -14,6 +15,7 @@ from dagster import (
 )
 
 from hub.assets.common import preview
+from hub.assets.sites import site_of, site_partitions
 from hub.connectors.concurrency import bounded_map
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
@@ -26,13 +28,15 @@ from hub.resources import HubStoreResource, PtwResource, RulesResource
 from hub.store.records import AuditBatch
 
 
-def _invalid_permit_decisions(hub_store, rules: GateRules, now: datetime) -> list[GateDecision]:
-    """Block quarantined permits unless what could be read shows they are not gated."""
+def _invalid_permit_decisions(hub_store, rules: GateRules, now: datetime, site: str | None) -> list[GateDecision]:
+    """Block quarantined permits unless what could be read shows they are not gated (or another site's)."""
     decisions = {}
     for row in hub_store.list_quarantine():
         if row["system"] != "ptw" or row["record_kind"] != "permit" or not row["source_key"]:
             continue
         partial = row.get("partial") or {}
+        if site and partial.get("site", site) != site:
+            continue
         if "status" in partial and partial["status"] not in rules.gated_statuses:
             continue
         if "permit_type" in partial and partial["permit_type"] not in rules.gated_permit_types:
@@ -61,6 +65,7 @@ def _write_hold(client, mapping, source: str, decision: GateDecision) -> str | N
     group_name="gate",
     deps=["permits", "equipment_clearance"],
     description="Allow or block each gated permit with reasons and evidence; blocks are written back to the PTW.",
+    partitions_def=site_partitions,
 )
 def permit_gate_decisions(
     context: AssetExecutionContext, store: HubStoreResource, rules: RulesResource, ptw: PtwResource
@@ -68,7 +73,8 @@ def permit_gate_decisions(
     hub_store = store.store()
     gate_rules = rules.gate()
     now = datetime.now(timezone.utc)
-    permits = hub_store.load_permits(statuses=gate_rules.gated_statuses)
+    site = site_of(context)
+    permits = hub_store.load_permits(statuses=gate_rules.gated_statuses, site=site)
     device_ids = {d for p in permits for d in p.device_ids}
     profiles = {
         device: DeviceProfile.model_validate({k: row[k] for k in ("device_id", "known", "hazards", "data_as_of")})
@@ -76,7 +82,7 @@ def permit_gate_decisions(
     }
     by_id = {d.permit_id: d for d in decide_all(permits, profiles, gate_rules, now)}
     # A newer record that failed validation overrides the last good copy: fail closed.
-    for decision in _invalid_permit_decisions(hub_store, gate_rules, now):
+    for decision in _invalid_permit_decisions(hub_store, gate_rules, now, site):
         by_id[decision.permit_id] = decision
     decisions = [by_id[k] for k in sorted(by_id)]
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}
@@ -124,10 +130,20 @@ def permit_gate_decisions(
 @asset_check(
     asset="permit_gate_decisions",
     description="Every permit's latest decision has reached the PTW; a failed write-back stays visible until it lands.",
+    partitions_def=site_partitions,
 )
-def gate_decisions_written_back(store: HubStoreResource) -> AssetCheckResult:
+def gate_decisions_written_back(context: AssetCheckExecutionContext, store: HubStoreResource) -> AssetCheckResult:
     hub_store = store.store()
-    fingerprints = {d.permit_id: decision_fingerprint(d) for d in hub_store.latest_gate_decisions()}
+    site = site_of(context)
+    latest = hub_store.latest_gate_decisions()
+    if site:
+        # The site's permits, and its unreadable ones, which its gate run blocked.
+        ours = {p.permit_id for p in hub_store.load_permits(site=site)} | {
+            row["source_key"] for row in hub_store.list_quarantine()
+            if row["system"] == "ptw" and (row.get("partial") or {}).get("site", site) == site
+        }
+        latest = [d for d in latest if d.permit_id in ours]
+    fingerprints = {d.permit_id: decision_fingerprint(d) for d in latest}
     pending = sorted(hub_store.holds_needing_write(fingerprints))
     return AssetCheckResult(
         passed=not pending,

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from hub.assets.common import drift_result, drift_spec, lineage_of, mapping_label, preview, quarantine_rejects
+from hub.assets.sites import site_of, site_partitions
 from hub.failpoints import failpoint
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource
@@ -18,18 +19,21 @@ CURSOR = "ptw.permits.updated_since"
     group_name="ptw",
     description="Permits from the PTW, pulled incrementally by an updated-since cursor.",
     check_specs=[drift_spec("permits")],
+    partitions_def=site_partitions,
 )
 def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwResource) -> MaterializeResult:
     hub_store = store.store()
     mapping = load_mapping(ptw.mapping)
-    cursor = hub_store.get_cursor(CURSOR)
+    site = site_of(context)
+    cursor_name = f"{CURSOR}.{site}" if site else CURSOR
+    cursor = hub_store.get_cursor(cursor_name)
     client = ptw.client()
     fetched = accepted = quarantined = 0
     newest = None
     samples: list[dict] = []
     unmapped: Counter[str] = Counter()
     with client:
-        for page in client.pages("permits_changed", since=cursor):
+        for page in client.pages("permits_changed", since=cursor, site=site):
             vendor_permits = page.get("permit", [])
             fetched += len(vendor_permits)
             result = mapping.inbound("permit", vendor_permits)
@@ -47,14 +51,14 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
             )
     if newest is not None:
         # Inclusive cursor: the newest record is fetched again next time, and upserts make that harmless.
-        hub_store.set_cursor(CURSOR, newest.isoformat())
+        hub_store.set_cursor(cursor_name, newest.isoformat())
     context.log.info(f"PTW: {fetched} fetched, {accepted} accepted, {quarantined} newly quarantined")
     return MaterializeResult(
         metadata={
             "fetched": fetched,
             "row_count": accepted,
             "quarantined_new": quarantined,
-            "cursor": hub_store.get_cursor(CURSOR) or "",
+            "cursor": hub_store.get_cursor(cursor_name) or "",
             "ptw_calls": client.calls,
             "mapping": mapping_label(mapping),
             "preview": preview(samples),

@@ -15,6 +15,7 @@ from hub.assets.common import (
     preview,
     quarantine_rejects,
 )
+from hub.assets.sites import site_of, site_partitions
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, MesResource
 
@@ -24,10 +25,11 @@ from hub.resources import HubStoreResource, MesResource
     deps=["permits"],
     description="Process parameters (flash point, LEL, ...) from the MES.",
     check_specs=[drift_spec("process_parameters")],
+    partitions_def=site_partitions,
 )
 def process_parameters(context: AssetExecutionContext, store: HubStoreResource, mes: MesResource) -> MaterializeResult:
     hub_store = store.store()
-    names = {name for permit in permits_in_scope(hub_store) for name in permit.material_names}
+    names = {name for permit in permits_in_scope(hub_store, site_of(context)) for name in permit.material_names}
     mapping = load_mapping(mes.mapping)
     client = mes.client()
     with client:

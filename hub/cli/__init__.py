@@ -63,19 +63,33 @@ def demo(
 
 
 @app.command()
-def sync() -> None:
-    """Run the full-sync job once against the systems configured by HUB_* settings."""
-    from dagster import DagsterInstance
-
-    from hub.instance import ensure_dagster_home
+def sync(
+    executor: str = typer.Option(
+        "in_process", help="in_process: sites one after another here; multiprocess or celery: sites side by side."
+    ),
+    sites: str = typer.Option(None, help="Comma-separated sites to sync (default: HUB_SITES)."),
+    dagster_yaml: Path = typer.Option(
+        None, exists=True, dir_okay=False, help="Dagster instance config, e.g. deploy/dagster.yaml (default: DAGSTER_HOME's)."
+    ),
+) -> None:
+    """Run the full-sync job once per site against the systems configured by HUB_* settings."""
+    from hub.instance import open_instance
     from hub.settings import HubSettings
-    from hub.sync import run_full_sync
+    from hub.sync import EXECUTORS, run_full_sync
 
-    ensure_dagster_home(Path(".hub/dagster_home"))
-    with DagsterInstance.get() as instance:
-        result = run_full_sync(HubSettings(), instance)
-    console.print(f"full_sync run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-    if not result.success:
+    if executor not in EXECUTORS:
+        raise typer.BadParameter(f"choose one of {', '.join(EXECUTORS)}", param_hint="--executor")
+    chosen = [site for site in sites.split(",") if site.strip()] if sites else None
+    with open_instance(dagster_yaml) as instance:
+        try:
+            outcome = run_full_sync(HubSettings(), instance, executor=executor, sites=chosen)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    for run in outcome.runs:
+        took = f"{run.duration_s:.1f} s" if run.duration_s is not None else "-"
+        state = "succeeded" if run.success else "FAILED"
+        console.print(f"full_sync {run.site}: run {run.run_id or '(not started)'} {state} in {took}")
+    if not outcome.success:
         raise typer.Exit(1)
 
 

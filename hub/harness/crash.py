@@ -27,16 +27,17 @@ from hub.harness.plant import SYSTEMS, MockPlant
 
 # Small pages and batches, so kills land between pages and batches, not only around one call.
 TUNING = {"HUB_PTW_PAGE_SIZE": "10", "HUB_ERP_BATCH_SIZE": "10"}
-# How often each failpoint is hit in one sync of the fixture plant under TUNING: 49 permits in
-# 5 pages, one quarantine hand-off per page plus EAM and MES, 14 blocks to write, 44 entries.
+# How often each failpoint is hit in one sync of the fixture plant under TUNING, one run per
+# site: 30 + 19 permits in 3 + 2 pages, one quarantine hand-off per page plus EAM and MES per
+# site, 14 blocks to write, 27 + 17 entries in 3 + 2 batches.
 MAX_HITS = {
     "permits.before_cursor": 5,
-    "quarantine.before_write": 7,
-    "eam.before_lookups": 1,
-    "gate.before_writeback": 1,
+    "quarantine.before_write": 9,
+    "eam.before_lookups": 2,
+    "gate.before_writeback": 2,
     "gate.after_put_before_record": 14,
-    "costs.after_enqueue": 1,
-    "erp.before_post": 1,
+    "costs.after_enqueue": 2,
+    "erp.before_post": 2,
     "erp.after_post_before_mark": 5,
     "erp.between_batches": 5,
 }

@@ -150,6 +150,13 @@ def _decision_rows(rows: Iterable[Mapping[str, Any]]) -> list[GateDecisionRow]:
     ]
 
 
+def _outbox_of(site: str | None) -> list[Any]:
+    """WHERE terms for the outbox entries of a site's permits (none: every site)."""
+    if site is None:
+        return []
+    return [t.erp_outbox.c.permit_id.in_(select(t.permits.c.permit_id).where(t.permits.c.site == site))]
+
+
 def _make_engine(url: str | URL) -> Engine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
@@ -267,7 +274,10 @@ class HubStore:
         keys: Sequence[str],
     ) -> None:
         """INSERT .. ON CONFLICT (keys) DO UPDATE every other column; last row per key wins."""
-        rows = _dedupe(rows, lambda r: tuple(r[k] for k in keys), keep="last")
+        # In key order: concurrent site runs upserting shared rows (materials) lock them in
+        # the same order, so they wait for each other instead of deadlocking.
+        key = lambda r: tuple(r[k] for k in keys)  # noqa: E731
+        rows = sorted(_dedupe(rows, key, keep="last"), key=key)
         if not rows:
             return
         stmt = self._insert(table)
@@ -318,12 +328,20 @@ class HubStore:
             self._upsert(conn, t.permits, rows, ["permit_id"])
 
     def load_permits(
-        self, statuses: Collection[str] | None = None, synced_since: datetime | None = None
+        self,
+        statuses: Collection[str] | None = None,
+        site: str | None = None,
+        synced_since: datetime | None = None,
     ) -> list[Permit]:
-        """Permits in `statuses` (all if None), only those stored at or after `synced_since` if given."""
-        since = () if synced_since is None else (t.permits.c.synced_at >= _aware(synced_since, "synced_since"),)
+        """Permits in `statuses` (all if None) of `site` (every site if None), only those stored
+        at or after `synced_since` if given."""
+        where = []
+        if site is not None:
+            where.append(t.permits.c.site == site)
+        if synced_since is not None:
+            where.append(t.permits.c.synced_at >= _aware(synced_since, "synced_since"))
         with self._read() as conn:
-            rows = self._select_in(conn, t.permits, "status", statuses, *since)
+            rows = self._select_in(conn, t.permits, "status", statuses, *where)
         rows.sort(key=lambda r: r["permit_id"])
         out = []
         for row in rows:
@@ -424,8 +442,13 @@ class HubStore:
 
     _CLEARANCE_KEYS = frozenset({"device_id", "known", "hazards", "data_as_of", "computed_at"})
 
-    def replace_device_clearance(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Make the device_clearance table exactly ``rows`` (one transaction).
+    def replace_device_clearance(
+        self, rows: Sequence[Mapping[str, Any]], devices: Collection[str] | None = None
+    ) -> None:
+        """Make the device_clearance rows of ``devices`` exactly ``rows`` (one transaction).
+
+        ``devices`` None replaces the whole table. A site's run replaces only its own
+        devices, so runs of other sites keep theirs while it writes.
 
         Each row: device_id, known (bool), hazards (JSON-able), data_as_of (aware or
         None), computed_at (aware).
@@ -450,8 +473,13 @@ class HubStore:
                     "computed_at": _aware(row["computed_at"], "computed_at"),
                 }
             )
+        if devices is not None and not seen <= set(devices):
+            raise ValueError(f"device_clearance rows outside the devices replaced: {sorted(seen - set(devices))}")
         with self._write() as conn:
-            conn.execute(delete(t.device_clearance))
+            if devices is None:
+                conn.execute(delete(t.device_clearance))
+            for chunk in _chunks(_unique(devices), IN_CHUNK):
+                conn.execute(delete(t.device_clearance).where(t.device_clearance.c.device_id.in_(chunk)))
             for chunk in _chunks(clean, WRITE_CHUNK):
                 conn.execute(t.device_clearance.insert(), list(chunk))
 
@@ -648,12 +676,12 @@ class HubStore:
                 added += len(conn.execute(stmt, list(chunk)).all())
         return added
 
-    def outbox_to_send(self, limit: int | None = None) -> list[OutboxRow]:
+    def outbox_to_send(self, limit: int | None = None, site: str | None = None) -> list[OutboxRow]:
         """Entries still to post (pending, or unclear: ask the ERP by reference first), oldest first."""
         o = t.erp_outbox
         stmt = (
             select(o.c.entry_key, o.c.message_uuid, o.c.payload, o.c.status, o.c.attempts)
-            .where(o.c.status.in_(OPEN_OUTBOX_STATUSES))
+            .where(o.c.status.in_(OPEN_OUTBOX_STATUSES), *_outbox_of(site))
             .order_by(o.c.created_at, o.c.entry_key)
         )
         if limit is not None:
@@ -767,17 +795,18 @@ class HubStore:
                 ).rowcount
         return changed
 
-    def outbox_summary(self) -> dict[str, int]:
+    def outbox_summary(self, site: str | None = None) -> dict[str, int]:
         """Row count per status (every status present, zero if none)."""
         o = t.erp_outbox
+        stmt = select(o.c.status, func.count()).where(*_outbox_of(site)).group_by(o.c.status)
         with self._read() as conn:
-            counts = dict(conn.execute(select(o.c.status, func.count()).group_by(o.c.status)).all())
+            counts = dict(conn.execute(stmt).all())
         return {status: int(counts.get(status, 0)) for status in t.OUTBOX_STATUSES}
 
-    def load_outbox(self) -> list[dict[str, Any]]:
+    def load_outbox(self, site: str | None = None) -> list[dict[str, Any]]:
         o = t.erp_outbox
         with self._read() as conn:
-            rows = conn.execute(select(o).order_by(o.c.created_at, o.c.entry_key)).all()
+            rows = conn.execute(select(o).where(*_outbox_of(site)).order_by(o.c.created_at, o.c.entry_key)).all()
         return [dict(r._mapping) for r in rows]
 
     # ------------------------------------------------------------------ quarantine
