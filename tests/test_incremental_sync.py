@@ -40,8 +40,9 @@ def test_second_run_asks_for_changes_only_and_decides_the_same(fresh_mocks, sqli
     assert metadata_of(first, "equipment")["devices_pulled_whole"] == 29
     assert metadata_of(second, "equipment")["devices_pulled_whole"] == 0
     assert metadata_of(second, "equipment")["devices_asked_for_changes"] == 29
-    first_body, second_body = eam_request_bodies(fresh_mocks)
-    assert "changedsince" not in first_body and "changedsince" in second_body
+    bodies = eam_request_bodies(fresh_mocks)  # one request per site and run
+    assert len(bodies) == 4
+    assert ["changedsince" in body for body in bodies] == [False, False, True, True]
     assert metadata_of(second, "maintenance_records")["row_count"] < metadata_of(first, "maintenance_records")["row_count"]
     assert decisions(sqlite_url) == first_decisions
     # Costs: only permits stored again (the PTW cursor is inclusive: the newest comes back once more).
@@ -86,7 +87,7 @@ def test_a_work_order_opened_after_the_first_run_blocks_the_permit_on_the_next(t
         (plant / "eam/workorders.json").write_text(json.dumps(workorders, ensure_ascii=False), "utf-8")
         with start_systems(plant, state_dir=state) as systems:
             second = run_all(make_settings(url, systems.urls), instance)
-            assert "changedsince" in eam_request_bodies(systems)[0]
+            assert all("changedsince" in body for body in eam_request_bodies(systems))
     assert metadata_of(second, "maintenance_records")["row_count"] == 1
     decision, reasons = decisions(url)[ALLOWED_PERMIT]
     assert decision == "block" and reasons == [f"OPEN_WORK_ORDER {ITS_DEVICE}"]
