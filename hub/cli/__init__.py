@@ -120,3 +120,5 @@ from hub.cli.mappings import app as mappings_app  # noqa: E402
 app.add_typer(mappings_app, name="mappings")
 
 import hub.cli.harness  # noqa: E402,F401  (adds the crashtest and chaos commands)
+
+import hub.cli.bench  # noqa: E402,F401  (adds the bench command)

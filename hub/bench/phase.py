@@ -1,0 +1,109 @@
+"""Child-process entry of one measured phase: `python -m hub.bench.phase {hub,naive,floor} --out FILE ...`.
+
+Each phase runs in a process of its own so that its peak RSS is its own; the parent reads
+that from the child's rusage and times the child from the outside. Settings come from the
+`HUB_*` variables the parent sets, as for any hub process. The child writes to `--out`
+when its work started and ended (so the parent can tell start-up from work) and how many
+records it handled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hub.settings import HubSettings
+
+
+def _hub_records(result) -> dict[str, int]:
+    """Records the sync handled, from the assets' own metadata."""
+
+    def metadata(node: str, key: str, asset: str | None = None) -> int:
+        for materialization in result.asset_materializations_for_node(node):
+            if asset is None or materialization.asset_key.to_user_string() == asset:
+                value = materialization.metadata.get(key)
+                return int(value.value) if value is not None else 0
+        return 0
+
+    return {
+        "permits": metadata("permits", "fetched"),
+        "equipment": metadata("eam_pull", "row_count", "equipment"),
+        "work_orders": metadata("eam_pull", "row_count", "maintenance_records"),
+        "materials": metadata("process_parameters", "materials_requested"),
+        "erp_entries": metadata("erp_postings", "posted_now") + metadata("erp_postings", "rejected_now"),
+    }
+
+
+def hub_phase(args: argparse.Namespace) -> Callable[[], dict]:
+    from dagster import DagsterInstance
+
+    from hub.sync import run_full_sync
+
+    def work() -> dict:
+        with DagsterInstance.get() as instance:
+            result = run_full_sync(HubSettings(), instance)
+        failed = [event.step_key for event in result.all_events if event.is_step_failure]
+        notes = [f"failed steps: {', '.join(failed)}"] if failed else []
+        return {"success": result.success, "records": _hub_records(result), "notes": notes}
+
+    return work
+
+
+def naive_phase(args: argparse.Namespace) -> Callable[[], dict]:
+    from hub.bench.naive import run_naive
+
+    def work() -> dict:
+        outcome = run_naive(HubSettings(), args.limit)
+        records = {
+            "permits": outcome.permits_listed,
+            "equipment": len(outcome.devices),
+            "work_orders": len(outcome.work_orders),
+            "materials": len(outcome.materials),
+            "erp_entries": outcome.erp_entries,
+        }
+        return {"success": True, "records": records, "notes": []}
+
+    return work
+
+
+def floor_phase(args: argparse.Namespace) -> Callable[[], dict]:
+    from hub.bench.floor import replay
+
+    def work() -> dict:
+        settings = HubSettings()
+        urls = {"ptw": settings.ptw.url, "eam": settings.eam.url, "mes": settings.mes.url, "erp": settings.erp.url}
+        differing = replay(json.loads(args.requests.read_text(encoding="utf-8")), urls)
+        notes = [f"{differing} replies had another status than the hub's"] if differing else []
+        return {"success": True, "records": {}, "notes": notes}
+
+    return work
+
+
+# Each loader imports what its phase needs before the clock starts, and nothing more:
+# the floor must not pay for importing Dagster.
+PHASES: dict[str, Callable[[argparse.Namespace], Callable[[], dict]]] = {
+    "hub": hub_phase,
+    "naive": naive_phase,
+    "floor": floor_phase,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hub.bench.phase")
+    parser.add_argument("phase", choices=PHASES)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--limit", type=int, help="naive: the first N permits only")
+    parser.add_argument("--requests", type=Path, help="floor: the hub's requests per system (JSON)")
+    args = parser.parse_args(argv)
+    work = PHASES[args.phase](args)
+    started = time.time()
+    outcome = work()
+    outcome.update(work_started=started, work_ended=time.time())
+    args.out.write_text(json.dumps(outcome), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
