@@ -1,0 +1,53 @@
+"""`hub generate`: write a synthetic plant group for the mock systems, for load tests and benchmarks."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from hub.cli import app, console
+from hub.synthetic_plant import DEFAULT_ANCHOR, MANIFEST_FILE, MAX_SITES, generate_plant
+
+
+@app.command()
+def generate(
+    sites: int = typer.Option(2, "--sites", min=1, max=MAX_SITES, help="Sites (company codes); the first two are the fixture plant's."),
+    permits: int = typer.Option(1000, "--permits", min=1, help="PTW permits."),
+    devices: int = typer.Option(200, "--devices", min=1, help="EAM assets (at least 10 per site)."),
+    work_orders: int = typer.Option(2000, "--work-orders", min=0, help="EAM work orders."),
+    materials: int = typer.Option(40, "--materials", min=1, help="MES materials; the fixture's 18 come first."),
+    seed: int = typer.Option(1, "--seed", help="The same seed and arguments give byte-identical files."),
+    anchor: datetime = typer.Option(
+        DEFAULT_ANCHOR.isoformat(), "--anchor", formats=["%Y-%m-%d"],
+        help="The plant's 'today': open permits cluster around it, every change stamp lies before it.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder to write: absent, empty, or an earlier generated plant."),
+) -> None:
+    """Generate a seeded synthetic plant in the fixture format the mock systems serve (fixtures/README.md)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_FILE).is_file())):
+        raise typer.BadParameter(f"{out} exists and is not an empty folder or a generated plant", param_hint="--out")
+    started = time.perf_counter()
+    try:
+        manifest = generate_plant(
+            out, sites=sites, permits=permits, devices=devices, work_orders=work_orders, materials=materials,
+            seed=seed, anchor=anchor.date(),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    seconds = time.perf_counter() - started
+    counts = manifest["counts"]
+    malformed = counts["malformed"]
+    console.print(f"plant written to {out} in {seconds:.1f} s (seed {seed})")
+    for label, key, file in (
+        ("permits", "permits", "ptw/permits.json"),
+        ("assets", "assets", "eam/assets.json"),
+        ("work orders", "work_orders", "eam/workorders.json"),
+        ("materials", "materials", "mes/materials.json"),
+    ):
+        console.print(f"  {label:<12} {counts[key]:>9,}  malformed {malformed[file]:>6,}", markup=False)
+    console.print(f"  {'sites':<12} {counts['company_codes']:>9,}", markup=False)
+    states = ", ".join(f"{state} {n:,}" for state, n in counts["permit_states"].items())
+    console.print(f"  permit states: {states}", markup=False)
