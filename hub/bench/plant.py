@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -39,33 +39,33 @@ def generated_plant(scale: Scale, seed: int, workdir: Path) -> Path:
     return folder
 
 
-def changed_plant(src: Path, dst: Path, seed: int) -> bool:
-    """Copy `src` to `dst` with 1 % of permits and work orders changed; False when the generator is missing."""
+class PlantUnchangeable(RuntimeError):
+    """The incremental sync has no changed plant to run on; the message says why."""
+
+
+def changed_plant(src: Path, dst: Path, seed: int) -> None:
+    """Copy `src` to `dst` with 1 % of its permits and work orders changed."""
     try:
         from hub.synthetic_plant import change_plant
     except ImportError:
-        return False
+        raise PlantUnchangeable("the plant generator (hub.synthetic_plant) is not installed") from None
+    manifest = src / "manifest.json"
+    if not manifest.exists():
+        raise PlantUnchangeable(f"{src} has no manifest.json, so it was not made by the generator and cannot be changed")
     shutil.rmtree(dst, ignore_errors=True)
-    change_plant(src, dst, fraction=CHANGED_FRACTION, seed=seed, now=_change_time(src))
-    return True
+    change_plant(src, dst, fraction=CHANGED_FRACTION, seed=seed, now=_change_time(manifest))
 
 
-def _change_time(plant: Path) -> datetime:
-    """Now, or just after the newest permit update if the plant's clock runs ahead of ours.
+def _change_time(manifest: Path) -> datetime:
+    """Now, or the generator's anchor if the plant's clock runs ahead of ours.
 
-    The hub's permit cursor is the newest update it has seen; a change stamped before it
-    would never be listed, and the incremental sync would measure nothing.
+    Every stamp of a generated plant lies before its anchor (plant local midnight), and a
+    change must be stamped after all of them: the hub's cursor is the newest stamp it has
+    seen, so an earlier change would never be listed and the incremental sync would measure nothing.
     """
-    now = datetime.now(timezone.utc)
-    stamps = [p.get("updateTime") for p in json.loads((plant / "ptw" / "permits.json").read_text(encoding="utf-8"))]
-    newest = None
-    for stamp in stamps:
-        try:
-            moment = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=PLANT_TZ)
-        except (TypeError, ValueError):
-            continue  # a malformed record says nothing about the plant's clock
-        newest = moment if newest is None or moment > newest else newest
-    return now if newest is None or newest < now else (newest + timedelta(minutes=1)).astimezone(timezone.utc)
+    anchor = date.fromisoformat(json.loads(manifest.read_text(encoding="utf-8"))["arguments"]["anchor"])
+    plant_midnight = datetime.combine(anchor, time(), tzinfo=PLANT_TZ)
+    return max(datetime.now(timezone.utc), plant_midnight.astimezone(timezone.utc))
 
 
 def cost_rules_file(plant: Path) -> Path | None:

@@ -24,12 +24,13 @@ from rich.table import Table
 
 SYSTEMS = ("ptw", "eam", "mes", "erp")
 PHASE_LABELS = {
-    "floor": "floor (bare replay)",
-    "naive": "naive (per record)",
-    "hub_full": "hub full sync",
+    "floor": "floor",
+    "naive": "naive",
+    "hub_full": "hub full",
     "hub_incremental": "hub incremental",
 }
 TARGET_SCALE = "large"
+TABLE_MIN_WIDTH = 110  # piped output defaults to 80 columns, which would cut the figures short
 
 
 @dataclass
@@ -130,7 +131,7 @@ def print_report(report: BenchReport, console: Console) -> None:
     table.add_column("phase", no_wrap=True)
     for column in ("wall s", "start-up s", *(s.upper() for s in SYSTEMS), "records", "records/s", "peak RSS MiB"):
         table.add_column(column, justify="right")
-    table.add_column("note")
+    phase_notes = []
     for name, label in PHASE_LABELS.items():
         figures = report.phases.get(name)
         if figures is None:
@@ -143,8 +144,11 @@ def print_report(report: BenchReport, console: Console) -> None:
             f"{figures.records:,}",
             f"{figures.records_per_s:,.0f}",
             f"{figures.peak_rss_mib:,.0f}",
-            figures.note,
         )
+        if figures.note:
+            phase_notes.append(f"{label}: {figures.note}")
+    if not console.is_terminal:
+        console.width = max(console.width, TABLE_MIN_WIDTH)
     console.print(table)
     for ratio in report.ratios():
         value = "n/a" if ratio["value"] is None else f"{ratio['value']:,.3f}"
@@ -154,5 +158,5 @@ def print_report(report: BenchReport, console: Console) -> None:
         )
     if run["scale"] != TARGET_SCALE:
         console.print(f"The targets are set for the {TARGET_SCALE} plant; at {run['scale']} they are shown for reference.")
-    for note in report.notes:
+    for note in [*phase_notes, *report.notes]:
         console.print(f"note: {note}", markup=False)

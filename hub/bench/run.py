@@ -35,7 +35,7 @@ from pathlib import Path
 
 from hub.bench.databases import DEFAULT_PG_URL, FreshDatabases
 from hub.bench.mocks_process import PLANT_SYSTEMS, MocksProcess
-from hub.bench.plant import changed_plant, cost_rules_file, generated_plant
+from hub.bench.plant import PlantUnchangeable, changed_plant, cost_rules_file, generated_plant
 from hub.bench.report import BenchReport, PhaseFigures
 from hub.bench.scales import Scale
 
@@ -191,16 +191,16 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
         requests_file = folder / "hub_requests.json"
         requests_file.write_text(json.dumps(hub_requests, ensure_ascii=False), encoding="utf-8")
 
-        changed = folder / "plant-changed"
-        has_changes = changed_plant(plant, changed, options.seed)
-        with MocksProcess(changed if has_changes else plant, state_dir, mocks_log) as mocks:
+        changed, unchanged_because = folder / "plant-changed", ""
+        try:
+            changed_plant(plant, changed, options.seed)
+        except PlantUnchangeable as exc:
+            changed, unchanged_because = plant, f"{exc}: synced the unchanged plant again"
+        with MocksProcess(changed, state_dir, mocks_log) as mocks:
             progress("hub incremental sync")
             incremental = run_child(["hub"], env.for_phase(mocks.urls, hub_store), folder, "hub_incremental")
             phases["hub_incremental"] = _figures(
-                incremental,
-                mocks.request_counts(),
-                sum(incremental.outcome["records"].values()),
-                "" if has_changes else "plant generator not installed: synced the unchanged plant again",
+                incremental, mocks.request_counts(), sum(incremental.outcome["records"].values()), unchanged_because
             )
 
         with MocksProcess(plant, state_dir, mocks_log) as mocks:
