@@ -151,6 +151,7 @@ class NaiveConnector:
 
     def _fetch_material(self, name: str) -> None:
         reply = self.mes.get(f"/api/v1/materials/{quote(name, safe='')}/parameters")
+        self.outcome.materials.add(name)
         if reply.status_code == 404:
             return  # the MES does not know it: no parameters
         parameters = self.mes_mapping.inbound("process_parameter", [reply.raise_for_status().json()])
@@ -158,7 +159,6 @@ class NaiveConnector:
             self.store.upsert_process_parameters([parameter], _now(), lineage_of(self.mes_mapping))
         for rejected in parameters.quarantined:
             quarantine_rejects(self.store, "mes", self.mes_mapping, [rejected])
-        self.outcome.materials.add(name)
 
     def _record_decision(self, decision: GateDecision) -> None:
         fingerprint = decision_fingerprint(decision)

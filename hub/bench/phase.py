@@ -13,41 +13,50 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from hub.settings import HubSettings
 
 
-def _hub_records(result) -> dict[str, int]:
-    """Records the sync handled, from the assets' own metadata."""
-
-    def metadata(node: str, key: str, asset: str | None = None) -> int:
-        for materialization in result.asset_materializations_for_node(node):
-            if asset is None or materialization.asset_key.to_user_string() == asset:
-                value = materialization.metadata.get(key)
-                return int(value.value) if value is not None else 0
-        return 0
-
-    return {
-        "permits": metadata("permits", "fetched"),
-        "equipment": metadata("eam_pull", "row_count", "equipment"),
-        "work_orders": metadata("eam_pull", "row_count", "maintenance_records"),
-        "materials": metadata("process_parameters", "materials_requested"),
-        "erp_entries": metadata("erp_postings", "posted_now") + metadata("erp_postings", "rejected_now"),
-    }
+# Records handled, by kind: (asset, metadata key) pairs whose figures add up to it.
+HUB_RECORDS = {
+    "permits": [("permits", "fetched")],
+    "equipment": [("equipment", "row_count")],
+    "work_orders": [("maintenance_records", "row_count")],
+    "materials": [("process_parameters", "materials_requested")],
+    "erp_entries": [("erp_postings", "posted_now"), ("erp_postings", "rejected_now")],
+}
 
 
 def hub_phase(args: argparse.Namespace) -> Callable[[], dict]:
-    from dagster import DagsterInstance
+    from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
     from hub.sync import run_full_sync
 
+    def figures_of_runs(instance, since: datetime) -> tuple[dict[str, int], list[str]]:
+        """Sum the assets' metadata over every run this phase started (one per site, if the sync is split)."""
+        found: dict[tuple[str, str], int] = {}
+        failed: list[str] = []
+        for record in instance.get_run_records(RunsFilter(created_after=since)):
+            run_id = record.dagster_run.run_id
+            for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+                materialization = entry.asset_materialization
+                asset = materialization.asset_key.to_user_string()
+                for key, value in materialization.metadata.items():
+                    if isinstance(value.value, (int, float)):
+                        found[(asset, key)] = found.get((asset, key), 0) + int(value.value)
+            failed += [e.step_key for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)]
+        records = {kind: sum(found.get(pair, 0) for pair in pairs) for kind, pairs in HUB_RECORDS.items()}
+        return records, failed
+
     def work() -> dict:
+        since = datetime.now(timezone.utc)
         with DagsterInstance.get() as instance:
             result = run_full_sync(HubSettings(), instance)
-        failed = [event.step_key for event in result.all_events if event.is_step_failure]
+            records, failed = figures_of_runs(instance, since)
         notes = [f"failed steps: {', '.join(failed)}"] if failed else []
-        return {"success": result.success, "records": _hub_records(result), "notes": notes}
+        return {"success": result.success, "records": records, "notes": notes}
 
     return work
 
