@@ -18,7 +18,7 @@ DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
 class FreshDatabases:
-    """`store_url(name)` and `dagster_url(name)` hand out empty databases; leaving the block drops them."""
+    """`store_url(name)` and `postgres_url(name)` hand out empty databases; leaving the block drops them."""
 
     def __init__(self, kind: str, folder: Path, pg_url: str = DEFAULT_PG_URL):
         if kind not in ("sqlite", "postgres"):
@@ -39,11 +39,11 @@ class FreshDatabases:
         """A SQLAlchemy URL for the hub's store."""
         if self.kind == "sqlite":
             return f"sqlite:///{(self.folder / f'{name}.db').resolve()}"
-        return self._create(name).render_as_string(hide_password=False)
+        return self.postgres_url(name)
 
-    def dagster_url(self, name: str) -> str:
-        """A plain `postgresql://` URL, the form dagster-postgres takes; always a new PostgreSQL database."""
-        return self._create(name).set(drivername="postgresql").render_as_string(hide_password=False)
+    def postgres_url(self, name: str) -> str:
+        """A new, empty PostgreSQL database, with the server URL's driver named (SQLAlchemy would pick its own)."""
+        return self._create(name).render_as_string(hide_password=False)
 
     def _create(self, name: str) -> URL:
         database = f"{self._prefix}_{name}"

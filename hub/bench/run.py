@@ -145,7 +145,7 @@ def _dagster_home(options: BenchOptions, folder: Path, databases: FreshDatabases
     if not options.dagster_yaml.exists():
         raise BenchFailed(f"--dagster-storage postgres uses {options.dagster_yaml}, which does not exist here")
     shutil.copyfile(options.dagster_yaml, home / "dagster.yaml")
-    return home, databases.dagster_url("dagster")
+    return home, databases.postgres_url("dagster")
 
 
 def machine_facts() -> dict[str, object]:
