@@ -49,6 +49,7 @@ def _vendor_fields(element: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class NaiveOutcome:
     permits_listed: int = 0
+    permits_in_scope: int = 0
     devices: set[str] = field(default_factory=set)
     work_orders: set[str] = field(default_factory=set)
     materials: set[str] = field(default_factory=set)
@@ -113,6 +114,7 @@ class NaiveConnector:
         self.store.upsert_permits([permit], _now(), lineage_of(self.ptw_mapping))
         profiles: dict[str, DeviceProfile] = {}
         if permit.status in SYNC_SCOPE_STATUSES:
+            self.outcome.permits_in_scope += 1
             for device in permit.device_ids:
                 profiles[device] = self._device_profile(device)
             for name in permit.material_names:

@@ -73,7 +73,9 @@ def naive_phase(args: argparse.Namespace) -> Callable[[], dict]:
             "materials": len(outcome.materials),
             "erp_entries": outcome.erp_entries,
         }
-        return {"success": True, "records": records, "notes": []}
+        # The listing is oldest first, so a sample can hold far fewer open permits than the plant.
+        notes = [f"{outcome.permits_in_scope:,} of the sampled permits were in scope for EAM and MES calls"]
+        return {"success": True, "records": records, "notes": notes if args.limit else []}
 
     return work
 

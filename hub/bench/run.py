@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -108,11 +108,9 @@ def _extrapolated(child: ChildRun, calls: dict[str, int], records: int, ran: int
     materials do not grow linearly with permits, so scaling the sample's would overstate them.
     """
     factor = total / ran
-    work = child.wall_s - child.startup_s
-    figures = _figures(child, {s: round(n * factor) for s, n in calls.items()}, records)
-    figures.wall_s = child.startup_s + work * factor
-    figures.note = "; ".join(n for n in (f"sampled {ran:,} of {total:,} permits, extrapolated", figures.note) if n)
-    return figures
+    scaled_calls = {system: round(n * factor) for system, n in calls.items()}
+    figures = _figures(child, scaled_calls, records, f"sampled {ran:,} of {total:,} permits, extrapolated")
+    return replace(figures, wall_s=child.startup_s + (child.wall_s - child.startup_s) * factor)
 
 
 class Environment:
