@@ -31,6 +31,8 @@ from .fixtures import StateJournal
 
 ADMIN_PREFIX = "/_admin"
 RECEIVED_LIMIT = 50_000  # a long demo must not grow without bound
+# Request headers a replay needs to send the same request again; the rest is transport detail.
+RECORDED_HEADERS = ("content-type", "soapaction")
 PLANT_TZ = ZoneInfo("Asia/Shanghai")  # vendor local times are plant time
 MALFORMED_JSON = b"{'status': 'OK', 'results': [None, ...]}"  # what a broken serialiser sends
 
@@ -68,30 +70,46 @@ def _recorded_body(raw: bytes) -> Any:
         return text
 
 
+def _recorded_headers(scope: dict) -> dict[str, str]:
+    wanted = {name.encode("latin-1"): name for name in RECORDED_HEADERS}
+    return {wanted[key]: value.decode("latin-1") for key, value in scope["headers"] if key in wanted}
+
+
 class ReceivedLog:
-    """Every non-admin request, oldest first.
+    """Every non-admin request, oldest first (the newest RECEIVED_LIMIT of them).
 
     `status` is filled in when the answer starts, or set to "reset" when the connection is
     dropped instead; a request a fault rule fired on also carries `fault`, the rule's kind.
+    `total` counts every request since start or reset, including those the limit let go, so
+    request counts stay exact however long the log grows.
     """
 
     def __init__(self) -> None:
         self._entries: deque[dict[str, Any]] = deque(maxlen=RECEIVED_LIMIT)
         self._lock = threading.Lock()
+        self.total = 0
 
-    def add(self, method: str, path: str, query: dict[str, str], body: Any) -> dict[str, Any]:
-        entry = {"method": method, "path": path, "query": query, "body": body, "status": None}
+    def add(
+        self, method: str, path: str, query: dict[str, str], body: Any, headers: dict[str, str]
+    ) -> dict[str, Any]:
+        entry = {"method": method, "path": path, "query": query, "body": body, "headers": headers, "status": None}
         with self._lock:
             self._entries.append(entry)
+            self.total += 1
         return entry
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(e) for e in self._entries]
 
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {"requests": self.total, "kept": len(self._entries)}
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self.total = 0
 
 
 class AuthConfigError(ValueError):
@@ -326,7 +344,9 @@ class FaultAndRecordMiddleware:
         if body is None:
             return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-        entry = self.system.received.add(scope["method"], scope["path"], query, _recorded_body(body))
+        entry = self.system.received.add(
+            scope["method"], scope["path"], query, _recorded_body(body), _recorded_headers(scope)
+        )
         exchange = Exchange(self.app, self.system, scope, body, receive, send, entry)
         decision = self.system.faults.decide(scope["method"], scope["path"])
         if decision.latency_s > 0:
@@ -425,6 +445,10 @@ class MockSystem:
         @app.get(f"{ADMIN_PREFIX}/received")
         async def received() -> JSONResponse:
             return JSONResponse(self.received.snapshot())
+
+        @app.get(f"{ADMIN_PREFIX}/received/count")
+        async def received_count() -> JSONResponse:
+            return JSONResponse(self.received.counts())
 
         @app.post(f"{ADMIN_PREFIX}/reset")
         async def reset() -> JSONResponse:

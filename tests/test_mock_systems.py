@@ -913,19 +913,29 @@ def test_received_log_records_every_request_with_parsed_bodies(fresh_mocks, http
     http.put(f"{fresh_mocks.urls['ptw']}/api/v1/permits/PTW-NJ-2026-0001/holds/integration-hub", json=HOLD)
     http.get(admin(fresh_mocks, "ptw", "state"))
     assert http.get(admin(fresh_mocks, "ptw", "received")).json() == [
-        {"method": "GET", "path": "/api/v1/permits", "query": {"page_size": "2"}, "body": None, "status": 200},
+        {
+            "method": "GET",
+            "path": "/api/v1/permits",
+            "query": {"page_size": "2"},
+            "body": None,
+            "headers": {},
+            "status": 200,
+        },
         {
             "method": "PUT",
             "path": "/api/v1/permits/PTW-NJ-2026-0001/holds/integration-hub",
             "query": {},
             "body": HOLD,
+            "headers": {"content-type": "application/json"},
             "status": 200,
         },
     ]
+    assert http.get(admin(fresh_mocks, "ptw", "received/count")).json() == {"requests": 2, "kept": 2}
     soap_post(http, fresh_mocks.urls["eam"], envelope("NJ-P-101"))
     [entry] = http.get(admin(fresh_mocks, "eam", "received")).json()
     assert entry["method"] == "POST" and entry["path"] == "/eam/soap" and entry["status"] == 200
     assert isinstance(entry["body"], str) and "<eam:assetnum>NJ-P-101</eam:assetnum>" in entry["body"]
+    assert entry["headers"] == {"content-type": "text/xml; charset=utf-8", "soapaction": f'"{TNS}/GetAssetMaintenance"'}
 
 
 def test_admin_state_of_eam_and_mes_is_empty(mock_systems, http):

@@ -136,3 +136,5 @@ app.add_typer(mappings_app, name="mappings")
 import hub.cli.harness  # noqa: E402,F401  (adds the crashtest and chaos commands)
 
 import hub.cli.generate  # noqa: E402,F401  (adds the generate command)
+
+import hub.cli.bench  # noqa: E402,F401  (adds the bench command)

@@ -1,0 +1,120 @@
+"""Child-process entry of one measured phase: `python -m hub.bench.phase {hub,naive,floor} --out FILE ...`.
+
+Each phase runs in a process of its own so that its peak RSS is its own; the parent reads
+that from the child's rusage and times the child from the outside. Settings come from the
+`HUB_*` variables the parent sets, as for any hub process. The child writes to `--out`
+when its work started and ended (so the parent can tell start-up from work) and how many
+records it handled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hub.settings import HubSettings
+
+
+# Records handled, by kind: (asset, metadata key) pairs whose figures add up to it.
+HUB_RECORDS = {
+    "permits": [("permits", "fetched")],
+    "equipment": [("equipment", "row_count")],
+    "work_orders": [("maintenance_records", "row_count")],
+    "materials": [("process_parameters", "materials_requested")],
+    "erp_entries": [("erp_postings", "posted_now"), ("erp_postings", "rejected_now")],
+}
+
+
+def hub_phase(args: argparse.Namespace) -> Callable[[], dict]:
+    from dagster import DagsterEventType, DagsterInstance, RunsFilter
+
+    from hub.sync import run_full_sync
+
+    def figures_of_runs(instance, since: datetime) -> tuple[dict[str, int], list[str]]:
+        """Sum the assets' metadata over every run this phase started (one per site, if the sync is split)."""
+        found: dict[tuple[str, str], int] = {}
+        failed: list[str] = []
+        for record in instance.get_run_records(RunsFilter(created_after=since)):
+            run_id = record.dagster_run.run_id
+            for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+                materialization = entry.asset_materialization
+                asset = materialization.asset_key.to_user_string()
+                for key, value in materialization.metadata.items():
+                    if isinstance(value.value, (int, float)):
+                        found[(asset, key)] = found.get((asset, key), 0) + int(value.value)
+            failed += [e.step_key for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)]
+        records = {kind: sum(found.get(pair, 0) for pair in pairs) for kind, pairs in HUB_RECORDS.items()}
+        return records, failed
+
+    def work() -> dict:
+        since = datetime.now(timezone.utc)
+        with DagsterInstance.get() as instance:
+            result = run_full_sync(HubSettings(), instance)
+            records, failed = figures_of_runs(instance, since)
+        notes = [f"failed steps: {', '.join(failed)}"] if failed else []
+        return {"success": result.success, "records": records, "notes": notes}
+
+    return work
+
+
+def naive_phase(args: argparse.Namespace) -> Callable[[], dict]:
+    from hub.bench.naive import run_naive
+
+    def work() -> dict:
+        outcome = run_naive(HubSettings(), args.limit)
+        records = {
+            "permits": outcome.permits_listed,
+            "equipment": len(outcome.devices),
+            "work_orders": len(outcome.work_orders),
+            "materials": len(outcome.materials),
+            "erp_entries": outcome.erp_entries,
+        }
+        # The listing is oldest first, so a sample can hold far fewer open permits than the plant.
+        notes = [f"{outcome.permits_in_scope:,} of the sampled permits were in scope for EAM and MES calls"]
+        return {"success": True, "records": records, "notes": notes if args.limit else []}
+
+    return work
+
+
+def floor_phase(args: argparse.Namespace) -> Callable[[], dict]:
+    from hub.bench.floor import replay
+
+    def work() -> dict:
+        settings = HubSettings()
+        urls = {"ptw": settings.ptw.url, "eam": settings.eam.url, "mes": settings.mes.url, "erp": settings.erp.url}
+        differing = replay(json.loads(args.requests.read_text(encoding="utf-8")), urls)
+        notes = [f"{differing} replies had another status than the hub's"] if differing else []
+        return {"success": True, "records": {}, "notes": notes}
+
+    return work
+
+
+# Each loader imports what its phase needs before the clock starts, and nothing more:
+# the floor must not pay for importing Dagster.
+PHASES: dict[str, Callable[[argparse.Namespace], Callable[[], dict]]] = {
+    "hub": hub_phase,
+    "naive": naive_phase,
+    "floor": floor_phase,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hub.bench.phase")
+    parser.add_argument("phase", choices=PHASES)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--limit", type=int, help="naive: the first N permits only")
+    parser.add_argument("--requests", type=Path, help="floor: the hub's requests per system (JSON)")
+    args = parser.parse_args(argv)
+    work = PHASES[args.phase](args)
+    started = time.time()
+    outcome = work()
+    outcome.update(work_started=started, work_ended=time.time())
+    args.out.write_text(json.dumps(outcome), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

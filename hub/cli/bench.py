@@ -1,0 +1,62 @@
+"""`hub bench`: the hub's sync beside what the mocks can serve and a per-record connector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hub.cli import app, console
+
+
+@app.command()
+def bench(
+    scale: str = typer.Option("small", "--scale", help="small, medium or large plant."),
+    db: str = typer.Option("sqlite", "--db", help="The hub's store: sqlite or postgres (a fresh database)."),
+    dagster_storage: str = typer.Option(
+        "sqlite", "--dagster-storage", help="sqlite, or postgres through deploy/dagster.yaml on a fresh database."
+    ),
+    fixtures: Path | None = typer.Option(
+        None, "--fixtures", exists=True, file_okay=False, help="Run on this plant instead of generating one."
+    ),
+    workdir: Path = typer.Option(Path(".hub/bench"), "--workdir", help="Generated plants and run folders live here."),
+    json_path: Path | None = typer.Option(None, "--json", help="Default: WORKDIR/bench-SCALE-DB.json."),
+    naive_sample: int | None = typer.Option(
+        None, "--naive-sample", min=1, help="Permits the per-record connector runs before extrapolating (large: 2000)."
+    ),
+    seed: int = typer.Option(1, "--seed", help="Seed of the generated plant and of its changes."),
+    pg_url: str | None = typer.Option(
+        None, "--pg-url", envvar="BENCH_PG_URL", help="PostgreSQL server the fresh databases are made on."
+    ),
+) -> None:
+    """Time a full and an incremental sync against the floor and a naive connector; print one table."""
+    from hub.bench.databases import DEFAULT_PG_URL
+    from hub.bench.plant import PlantUnavailable
+    from hub.bench.report import print_report
+    from hub.bench.run import BenchFailed, BenchOptions, run_bench
+    from hub.bench.scales import SCALES
+
+    if scale not in SCALES:
+        raise typer.BadParameter(f"choose one of {', '.join(SCALES)}", param_hint="--scale")
+    for value, hint in ((db, "--db"), (dagster_storage, "--dagster-storage")):
+        if value not in ("sqlite", "postgres"):
+            raise typer.BadParameter("choose sqlite or postgres", param_hint=hint)
+    options = BenchOptions(
+        scale=SCALES[scale],
+        db=db,
+        dagster_storage=dagster_storage,
+        fixtures=fixtures,
+        workdir=workdir,
+        naive_sample=naive_sample,
+        seed=seed,
+        pg_url=pg_url or DEFAULT_PG_URL,
+    )
+    try:
+        report = run_bench(options, progress=lambda message: console.print(f"[dim]{message}[/]"))
+    except (BenchFailed, PlantUnavailable) as exc:
+        console.print(str(exc), style="red", markup=False)
+        raise typer.Exit(1) from None
+    print_report(report, console)
+    path = json_path or workdir / f"bench-{scale}-{db}.json"
+    report.write_json(path)
+    console.print(f"JSON: {path}")
