@@ -40,6 +40,8 @@ class HubSettings(BaseSettings):
     dagster_home: Path = Path(".hub/dagster_home")
     # The plant's sites (PTW `siteCode`): the sync's partitions, one run per site.
     sites: Annotated[tuple[str, ...], NoDecode] = ("NJ01", "HZ02")
+    # Sites whose runs go side by side (multiprocess and Celery syncs); the rest wait their turn.
+    parallel_sites: int = Field(default=2, ge=1)
     # Where `hub sync --executor celery` queues the steps for the workers it starts.
     celery_broker: str = "amqp://guest:guest@127.0.0.1:5672//"
 

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -87,9 +88,9 @@ def run_full_sync(
     }
     if executor == "celery":
         with celery_workers(env, settings.celery_broker, count=CELERY_WORKERS) as queue:
-            _site_processes(chosen, [executor, tag, log_level, queue], env)
+            _site_processes(chosen, [executor, tag, log_level, queue], env, settings.parallel_sites)
     else:
-        _site_processes(chosen, [executor, tag, log_level], env)
+        _site_processes(chosen, [executor, tag, log_level], env, settings.parallel_sites)
     return _outcome(instance, tag, chosen)
 
 
@@ -116,17 +117,22 @@ def _in_process(settings: HubSettings, instance: DagsterInstance, sites: list[st
     return SyncOutcome(runs)
 
 
-def _site_processes(sites: list[str], args: list[str], env: dict[str, str]) -> None:
-    """One process per site, all at once; on Ctrl-C or an error here, each is interrupted and awaited."""
-    processes = [subprocess.Popen([sys.executable, "-m", "hub.sync", site, *args], env=env) for site in sites]
+def _site_processes(sites: list[str], args: list[str], env: dict[str, str], at_once: int) -> None:
+    """One process per site, `at_once` side by side (each brings its own step processes, so a
+    group of many sites would otherwise swamp the machine); on Ctrl-C or an error here, each
+    running one is interrupted and awaited."""
+    waiting, running = list(sites), []
     try:
-        for process in processes:
-            process.wait()
+        while waiting or running:
+            while waiting and len(running) < at_once:
+                running.append(subprocess.Popen([sys.executable, "-m", "hub.sync", waiting.pop(0), *args], env=env))
+            time.sleep(0.2)  # not os.wait(): that would also reap the Celery workers' processes
+            running = [process for process in running if process.poll() is None]
     finally:
-        for process in processes:
+        for process in running:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)  # Dagster marks the run canceled
-        for process in processes:
+        for process in running:
             process.wait()
 
 

@@ -28,7 +28,7 @@ from hub.resources import HubStoreResource, PtwResource, RulesResource
 from hub.store.records import AuditBatch
 
 
-def _invalid_permit_decisions(hub_store, rules: GateRules, now: datetime, site: str | None) -> list[GateDecision]:
+def invalid_permit_decisions(hub_store, rules: GateRules, now: datetime, site: str | None) -> list[GateDecision]:
     """Block quarantined permits unless what could be read shows they are not gated (or another site's)."""
     decisions = {}
     for row in hub_store.list_quarantine():
@@ -82,7 +82,7 @@ def permit_gate_decisions(
     }
     by_id = {d.permit_id: d for d in decide_all(permits, profiles, gate_rules, now)}
     # A newer record that failed validation overrides the last good copy: fail closed.
-    for decision in _invalid_permit_decisions(hub_store, gate_rules, now, site):
+    for decision in invalid_permit_decisions(hub_store, gate_rules, now, site):
         by_id[decision.permit_id] = decision
     decisions = [by_id[k] for k in sorted(by_id)]
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}

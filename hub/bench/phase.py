@@ -53,7 +53,7 @@ def hub_phase(args: argparse.Namespace) -> Callable[[], dict]:
     def work() -> dict:
         since = datetime.now(timezone.utc)
         with DagsterInstance.get() as instance:
-            result = run_full_sync(HubSettings(), instance)
+            result = run_full_sync(HubSettings(), instance, executor=args.executor)
             records, failed = figures_of_runs(instance, since)
         notes = [f"failed steps: {', '.join(failed)}"] if failed else []
         return {"success": result.success, "records": records, "notes": notes}
@@ -65,28 +65,38 @@ def naive_phase(args: argparse.Namespace) -> Callable[[], dict]:
     from hub.bench.naive import run_naive
 
     def work() -> dict:
-        outcome = run_naive(HubSettings(), args.limit)
+        outcome = run_naive(HubSettings(), args.every)
         records = {
-            "permits": outcome.permits_listed,
+            "permits": outcome.permits_synced,
             "equipment": len(outcome.devices),
             "work_orders": len(outcome.work_orders),
             "materials": len(outcome.materials),
             "erp_entries": outcome.erp_entries,
         }
-        # The listing is oldest first, so a sample can hold far fewer open permits than the plant.
         notes = [f"{outcome.permits_in_scope:,} of the sampled permits were in scope for EAM and MES calls"]
-        return {"success": True, "records": records, "notes": notes if args.limit else []}
+        return {
+            "success": True,
+            "records": records,
+            "listing_s": outcome.listing_s,
+            "listing_calls": outcome.listing_calls,
+            "notes": notes if args.every > 1 else [],
+        }
 
     return work
 
 
 def floor_phase(args: argparse.Namespace) -> Callable[[], dict]:
     from hub.bench.floor import replay
+    from hub.mappings.engine import load_mapping
+
+    settings = HubSettings()
+    systems = {"ptw": settings.ptw, "eam": settings.eam, "mes": settings.mes, "erp": settings.erp}
+    # As wide as the hub sends: its flavor files say how many requests may be in flight.
+    widths = {name: load_mapping(endpoint.mapping or name).spec.endpoint.concurrency for name, endpoint in systems.items()}
 
     def work() -> dict:
-        settings = HubSettings()
-        urls = {"ptw": settings.ptw.url, "eam": settings.eam.url, "mes": settings.mes.url, "erp": settings.erp.url}
-        differing = replay(json.loads(args.requests.read_text(encoding="utf-8")), urls)
+        urls = {name: endpoint.url for name, endpoint in systems.items()}
+        differing = replay(json.loads(args.requests.read_text(encoding="utf-8")), urls, widths)
         notes = [f"{differing} replies had another status than the hub's"] if differing else []
         return {"success": True, "records": {}, "notes": notes}
 
@@ -106,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hub.bench.phase")
     parser.add_argument("phase", choices=PHASES)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--limit", type=int, help="naive: the first N permits only")
+    parser.add_argument("--every", type=int, default=1, help="naive: every N-th permit of the listing only")
+    parser.add_argument("--executor", default="in_process", help="hub: how the sync runs (hub sync --executor)")
     parser.add_argument("--requests", type=Path, help="floor: the hub's requests per system (JSON)")
     args = parser.parse_args(argv)
     work = PHASES[args.phase](args)

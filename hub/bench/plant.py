@@ -16,6 +16,9 @@ from hub.bench.scales import Scale
 
 PLANT_TZ = ZoneInfo("Asia/Shanghai")
 CHANGED_FRACTION = 0.01
+# Before today, so that every stamp of the generated plant is older than a change made now: an
+# incremental pull then lists the changes, and only them.
+ANCHOR = date(2026, 11, 1)
 
 
 class PlantUnavailable(RuntimeError):
@@ -24,7 +27,7 @@ class PlantUnavailable(RuntimeError):
 
 def generated_plant(scale: Scale, seed: int, workdir: Path) -> Path:
     """The plant for this scale and seed, reused from `workdir`: the large one takes minutes to generate."""
-    folder = workdir / "plants" / f"{scale.name}-seed{seed}"
+    folder = workdir / "plants" / f"{scale.name}-seed{seed}-{ANCHOR:%Y%m%d}"
     if (folder / "manifest.json").exists():
         return folder
     try:
@@ -34,7 +37,7 @@ def generated_plant(scale: Scale, seed: int, workdir: Path) -> Path:
     partial = folder.with_name(folder.name + ".partial")  # a killed generation is never mistaken for a plant
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    generate_plant(partial, seed=seed, **scale.plant_size())
+    generate_plant(partial, seed=seed, anchor=ANCHOR, **scale.plant_size())
     partial.rename(folder)
     return folder
 
@@ -72,3 +75,12 @@ def cost_rules_file(plant: Path) -> Path | None:
     """A generated plant brings cost rules for its own cost centres; the shipped fixtures use the packaged ones."""
     rules = plant / "rules" / "costs.yaml"
     return rules.resolve() if rules.exists() else None
+
+
+def plant_sites(plant: Path) -> list[str]:
+    """The plant's sites, one partition each: from the generator's manifest, else from the permits."""
+    manifest = plant / "manifest.json"
+    if manifest.exists():
+        return [site["code"] for site in json.loads(manifest.read_text(encoding="utf-8"))["sites"]]
+    permits = json.loads((plant / "ptw" / "permits.json").read_text(encoding="utf-8"))
+    return sorted({str(p.get("siteCode", "")).strip().upper() for p in permits} - {""})

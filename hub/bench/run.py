@@ -35,7 +35,7 @@ from pathlib import Path
 
 from hub.bench.databases import DEFAULT_PG_URL, FreshDatabases
 from hub.bench.mocks_process import PLANT_SYSTEMS, MocksProcess
-from hub.bench.plant import PlantUnchangeable, changed_plant, cost_rules_file, generated_plant
+from hub.bench.plant import PlantUnchangeable, changed_plant, cost_rules_file, generated_plant, plant_sites
 from hub.bench.report import BenchReport, PhaseFigures
 from hub.bench.scales import Scale
 
@@ -57,6 +57,7 @@ class BenchOptions:
     fixtures: Path | None = None
     workdir: Path = Path(".hub/bench")
     naive_sample: int | None = None  # None: the scale's default
+    executor: str = "in_process"
     seed: int = 1
     pg_url: str = DEFAULT_PG_URL
     dagster_yaml: Path = DEPLOY_DAGSTER_YAML
@@ -101,24 +102,31 @@ def _figures(child: ChildRun, calls: dict[str, int], records: int, note: str = "
     )
 
 
-def _extrapolated(child: ChildRun, calls: dict[str, int], records: int, ran: int, total: int) -> PhaseFigures:
-    """Work time and calls scaled linearly by permit count; start-up is paid once, so it is not scaled.
+def _extrapolated(child: ChildRun, calls: dict[str, int], records: int, every: int, total: int) -> PhaseFigures:
+    """Every `every`-th permit ran; the per-permit work and its calls are scaled by the sample's
+    share of the permits. Start-up and the paging through the PTW were paid in full, so they
+    are not scaled.
 
     Records are the whole plant's, as the hub full sync counted them: distinct devices and
     materials do not grow linearly with permits, so scaling the sample's would overstate them.
     """
+    ran = child.outcome["records"]["permits"]
     factor = total / ran
+    listing_s, listing_calls = child.outcome["listing_s"], child.outcome["listing_calls"]
     scaled_calls = {system: round(n * factor) for system, n in calls.items()}
-    figures = _figures(child, scaled_calls, records, f"sampled {ran:,} of {total:,} permits, extrapolated")
-    return replace(figures, wall_s=child.startup_s + (child.wall_s - child.startup_s) * factor)
+    scaled_calls["ptw"] = listing_calls + round((calls["ptw"] - listing_calls) * factor)
+    note = f"sampled every {every}th permit ({ran:,} of {total:,}), per-permit work extrapolated"
+    figures = _figures(child, scaled_calls, records, note)
+    per_permit_s = child.wall_s - child.startup_s - listing_s
+    return replace(figures, wall_s=child.startup_s + listing_s + per_permit_s * factor)
 
 
 class Environment:
     """The `HUB_*` variables (and Dagster home) each child gets; nothing is inherited from the caller's."""
 
-    def __init__(self, dagster_home: Path, cost_rules: Path | None, dagster_pg_url: str | None):
+    def __init__(self, dagster_home: Path, cost_rules: Path | None, dagster_pg_url: str | None, sites: list[str]):
         base = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        base.update(DAGSTER_HOME=str(dagster_home), HUB_EAM_WSDL=str(EAM_WSDL))
+        base.update(DAGSTER_HOME=str(dagster_home), HUB_EAM_WSDL=str(EAM_WSDL), HUB_SITES=",".join(sites))
         if cost_rules is not None:
             base["HUB_COST_RULES_FILE"] = str(cost_rules)
         if dagster_pg_url is not None:
@@ -172,13 +180,14 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
 
     with FreshDatabases(options.db, folder, options.pg_url) as databases:
         home, dagster_pg_url = _dagster_home(options, folder, databases)
-        env = Environment(home, cost_rules_file(plant), dagster_pg_url)
+        env = Environment(home, cost_rules_file(plant), dagster_pg_url, plant_sites(plant))
         hub_store, naive_store = databases.store_url("hub"), databases.store_url("naive")
 
         with MocksProcess(plant, state_dir, mocks_log) as mocks:
             mocks.reset()
             progress("hub full sync")
-            full = run_child(["hub"], env.for_phase(mocks.urls, hub_store), folder, "hub_full")
+            hub_args = ["hub", "--executor", options.executor]
+            full = run_child(hub_args, env.for_phase(mocks.urls, hub_store), folder, "hub_full")
             calls = mocks.request_counts()
             hub_requests = {system: mocks.received(system) for system in PLANT_SYSTEMS}
         full_records = sum(full.outcome["records"].values())
@@ -196,7 +205,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
             changed, unchanged_because = plant, f"{exc}: synced the unchanged plant again"
         with MocksProcess(changed, state_dir, mocks_log) as mocks:
             progress("hub incremental sync")
-            incremental = run_child(["hub"], env.for_phase(mocks.urls, hub_store), folder, "hub_incremental")
+            incremental = run_child(hub_args, env.for_phase(mocks.urls, hub_store), folder, "hub_incremental")
             phases["hub_incremental"] = _figures(
                 incremental, mocks.request_counts(), sum(incremental.outcome["records"].values()), unchanged_because
             )
@@ -210,13 +219,12 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
             mocks.reset()
             total = full.outcome["records"]["permits"]
             sample = options.naive_sample or scale.naive_sample
-            sampled = sample is not None and sample < total
-            progress(f"naive per-record connector ({f'first {sample:,} of {total:,}' if sampled else 'all'} permits)")
-            naive_args = ["naive", "--limit", str(sample)] if sampled else ["naive"]
-            naive = run_child(naive_args, env.for_phase(mocks.urls, naive_store), folder, "naive")
+            every = max(1, -(-total // sample)) if sample else 1
+            progress(f"naive per-record connector ({f'every {every}th of {total:,}' if every > 1 else 'all'} permits)")
+            naive = run_child(["naive", "--every", str(every)], env.for_phase(mocks.urls, naive_store), folder, "naive")
             naive_calls = mocks.request_counts()
-        if sampled:
-            phases["naive"] = _extrapolated(naive, naive_calls, full_records, naive.outcome["records"]["permits"], total)
+        if every > 1:
+            phases["naive"] = _extrapolated(naive, naive_calls, full_records, every, total)
         else:
             phases["naive"] = _figures(naive, naive_calls, sum(naive.outcome["records"].values()))
 
@@ -226,6 +234,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
         "seed": options.seed,
         "db": options.db,
         "dagster_storage": options.dagster_storage,
+        "executor": options.executor,
         "date": started.isoformat(timespec="seconds"),
         "plant": str(plant),
     }

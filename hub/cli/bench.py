@@ -13,9 +13,12 @@ from hub.cli import app, console
 def bench(
     scale: str = typer.Option("small", "--scale", help="small, medium or large plant."),
     db: str = typer.Option("sqlite", "--db", help="The hub's store: sqlite or postgres (a fresh database)."),
-    dagster_storage: str = typer.Option(
-        "sqlite", "--dagster-storage", help="sqlite, or postgres through deploy/dagster.yaml on a fresh database."
+    dagster_storage: str | None = typer.Option(
+        None,
+        "--dagster-storage",
+        help="sqlite, or postgres through deploy/dagster.yaml on a fresh database (default: as --db).",
     ),
+    executor: str = typer.Option("in_process", "--executor", help="How the hub's sync runs: as `hub sync --executor`."),
     fixtures: Path | None = typer.Option(
         None, "--fixtures", exists=True, file_okay=False, help="Run on this plant instead of generating one."
     ),
@@ -36,8 +39,13 @@ def bench(
     from hub.bench.run import BenchFailed, BenchOptions, run_bench
     from hub.bench.scales import SCALES
 
+    from hub.sync import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise typer.BadParameter(f"choose one of {', '.join(EXECUTORS)}", param_hint="--executor")
     if scale not in SCALES:
         raise typer.BadParameter(f"choose one of {', '.join(SCALES)}", param_hint="--scale")
+    dagster_storage = dagster_storage or db
     for value, hint in ((db, "--db"), (dagster_storage, "--dagster-storage")):
         if value not in ("sqlite", "postgres"):
             raise typer.BadParameter("choose sqlite or postgres", param_hint=hint)
@@ -48,6 +56,7 @@ def bench(
         fixtures=fixtures,
         workdir=workdir,
         naive_sample=naive_sample,
+        executor=executor,
         seed=seed,
         pg_url=pg_url or DEFAULT_PG_URL,
     )
