@@ -128,12 +128,17 @@ class ErpSystem(MockSystem):
 
     def clear_state(self) -> None:
         self._documents: list[dict] = []
+        self._by_company: dict[str, list[dict]] = {}
         self._seen: dict[str, dict] = {}  # UUID -> {"receivedAt", "confirmation"}
         self._next_document = self._first_document
 
+    def _book(self, document: dict) -> None:
+        self._documents.append(document)
+        self._by_company.setdefault(document["CompanyCode"], []).append(document)
+
     def apply_change(self, change: dict) -> None:
         document = change["document"]
-        self._documents.append(document)
+        self._book(document)
         self._seen[document["MessageUUID"]] = change["seen"]
         self._next_document = max(self._next_document, int(document["AccountingDocument"]) + 1)
 
@@ -182,7 +187,7 @@ class ErpSystem(MockSystem):
         number = str(self._next_document)
         self._next_document += 1
         fiscal_year = entry["PostingDate"][:4]
-        self._documents.append(
+        self._book(
             {
                 "AccountingDocument": number,
                 "CompanyCode": entry["CompanyCode"],
@@ -259,19 +264,20 @@ class ErpSystem(MockSystem):
                     page, size = ledger_window(params)
                 except Malformed as exc:
                     return error(400, str(exc))
-                return JSONResponse(self.ledger_page(page, size))
+                return JSONResponse(self.ledger_page(page, size, params.get("CompanyCode")))
             reference = params.get("DocumentReferenceID")
             if not reference:
                 return error(400, "DocumentReferenceID, or page for the ledger listing, is required")
             results = [_document(d) for d in self._documents if d["DocumentReferenceID"] == reference]
             return JSONResponse({"results": results})
 
-    def ledger_page(self, page: int, size: int) -> dict:
-        """Posted documents in posting order, one page of them."""
+    def ledger_page(self, page: int, size: int, company: str | None = None) -> dict:
+        """Posted documents in posting order (of one company code, if given), one page of them."""
+        documents = self._documents if company is None else self._by_company.get(company, [])
         start = (page - 1) * size
         return {
-            "results": [_document(d) for d in self._documents[start : start + size]],
+            "results": [_document(d) for d in documents[start : start + size]],
             "page": page,
             "size": size,
-            "total": len(self._documents),
+            "total": len(documents),
         }

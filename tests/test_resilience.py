@@ -52,6 +52,7 @@ from hub.mappings.engine import load_mapping
 from hub.model import SafetyCostEntry
 from hub.resources import resources_from_settings
 from hub.settings import HubSettings, SystemEndpoint
+from hub.store.repository import HubStore
 from mock_systems.servers import start_systems
 from test_connectors import ASSETS as EAM_ASSETS
 from test_connectors import FIXTURES, SOAP_ENV, TNS, WSDL, admin_state, journal_entry, received, set_faults
@@ -552,6 +553,19 @@ def test_list_documents_pages_through_the_whole_ledger(fresh_mocks: Any) -> None
     assert [(e["query"]["page"], e["query"]["size"]) for e in listing] == [("1", "2"), ("2", "2"), ("3", "2")]
 
 
+def test_list_documents_of_one_company_asks_the_erp_for_that_company_only(fresh_mocks: Any) -> None:
+    client = erp_client(fresh_mocks.urls["erp"], ledger_page_size=2)
+    nj = [(str(uuid.uuid4()), journal_entry(f"PTW-NJ-2026-0007/line{i}")) for i in range(3)]
+    hz = journal_entry("PTW-HZ-2026-0005/labour")
+    hz["JournalEntry"].update(CompanyCode="HZ02", CostCenter="CC-HZ-ARO")
+    list(client.post_entries([*nj, (str(uuid.uuid4()), hz)]))
+
+    assert [d.reference for d in client.list_documents(company="HZ02")] == ["PTW-HZ-2026-0005/labour"]
+    assert sorted(d.message_uuid for d in client.list_documents(company="NJ01")) == sorted(u for u, _ in nj)
+    listing = [e["query"] for e in received(fresh_mocks, "erp") if e["method"] == "GET"]
+    assert [q["CompanyCode"] for q in listing] == ["HZ02", "NJ01", "NJ01"]
+
+
 def _entry(key: str, amount: str = "100.00") -> SafetyCostEntry:
     return SafetyCostEntry(
         entry_key=key,
@@ -639,13 +653,21 @@ def test_ledger_check_passes_when_clean_and_names_every_mismatch(
                 {"k": unrecorded},
             )
         engine.dispose()
-        # Someone books one of the hub's entries again by hand, under a new message UUID.
+        # Someone books one of the hub's entries again by hand, under a new message UUID, once
+        # under its own company and once under another one.
         erp = erp_client(fresh_mocks.urls["erp"])
-        list(erp.post_entries([(str(uuid.uuid4()), journal_entry(twin))]))
+        twin_entry = next(row for row in HubStore(sqlite_url).load_outbox() if row["entry_key"] == twin)["payload"]
+        same_company = journal_entry(twin)
+        same_company["JournalEntry"].update(CompanyCode=twin_entry["site"], CostCenter=twin_entry["cost_center"])
+        other = "NJ01" if twin_entry["site"] != "NJ01" else "HZ02"
+        other_company = journal_entry(twin)
+        other_company["JournalEntry"].update(CompanyCode=other, CostCenter={"NJ01": "CC-NJ-CRK", "HZ02": "CC-HZ-ARO"}[other])
+        list(erp.post_entries([(str(uuid.uuid4()), same_company), (str(uuid.uuid4()), other_company)]))
 
         passed, metadata = check_evaluation(run_all(settings, instance, only_check), "erp_ledger_reconciled")
         assert not passed
         assert (metadata["posted_twice"], metadata["booked_differently"], metadata["not_recorded_in_hub"]) == (1, 1, 1)
+        assert metadata["booked_under_another_company"] == 1
         assert metadata["missing_in_erp"] == 0
         assert set(metadata["entry_keys"].split(", ")) == {twin, renumbered, unrecorded}
         assert "accounting_document hub=5199999999" in metadata["mismatches"]

@@ -165,17 +165,17 @@ def erp_ledger_reconciled(
     context: AssetCheckExecutionContext, store: HubStoreResource, erp: ErpResource
 ) -> AssetCheckResult:
     site = site_of(context)
-    rows = store.store().load_outbox(site=site)
+    hub_store = store.store()
+    rows = hub_store.load_outbox(site=site)
     client = erp.client()
     try:
         with client:
-            documents = client.list_documents()
+            # The site's company only: listing the whole group's ledger once per site would grow
+            # with the number of sites. Its own entries booked elsewhere show up as missing here,
+            # and as booked under another company in that company's site check.
+            documents = client.list_documents(company=site)
     except (TransientError, VendorRejected) as exc:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"erp_error": str(exc)})
-    if site is not None:
-        # The site's company, plus any document booked under another company for one of its entries.
-        keys = {r["entry_key"] for r in rows}
-        documents = [d for d in documents if d.company_code == site or d.reference in keys]
     outbox = [
         OutboxEntry(
             entry_key=r["entry_key"],
@@ -186,7 +186,17 @@ def erp_ledger_reconciled(
         for r in rows
     ]
     found = reconcile(outbox, documents)
+    own = {r["entry_key"] for r in rows}
+    elsewhere = {
+        key: owner
+        for key, owner in hub_store.outbox_sites_of({d.reference for d in documents} - own).items()
+        if owner != site
+    }
     mismatches = [
+        *(
+            {"kind": "booked_under_another_company", "entry_key": k, "detail": f"an entry of site {owner} booked under {site}"}
+            for k, owner in sorted(elsewhere.items())
+        ),
         *({"kind": "missing_in_erp", "entry_key": k, "detail": ""} for k in found.missing_in_erp),
         *({"kind": "not_recorded_in_hub", "entry_key": k, "detail": ""} for k in found.not_recorded_in_hub),
         *({"kind": "posted_twice", "entry_key": k, "detail": ""} for k in found.posted_twice),
@@ -197,7 +207,7 @@ def erp_ledger_reconciled(
     ]
     keys = list(dict.fromkeys(m["entry_key"] for m in mismatches))
     return AssetCheckResult(
-        passed=found.clean,
+        passed=found.clean and not elsewhere,
         severity=AssetCheckSeverity.ERROR,
         metadata={
             "outbox_entries": len(rows),
@@ -206,6 +216,7 @@ def erp_ledger_reconciled(
             "not_recorded_in_hub": len(found.not_recorded_in_hub),
             "posted_twice": len(found.posted_twice),
             "booked_differently": len(found.booked_differently),
+            "booked_under_another_company": len(elsewhere),
             "entry_keys": ", ".join(keys[:50]) or "none",
             "mismatches": preview(mismatches, limit=50),
         },

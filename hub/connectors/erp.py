@@ -113,14 +113,15 @@ class ErpClient:
     def find_by_reference(self, reference: str) -> list[dict[str, Any]]:
         return self.operations.fetch("find_by_reference", reference=reference).get("document", [])
 
-    def list_documents(self) -> list[LedgerDocument]:
-        """Every document in the ERP's ledger, page by page, each once.
+    def list_documents(self, company: str | None = None) -> list[LedgerDocument]:
+        """Every document in the ERP's ledger (of one company code, if given), page by page, each once.
 
         Documents are keyed by company, year and number, so a document seen on two pages
         (the ledger grew while it was listed) is not mistaken for a double booking.
         """
         documents: dict[tuple[str, str, str], LedgerDocument] = {}
-        for number, page in enumerate(self.operations.pages("ledger"), start=1):
+        values = {} if company is None else {"company": company}
+        for number, page in enumerate(self.operations.pages("ledger", **values), start=1):
             try:
                 batch = [_ledger_document(raw) for raw in page.get("document", [])]
             except (KeyError, TypeError, ValueError, InvalidOperation) as exc:

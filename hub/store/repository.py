@@ -809,6 +809,16 @@ class HubStore:
             rows = conn.execute(select(o).where(*_outbox_of(site)).order_by(o.c.created_at, o.c.entry_key)).all()
         return [dict(r._mapping) for r in rows]
 
+    def outbox_sites_of(self, entry_keys: Collection[str]) -> dict[str, str]:
+        """Entry key -> the site whose outbox holds it, for those of `entry_keys` the hub queued."""
+        o = t.erp_outbox
+        found: dict[str, str] = {}
+        with self._read() as conn:
+            for chunk in _chunks(_unique(entry_keys), IN_CHUNK):
+                rows = conn.execute(select(o.c.entry_key, o.c.payload).where(o.c.entry_key.in_(chunk)))
+                found.update({row.entry_key: row.payload["site"] for row in rows})
+        return found
+
     # ------------------------------------------------------------------ quarantine
 
     @staticmethod
