@@ -14,8 +14,22 @@ from hub.assets.common import preview
 from hub.assets.sites import site_of, site_partitions
 from hub.failpoints import failpoint
 from hub.logic.costs import CostError, cost_entries, message_uuid
+from hub.model import Permit
 from hub.resources import HubStoreResource, RulesResource
 from hub.store.repository import QuarantineItem
+
+
+def cost_problem(permit: Permit, exc: CostError, cost_rules_file: str | None) -> QuarantineItem:
+    """A permit the cost rules cannot cost, kept with the rule file that refused it."""
+    return QuarantineItem(
+        system="hub",
+        record_kind="safety_cost_entry",
+        source_key=permit.permit_id,
+        payload=permit.model_dump(mode="json"),
+        field=exc.field,
+        reason=str(exc),
+        source_file=str(cost_rules_file or "hub/rules/costs.yaml"),
+    )
 
 
 #: Permits a quarantine replay stored while the previous run was costing are costed again, not missed.
@@ -46,17 +60,7 @@ def safety_cost_entries(
         try:
             entries.extend(cost_entries(permit, cost_rules))
         except CostError as exc:
-            problems.append(
-                QuarantineItem(
-                    system="hub",
-                    record_kind="safety_cost_entry",
-                    source_key=permit.permit_id,
-                    payload=permit.model_dump(mode="json"),
-                    field=exc.field,
-                    reason=str(exc),
-                    source_file=rules.cost_rules_file or "hub/rules/costs.yaml",
-                )
-            )
+            problems.append(cost_problem(permit, exc, rules.cost_rules_file))
     new = hub_store.enqueue_entries(entries, {e.entry_key: str(message_uuid(e.entry_key)) for e in entries})
     failpoint("costs.after_enqueue")
     quarantined = hub_store.quarantine(problems)

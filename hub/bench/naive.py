@@ -23,6 +23,7 @@ from zeep.helpers import serialize_object
 from zeep.transports import Transport
 
 from hub.assets.common import SYNC_SCOPE_STATUSES, lineage_of, quarantine_rejects
+from hub.assets.costs import cost_problem
 from hub.assets.gate import invalid_permit_decisions
 from hub.logic.clearance import DeviceProfile, build_profiles
 from hub.logic.costs import CostError, cost_entries, message_uuid
@@ -32,7 +33,7 @@ from hub.mappings.engine import load_mapping
 from hub.model import GateDecision, Permit, SafetyCostEntry
 from hub.settings import HubSettings
 from hub.store.migrate import upgrade
-from hub.store.repository import HubStore, QuarantineItem
+from hub.store.repository import HubStore
 
 EAM_BINDING = "{urn:plant:eam:maintenance:v1}AssetMaintenanceBinding"
 TIMEOUT_S = 30
@@ -73,7 +74,7 @@ class NaiveConnector:
         self.mes_mapping, self.erp_mapping = load_mapping("mes"), load_mapping("erp")
         self.gate_rules = load_gate_rules(settings.gate_rules_file)
         self.cost_rules = load_cost_rules(settings.cost_rules_file)
-        self.cost_rules_file = str(settings.cost_rules_file or "hub/rules/costs.yaml")
+        self.cost_rules_file = settings.cost_rules_file
         self.ptw = httpx.Client(base_url=settings.ptw.url, timeout=TIMEOUT_S)
         self.mes = httpx.Client(base_url=settings.mes.url, timeout=TIMEOUT_S)
         self.erp = httpx.Client(base_url=settings.erp.url, timeout=TIMEOUT_S)
@@ -132,7 +133,7 @@ class NaiveConnector:
             try:
                 entries = cost_entries(permit, self.cost_rules)
             except CostError as exc:
-                self.store.quarantine([self._cost_problem(permit, exc)])
+                self.store.quarantine([cost_problem(permit, exc, self.cost_rules_file)])
                 return
             for entry in entries:
                 self._post_entry(entry)
@@ -189,17 +190,6 @@ class NaiveConnector:
         else:
             self.store.mark_rejected([(entry.entry_key, str(confirmation.get("Log")))])
         self.outcome.erp_entries += 1
-
-    def _cost_problem(self, permit: Permit, exc: CostError) -> QuarantineItem:
-        return QuarantineItem(
-            system="hub",
-            record_kind="safety_cost_entry",
-            source_key=permit.permit_id,
-            payload=permit.model_dump(mode="json"),
-            field=exc.field,
-            reason=str(exc),
-            source_file=self.cost_rules_file,
-        )
 
 
 def run_naive(settings: HubSettings, every: int = 1) -> NaiveOutcome:
