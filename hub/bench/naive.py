@@ -78,7 +78,13 @@ class NaiveConnector:
         self.ptw = httpx.Client(base_url=settings.ptw.url, timeout=TIMEOUT_S)
         self.mes = httpx.Client(base_url=settings.mes.url, timeout=TIMEOUT_S)
         self.erp = httpx.Client(base_url=settings.erp.url, timeout=TIMEOUT_S)
-        client = zeep.Client(settings.eam_wsdl or f"{settings.eam.url}?wsdl", transport=Transport(operation_timeout=TIMEOUT_S))
+        client = zeep.Client(
+            settings.eam_wsdl or f"{settings.eam.url}?wsdl",
+            transport=Transport(operation_timeout=TIMEOUT_S),
+            # Lenient, so that a record missing a field reaches the mapping (and quarantine) instead
+            # of failing the whole reply.
+            settings=zeep.Settings(strict=False),
+        )
         self.eam = client.create_service(EAM_BINDING, settings.eam.url)
         self.page_size = self.ptw_mapping.spec.endpoint.operations["permits_changed"].requests[0].pages.size
         self.outcome = NaiveOutcome()
