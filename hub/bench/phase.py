@@ -112,6 +112,15 @@ PHASES: dict[str, Callable[[argparse.Namespace], Callable[[], dict]]] = {
 }
 
 
+def peak_rss_mib() -> float:
+    """This process's own high-water RSS (VmHWM). Not rusage's ru_maxrss: that also counts the
+    parent's memory this process was forked from before it exec'd Python."""
+    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hub.bench.phase")
     parser.add_argument("phase", choices=PHASES)
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     work = PHASES[args.phase](args)
     started = time.time()
     outcome = work()
-    outcome.update(work_started=started, work_ended=time.time())
+    outcome.update(work_started=started, work_ended=time.time(), peak_rss_mib=peak_rss_mib())
     args.out.write_text(json.dumps(outcome), encoding="utf-8")
 
 

@@ -72,20 +72,19 @@ class ChildRun:
 
 
 def run_child(phase_args: list[str], env: dict[str, str], folder: Path, name: str) -> ChildRun:
-    """Run `python -m hub.bench.phase ...`, timed from here, with its own peak RSS."""
+    """Run `python -m hub.bench.phase ...`, timed from here; the child reports its own peak RSS."""
     out, log_path = folder / f"{name}.json", folder / f"{name}.log"
     command = [sys.executable, "-m", "hub.bench.phase", *phase_args, "--out", str(out)]
     with log_path.open("w", encoding="utf-8") as log:
         spawned, started = time.time(), time.perf_counter()
         child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
+        status = child.wait()
         wall = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
+    if status != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise BenchFailed(f"phase {name} exited with {child.returncode}; end of {log_path}:\n{tail}")
+        raise BenchFailed(f"phase {name} exited with {status}; end of {log_path}:\n{tail}")
     outcome = json.loads(out.read_text(encoding="utf-8"))
-    return ChildRun(wall, outcome["work_started"] - spawned, usage.ru_maxrss / 1024, outcome)  # ru_maxrss is KiB
+    return ChildRun(wall, outcome["work_started"] - spawned, outcome["peak_rss_mib"], outcome)
 
 
 def _figures(child: ChildRun, calls: dict[str, int], records: int, note: str = "") -> PhaseFigures:

@@ -39,10 +39,8 @@ def bench(
     from hub.bench.run import BenchFailed, BenchOptions, run_bench
     from hub.bench.scales import SCALES
 
-    from hub.sync import EXECUTORS
-
-    if executor not in EXECUTORS:
-        raise typer.BadParameter(f"choose one of {', '.join(EXECUTORS)}", param_hint="--executor")
+    if executor not in ("in_process", "multiprocess", "celery"):
+        raise typer.BadParameter("choose in_process, multiprocess or celery", param_hint="--executor")
     if scale not in SCALES:
         raise typer.BadParameter(f"choose one of {', '.join(SCALES)}", param_hint="--scale")
     dagster_storage = dagster_storage or db
