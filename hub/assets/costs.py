@@ -32,8 +32,8 @@ def cost_problem(permit: Permit, exc: CostError, cost_rules_file: str | None) ->
     )
 
 
-#: Permits a quarantine replay stored while the previous run was costing are costed again, not missed.
-SYNC_LEEWAY = timedelta(seconds=30)
+#: A permit a quarantine replay was storing while the previous run read is costed again, not missed.
+SYNC_LEEWAY = timedelta(seconds=5)
 
 
 @asset(

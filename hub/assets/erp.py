@@ -133,7 +133,7 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
         "preview": preview(
             [
                 {"entry_key": r["entry_key"], "document": r["accounting_document"], "status": r["status"]}
-                for r in hub_store.load_outbox(site=site)
+                for r in hub_store.load_outbox(site=site, limit=10)
             ]
         ),
     }
@@ -148,11 +148,14 @@ def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: E
     partitions_def=site_partitions,
 )
 def erp_entries_confirmed(context: AssetCheckExecutionContext, store: HubStoreResource) -> AssetCheckResult:
-    rows = store.store().load_outbox(site=site_of(context))
-    unconfirmed = sorted(r["entry_key"] for r in rows if not r["accounting_document"])
+    hub_store, site = store.store(), site_of(context)
+    unconfirmed = sorted(r["entry_key"] for r in hub_store.load_outbox(site=site, unconfirmed_only=True))
     return AssetCheckResult(
         passed=not unconfirmed,
-        metadata={"entries": len(rows), "unconfirmed": ", ".join(unconfirmed[:50]) or "none"},
+        metadata={
+            "entries": sum(hub_store.outbox_summary(site=site).values()),
+            "unconfirmed": ", ".join(unconfirmed[:50]) or "none",
+        },
     )
 
 

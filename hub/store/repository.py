@@ -803,10 +803,15 @@ class HubStore:
             counts = dict(conn.execute(stmt).all())
         return {status: int(counts.get(status, 0)) for status in t.OUTBOX_STATUSES}
 
-    def load_outbox(self, site: str | None = None) -> list[dict[str, Any]]:
+    def load_outbox(
+        self, site: str | None = None, *, unconfirmed_only: bool = False, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Outbox rows, oldest first: of a site (every site if None), only those without an ERP
+        document if asked, at most `limit` of them."""
         o = t.erp_outbox
+        where = [*_outbox_of(site), *([o.c.accounting_document.is_(None)] if unconfirmed_only else [])]
         with self._read() as conn:
-            rows = conn.execute(select(o).where(*_outbox_of(site)).order_by(o.c.created_at, o.c.entry_key)).all()
+            rows = conn.execute(select(o).where(*where).order_by(o.c.created_at, o.c.entry_key).limit(limit)).all()
         return [dict(r._mapping) for r in rows]
 
     def outbox_sites_of(self, entry_keys: Collection[str]) -> dict[str, str]:
