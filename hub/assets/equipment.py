@@ -1,5 +1,10 @@
 """`equipment` and `maintenance_records`: one batched EAM pull for the devices in scope.
 
+A device is pulled whole when it is new to the hub or its last whole pull is older than
+`HUB_EAM_FULL_PULL_EVERY_H`; otherwise the EAM is asked only for its work orders changed
+since its last answer. Each batch is mapped and stored as it arrives, while the next are
+on their way.
+
 A failed pull does not fail the assets: the devices keep their old fetch time, so
 the gate sees them as stale or unavailable and blocks. Failing here would instead
 stop the gate from running at all.
