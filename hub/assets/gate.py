@@ -28,15 +28,24 @@ from hub.resources import HubStoreResource, PtwResource, RulesResource
 from hub.store.records import AuditBatch
 
 
+def quarantined_permits(hub_store, site: str | None) -> list[dict]:
+    """Quarantined PTW permit records of `site` (every site if None); one whose site could not
+    be read counts for every site, so that each site's gate blocks it."""
+    return [
+        row
+        for row in hub_store.list_quarantine()
+        if row["system"] == "ptw"
+        and row["record_kind"] == "permit"
+        and row["source_key"]
+        and (not site or (row.get("partial") or {}).get("site", site) == site)
+    ]
+
+
 def invalid_permit_decisions(hub_store, rules: GateRules, now: datetime, site: str | None) -> list[GateDecision]:
-    """Block quarantined permits unless what could be read shows they are not gated (or another site's)."""
+    """Block quarantined permits unless what could be read shows they are not gated."""
     decisions = {}
-    for row in hub_store.list_quarantine():
-        if row["system"] != "ptw" or row["record_kind"] != "permit" or not row["source_key"]:
-            continue
+    for row in quarantined_permits(hub_store, site):
         partial = row.get("partial") or {}
-        if site and partial.get("site", site) != site:
-            continue
         if "status" in partial and partial["status"] not in rules.gated_statuses:
             continue
         if "permit_type" in partial and partial["permit_type"] not in rules.gated_permit_types:
@@ -138,10 +147,7 @@ def gate_decisions_written_back(context: AssetCheckExecutionContext, store: HubS
     latest = hub_store.latest_gate_decisions()
     if site:
         # The site's permits, and its unreadable ones, which its gate run blocked.
-        ours = {p.permit_id for p in hub_store.load_permits(site=site)} | {
-            row["source_key"] for row in hub_store.list_quarantine()
-            if row["system"] == "ptw" and (row.get("partial") or {}).get("site", site) == site
-        }
+        ours = hub_store.permit_ids(site) | {row["source_key"] for row in quarantined_permits(hub_store, site)}
         latest = [d for d in latest if d.permit_id in ours]
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in latest}
     pending = sorted(hub_store.holds_needing_write(fingerprints))

@@ -348,6 +348,11 @@ class HubStore:
             out.append(_canonical(Permit, row))
         return out
 
+    def permit_ids(self, site: str) -> set[str]:
+        """IDs of a site's permits: what a site-scoped check needs, without reading whole permits."""
+        with self._read() as conn:
+            return set(conn.execute(select(t.permits.c.permit_id).where(t.permits.c.site == site)).scalars())
+
     def upsert_equipment(
         self, items: Sequence[Equipment], fetched_at: datetime, lineage: Lineage | None = None
     ) -> None:
