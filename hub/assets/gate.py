@@ -16,9 +16,6 @@ from dagster import (
 
 from hub.assets.common import preview
 from hub.assets.sites import site_of, site_partitions
-from hub.connectors.concurrency import bounded_map
-from hub.connectors.retry import TransientError, VendorRejected
-from hub.failpoints import failpoint
 from hub.logic.clearance import DeviceProfile
 from hub.logic.gate import decide_all, decision_fingerprint, invalid_permit_decision
 from hub.logic.rules import GateRules
@@ -26,6 +23,7 @@ from hub.mappings.engine import load_mapping
 from hub.model import GateDecision
 from hub.resources import HubStoreResource, PtwResource, RulesResource
 from hub.store.records import AuditBatch
+from hub.writers.ptw_holds import write_holds
 
 
 def quarantined_permits(hub_store, site: str | None) -> list[dict]:
@@ -52,22 +50,6 @@ def invalid_permit_decisions(hub_store, rules: GateRules, now: datetime, site: s
             continue
         decisions[row["source_key"]] = invalid_permit_decision(row["source_key"], row["reason"], rules, now)
     return list(decisions.values())
-
-
-def _write_hold(client, mapping, source: str, decision: GateDecision) -> str | None:
-    """Place or lift one permit's hold; what went wrong if the PTW did not take it."""
-    try:
-        if decision.decision == "block":
-            body = mapping.outbound("gate_decision", decision)
-            client.call("put_hold", id=decision.permit_id, source=source, body=body)
-            failpoint("gate.after_put_before_record")
-        else:
-            # Lift unconditionally (DELETE is idempotent): a block the PTW applied
-            # but whose answer was lost is not in our records, yet must still go.
-            client.call("release_hold", id=decision.permit_id, source=source)
-    except (TransientError, VendorRejected) as exc:
-        return f"{decision.permit_id}: {exc}"
-    return None
 
 
 @asset(
@@ -100,30 +82,15 @@ def permit_gate_decisions(
         decisions, [fingerprints[d.permit_id] for d in decisions], audit=AuditBatch("gate_decision", audited, now)
     )
 
-    failpoint("gate.before_writeback")
-    to_write = hub_store.holds_needing_write(fingerprints)
-    mapping = load_mapping(ptw.mapping)
-    client = ptw.client()
-    written, failed = [], []
-    with client:
-        outcomes = bounded_map(
-            lambda decision: _write_hold(client, mapping, ptw.hold_source, decision),
-            [d for d in decisions if d.permit_id in to_write],
-            client.concurrency,
-        )
-        for decision, error in outcomes:
-            if error:
-                failed.append(error)
-            else:
-                written.append((decision.permit_id, fingerprints[decision.permit_id], decision.decision))
-    hub_store.record_holds_written(written, datetime.now(timezone.utc))
+    written_back = write_holds(hub_store, ptw.client(), load_mapping(ptw.mapping), ptw.hold_source, decisions)
+    failed = written_back.failed
 
     blocked = [d for d in decisions if d.decision == "block"]
     metadata = {
         "row_count": len(decisions),
         "blocked": len(blocked),
         "allowed": len(decisions) - len(blocked),
-        "holds_written": sum(1 for _, _, kind in written if kind == "block"),
+        "holds_written": written_back.holds_placed,
         "write_back_failures": len(failed),
         "rule_version": gate_rules.version,
         "preview": preview(
