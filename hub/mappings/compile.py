@@ -25,6 +25,8 @@ from hub.mappings.suggest import expected
 from hub.mappings.values import (
     FieldError,
     as_text,
+    bad_character,
+    describe_character,
     decimal_renderer,
     fail,
     parse_decimal,
@@ -295,6 +297,9 @@ class Compiler:
             mapped = table.get(value, _UNLISTED)
             if mapped is not _UNLISTED or on_unknown == "default":
                 return mapped
+            char = bad_character(value)
+            if char is not None:  # unreadable vendor data, not a value the mapping failed to foresee
+                raise fail(f"contains {describe_character(char)}")
             if on_unknown == "error":
                 raise Abort(None, f"unexpected value {value!r}; expected one of {allowed}")
             raise fail(f"unknown value {value!r}; expected one of {allowed}")

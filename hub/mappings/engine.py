@@ -7,7 +7,15 @@ mapping a record costs a handful of dict look-ups and one pydantic validation.
 Inbound never raises for bad data: every vendor record becomes either a canonical record or a
 `Rejected` entry whose reason names the mapping file, the record, the canonical field and the
 vendor field. The one exception is a value map with ``unknown: error``: an unlisted value means
-the mapping itself is wrong, and `MappingAbort` stops the batch. Outbound raises `OutboundError`
+the mapping itself is wrong, and `MappingAbort` stops the batch.
+
+A canonical text value (a list's or object's text too) holding a character XML 1.0 does not
+allow (NUL and the other C0 controls but tab, LF and CR; lone surrogates; U+FFFE, U+FFFF) is a
+reject like any other: zeep refuses such text and PostgreSQL refuses NUL, so one such record
+must not fail a whole step. What a `Rejected` carries can always be stored: its payload and
+reason show each such character as the escape ``\\uXXXX`` (the reason says so), and a record
+whose key holds one is kept without a source key, like a record that has none, since no store
+can keep that key and no system can be addressed by it. Outbound raises `OutboundError`
 (the hub built the record, so a failure is a bug or a configuration error, not vendor data to
 quarantine).
 """
@@ -43,7 +51,7 @@ from hub.mappings.compile import (
 from hub.mappings.source import PACKAGE_DIR, MappingSource, SourceFile, loc_text, packaged_mappings, read_source
 from hub.mappings.spec import KINDS, InboundSpec, MappingFile
 from hub.mappings.suggest import closest
-from hub.mappings.values import FieldError, type_name
+from hub.mappings.values import FieldError, bad_character, describe_character, find_bad_text, storable, type_name, visible
 from hub.model import Canonical
 from hub.yamlfile import ConfigError, ConfigProblem
 
@@ -280,7 +288,7 @@ class Mapping:
 
     def _label(self, compiled: _InKind, key: str | None, where: str, record: Any = None) -> str:
         if key is not None:
-            return f"{self.name}: {compiled.kind} {key}"
+            return f"{self.name}: {compiled.kind} {visible(key)}"
         no_key = f" (no {compiled.spec.key})" if compiled.spec.key and isinstance(record, AnyMapping) else ""
         return f"{self.name}: {compiled.kind} at {where}{no_key}"
 
@@ -290,10 +298,25 @@ class Mapping:
     ) -> None:
         if not isinstance(payload, dict):
             payload = {"_raw": payload}
+        payload, escaped = storable(payload)
+        key = context.key
         first = next((f for f, _ in problems if f is not None), None)
         reason = context.label + ": " + "; ".join(m for _, m in problems)
-        partial = {k: v for k, v in (data or {}).items() if isinstance(v, (str, int, float, bool))}
-        result.quarantined.append(Rejected(compiled.kind, context.key, payload, first, reason, partial))
+        if key is not None and bad_character(key) is not None:
+            # No store can keep this key and no system can be addressed by it: the record is
+            # kept like one without a key, named (escaped) in its reason and payload only.
+            key = None
+            reason += (
+                "; kept without a source key, since the key cannot be stored or sent back as it is "
+                "(a hold cannot be written for it; correct it at the source)"
+            )
+        if escaped:
+            reason += "; in the stored payload each character XML 1.0 does not allow is written as the escape \\uXXXX"
+        partial = {
+            k: v for k, v in (data or {}).items()
+            if isinstance(v, (int, float, bool)) or (isinstance(v, str) and bad_character(v) is None)
+        }
+        result.quarantined.append(Rejected(compiled.kind, key, payload, first, visible(reason), partial))
 
     def _run_fields(
         self, compiled: _InKind, fields: tuple[InField, ...], record: Any, context: _Context, state: RecordState,
@@ -320,10 +343,23 @@ class Mapping:
                 problems.append((f.target, f"{f.target} (from {context.prefix}{f.source}): cannot map: {exc!r}"))
                 continue
             if isinstance(value, WithUnit):
+                unit_bad = find_bad_text(value.unit) if value.unit is not None else None
+                if unit_bad is not None:
+                    problems.append((f.target, self._bad_text_message(f, context, " unit", unit_bad[1])))
+                    continue
                 state.units[f.target] = value.unit
                 value = value.value
+            bad = find_bad_text(value) if value is not OMIT else None
+            if bad is not None:
+                problems.append((f.target, self._bad_text_message(f, context, bad[0], bad[1])))
+                continue  # never kept, not even as a partial value the gate could read
             if value is not OMIT:
                 state.data[f.target] = value
+
+    @staticmethod
+    def _bad_text_message(f: InField, context: _Context, where: str, char: str) -> str:
+        source = "const" if f.source is None else f"from {context.prefix}{f.source}"
+        return f"{f.target}{where} ({source}): contains {describe_character(char)}"
 
     def _validate(self, compiled: _InKind, data: dict[str, Any], problems: Problems) -> Canonical | None:
         failed = {f for f, _ in problems}
@@ -364,6 +400,10 @@ class Mapping:
             return
         self._run_fields(compiled, compiled.fields, record, context, state, problems)
         canonical = self._validate(compiled, state.data, problems)
+        key_char = bad_character(key) if key is not None else None
+        if key_char is not None and not problems:
+            # No field reads the key, yet it names the record in quarantine and in replays.
+            problems.append((None, f"key {compiled.spec.key} contains {describe_character(key_char)}"))
         if canonical is not None and not problems:
             result.records.append(canonical)
             return

@@ -110,3 +110,86 @@ def render_object(value: Any) -> Any:
     if isinstance(value, AnyMapping):
         return dict(value)
     raise fail(f"expected an object, found {type_name(value)}")
+
+
+# --------------------------------------------------------------------------- characters no store can hold
+
+#: Characters XML 1.0 does not allow: C0 controls other than tab, LF and CR, lone surrogates,
+#: U+FFFE and U+FFFF. zeep and lxml refuse them, and PostgreSQL refuses NUL in text and JSON,
+#: so a value holding one must never get past the mapping layer.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def character_kind(char: str) -> str:
+    code = ord(char)
+    if code < 0x20:
+        return "a control character"
+    if 0xD800 <= code <= 0xDFFF:
+        return "a lone surrogate"
+    return "a non-character"
+
+
+def describe_character(char: str) -> str:
+    """E.g. "a control character U+0000"."""
+    return f"{character_kind(char)} U+{ord(char):04X}"
+
+
+def bad_character(text: str) -> str | None:
+    """The first character of text that XML 1.0 does not allow, or None."""
+    match = _NOT_XML.search(text)
+    return match.group() if match else None
+
+
+def find_bad_text(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(where, character) of the first text inside value, keys included, that XML 1.0 does not allow.
+
+    ``where`` is relative to value: "" for value itself, "[0]" for a list element,
+    ".name" for an object's entry.
+    """
+    if isinstance(value, str):
+        char = bad_character(value)
+        return (path, char) if char is not None else None
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, AnyMapping):
+        for key, item in value.items():
+            name = key if isinstance(key, str) else str(key)
+            char = bad_character(name)
+            if char is not None:
+                return (f"{path} (an entry name)", char)
+            found = find_bad_text(item, f"{path}.{name}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = find_bad_text(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def visible(text: str) -> str:
+    """text with every character XML 1.0 does not allow written as the escape ``\\uXXXX``."""
+    return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def storable(value: Any) -> tuple[Any, bool]:
+    """A copy of plain data (objects, lists, text) with `visible` text and entry names, and
+    whether anything had to change; other values are kept as they are."""
+    if isinstance(value, str):
+        shown = visible(value)
+        return shown, shown != value
+    if isinstance(value, AnyMapping):
+        out: dict[Any, Any] = {}
+        changed = False
+        for key, item in value.items():
+            new_key, key_changed = storable(key) if isinstance(key, str) else (key, False)
+            new_item, item_changed = storable(item)
+            out[new_key] = new_item
+            changed = changed or key_changed or item_changed
+        return out, changed
+    if isinstance(value, (list, tuple)):
+        items = [storable(item) for item in value]
+        return [item for item, _ in items], any(changed for _, changed in items)
+    return value, False
