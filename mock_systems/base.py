@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from .faults import KINDS, FaultPlan, FaultPlanError, FaultRule
+from .faults import KINDS, FaultPlan, FaultPlanError, FaultRule, empty_reply, shrink_reply
 from .fixtures import StateJournal
 
 ADMIN_PREFIX = "/_admin"
@@ -288,6 +288,26 @@ async def _truncate(exchange: Exchange, rule: FaultRule) -> None:
     await exchange.send({"type": "http.response.body", "body": cut, "more_body": False})
 
 
+async def _rewritten(exchange: Exchange, rewrite: Callable[[bytes, str], bytes]) -> None:
+    """The real answer with its body rewritten (a 2xx only), under its own content type."""
+    start, body = await exchange.handle_unsent()
+    headers = start.get("headers", [])
+    if 200 <= start.get("status", 500) < 300:
+        content_type = next((v.decode("latin-1") for n, v in headers if n.lower() == b"content-type"), "")
+        body = rewrite(body, content_type)
+    headers = [(name, value) for name, value in headers if name.lower() != b"content-length"]
+    await exchange.send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await exchange.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _empty(exchange: Exchange, rule: FaultRule) -> None:
+    await _rewritten(exchange, empty_reply)
+
+
+async def _shrink(exchange: Exchange, rule: FaultRule) -> None:
+    await _rewritten(exchange, lambda body, content_type: shrink_reply(body, content_type, rule))
+
+
 async def _commit_then_drop(exchange: Exchange, rule: FaultRule) -> None:
     await exchange.handle_unsent()
     await exchange.drop()
@@ -308,6 +328,8 @@ FAULTS: dict[str, Callable[[Exchange, FaultRule], Awaitable[None]]] = {
     "truncate": _truncate,
     "commit_then_drop": _commit_then_drop,
     "commit_then_status": _commit_then_status,
+    "empty": _empty,
+    "shrink": _shrink,
 }
 assert set(FAULTS) == set(KINDS)
 

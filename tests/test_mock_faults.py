@@ -483,3 +483,210 @@ def test_cli_takes_auth_from_a_file(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# ---------------------------------------------------------------------------- empty and shrunken answers
+
+
+def oslc_workorders(http: httpx.Client, running: RunningSystems) -> httpx.Response:
+    params = {
+        "oslc.where": 'assetnum in ["NJ-C-101","NJ-P-101","NJ-E-202","NJ-T-301","NJ-R-201"]',
+        "oslc.select": "wonum,assetnum,status_maxvalue",
+        "oslc.pageSize": 2,
+        "lean": 1,
+    }
+    return http.get(f"{running.urls['eam_oslc']}/os/mxwo", params=params)
+
+
+def odata_parameters(http: httpx.Client, running: RunningSystems) -> httpx.Response:
+    params = {"$filter": "Material eq '乙烯' or Material eq '氢气'", "$top": 5, "$inlinecount": "allpages"}
+    return http.get(f"{running.urls['mes_odata']}/MaterialParameterSet", params=params)
+
+
+def ptw_first_page(http: httpx.Client, running: RunningSystems) -> httpx.Response:
+    return http.get(f"{running.urls['ptw']}/api/v1/permits", params={"page_size": 10})
+
+
+def eam_many(http: httpx.Client, running: RunningSystems) -> httpx.Response:
+    assets = "".join(
+        f"<eam:assetnum>{num}</eam:assetnum>"
+        for num in ("NJ-C-101", "NJ-P-101", "NJ-E-202", "NJ-T-301", "NJ-R-201", "NJ-E-201", "NJ-F-101")
+    )
+    body = (
+        f'<soap:Envelope xmlns:soap="{SOAP_ENV}" xmlns:eam="{TNS}"><soap:Body><eam:GetAssetMaintenanceRequest>'
+        f"{assets}</eam:GetAssetMaintenanceRequest></soap:Body></soap:Envelope>"
+    ).encode()
+    return http.post(running.urls["eam"], content=body, headers=SOAP_HEADERS)
+
+
+def erp_bulk_two(http: httpx.Client, running: RunningSystems) -> httpx.Response:
+    return post_bulk(
+        http, running, journal_entry("u-e1", "PTW-NJ-2026-0011/labour"), journal_entry("u-e2", "PTW-NJ-2026-0012/labour")
+    )
+
+
+def soap_answer(response: httpx.Response) -> etree._Element:
+    root = etree.fromstring(response.content)
+    assert root.tag == f"{{{SOAP_ENV}}}Envelope"
+    (answer,) = root.find(f"{{{SOAP_ENV}}}Body")
+    assert answer.tag == f"{{{TNS}}}GetAssetMaintenanceResponse"
+    return answer
+
+
+def soap_records(response: httpx.Response) -> list[tuple[str, str]]:
+    """(element name, its first child's text) of every record in a GetAssetMaintenanceResponse."""
+    return [(etree.QName(child).localname, child[0].text) for child in soap_answer(response)]
+
+
+# What each probe's records are, read from a parsed answer.
+RECORDS: dict[str, tuple[Callable, Callable]] = {
+    "ptw": (ptw_first_page, lambda r: r.json()["items"]),
+    "eam": (eam_many, soap_records),
+    "mes": (mes_query, lambda r: r.json()["MaterialDefinition"]),
+    "erp": (erp_ledger, lambda r: r.json()["results"]),
+    "eam_oslc": (oslc_workorders, lambda r: r.json()["member"]),
+    "mes_odata": (odata_parameters, lambda r: r.json()["d"]["results"]),
+}
+
+
+def same_order_subset(part: list, whole: list) -> bool:
+    it = iter(whole)
+    return all(any(item == other for other in it) for item in part)
+
+
+def ledger_with_documents(http: httpx.Client, running: RunningSystems) -> None:
+    for n in range(4):
+        post_bulk(http, running, journal_entry(f"u-l{n}", f"PTW-NJ-2026-000{n + 1}/labour")).raise_for_status()
+
+
+@pytest.mark.parametrize("system", RECORDS)
+def test_empty_answers_200_in_the_system_format_with_no_records(fresh_mocks, http, system):
+    probe, records_of = RECORDS[system]
+    if system == "erp":
+        ledger_with_documents(http, fresh_mocks)
+    whole = probe(http, fresh_mocks)
+    assert whole.status_code == 200 and records_of(whole), "the probe must list records when unfaulted"
+    set_faults(http, fresh_mocks, system, {"kind": "empty", "times": 1})
+    empty = probe(http, fresh_mocks)
+    assert empty.status_code == 200
+    assert empty.headers["content-type"] == whole.headers["content-type"]
+    assert int(empty.headers["content-length"]) == len(empty.content)
+    assert records_of(empty) == []
+    assert outcomes(http, fresh_mocks, system)[-1] == (200, "empty")
+    assert records_of(probe(http, fresh_mocks)) == records_of(whole), "the rule fired once"
+
+
+def test_empty_says_no_more_pages_and_counts_nothing(fresh_mocks, http):
+    set_faults(http, fresh_mocks, "ptw", {"kind": "empty", "times": 1})
+    assert ptw_listing(http, fresh_mocks).json() == {"items": [], "next_page_token": None}
+    set_faults(http, fresh_mocks, "eam_oslc", {"kind": "empty", "times": 1})
+    info = oslc_workorders(http, fresh_mocks).json()["responseInfo"]
+    assert info["totalCount"] == 0 and "nextPage" not in info
+    set_faults(http, fresh_mocks, "mes_odata", {"kind": "empty", "times": 1})
+    d = odata_parameters(http, fresh_mocks).json()["d"]
+    assert d == {"results": [], "__count": "0"}
+    set_faults(http, fresh_mocks, "mes", {"kind": "empty", "times": 1})
+    body = http.post(
+        f"{fresh_mocks.urls['mes']}/api/v1/material-parameters/query", json={"MaterialDefinitionIDs": ["乙烯", "不存在"]}
+    ).json()
+    assert body == {"MaterialDefinition": [], "UnknownIDs": ["不存在"]}
+
+
+def test_empty_soap_answer_reaches_zeep_as_a_response_without_records(fresh_mocks, http):
+    set_faults(http, fresh_mocks, "eam", {"kind": "empty", "times": 1})
+    client = zeep.Client(str(WSDL))
+    service = client.create_service(f"{{{TNS}}}AssetMaintenanceBinding", fresh_mocks.urls["eam"])
+    answer = service.GetAssetMaintenance(assetnum=["NJ-P-101", "NJ-E-202"])
+    assert not answer["asset"] and not answer["workorder"]
+    assert len(answer_assets := service.GetAssetMaintenance(assetnum=["NJ-P-101"])["asset"]) == 1
+    assert answer_assets[0]["assetnum"] == "NJ-P-101"
+
+
+def test_empty_bulk_post_has_committed_but_confirms_nothing(fresh_mocks, http):
+    set_faults(http, fresh_mocks, "erp", {"kind": "empty", "times": 1})
+    response = erp_bulk_two(http, fresh_mocks)
+    assert response.status_code == 200 and confirmations(response) == []
+    assert len(admin_get(http, fresh_mocks, "erp", "state")["documents"]) == 2
+
+
+def test_empty_leaves_an_error_answer_and_the_wsdl_alone(fresh_mocks, http):
+    set_faults(http, fresh_mocks, "ptw", {"kind": "empty"})
+    refused = http.get(f"{fresh_mocks.urls['ptw']}/api/v1/permits", params={"page_size": 0})
+    assert refused.status_code == 400 and "page_size" in refused.json()["error"]
+    set_faults(http, fresh_mocks, "eam", {"kind": "empty"})
+    wsdl = http.get(fresh_mocks.urls["eam"], params={"wsdl": ""})
+    assert wsdl.status_code == 200 and b"GetAssetMaintenance" in wsdl.content
+
+
+@pytest.mark.parametrize("system", RECORDS)
+@pytest.mark.parametrize("keep", [0.5, 0.0, 1.0])
+def test_shrink_keeps_that_share_of_the_records_in_order(fresh_mocks, http, system, keep):
+    probe, records_of = RECORDS[system]
+    if system == "erp":
+        ledger_with_documents(http, fresh_mocks)
+    whole = records_of(probe(http, fresh_mocks))
+    set_faults(http, fresh_mocks, system, {"kind": "shrink", "keep": keep, "seed": 11, "times": 1})
+    response = probe(http, fresh_mocks)
+    assert response.status_code == 200 and int(response.headers["content-length"]) == len(response.content)
+    assert parses(response, "eam" if system == "eam" else "json")
+    shrunk = records_of(response)
+    if system == "eam":  # per element name: assets and work orders each keep their share
+        for tag in ("asset", "workorder"):
+            of_tag = [r for r in whole if r[0] == tag]
+            assert len([r for r in shrunk if r[0] == tag]) == int(len(of_tag) * keep)
+    else:
+        assert len(shrunk) == int(len(whole) * keep)
+    assert same_order_subset(shrunk, whole)
+    assert outcomes(http, fresh_mocks, system)[-1] == (200, "shrink")
+
+
+def test_shrink_keeps_paging_and_counts_as_the_system_gave_them(fresh_mocks, http):
+    whole = oslc_workorders(http, fresh_mocks).json()
+    set_faults(http, fresh_mocks, "eam_oslc", {"kind": "shrink", "keep": 0.5, "seed": 1, "times": 1})
+    shrunk = oslc_workorders(http, fresh_mocks).json()
+    assert len(shrunk["member"]) == 1 and shrunk["responseInfo"] == whole["responseInfo"]
+    set_faults(http, fresh_mocks, "ptw", {"kind": "shrink", "keep": 0.5, "seed": 1, "times": 1})
+    page = ptw_listing(http, fresh_mocks).json()
+    assert len(page["items"]) == 1 and page["next_page_token"]
+
+
+def test_shrink_drops_the_same_records_for_the_same_seed(fresh_mocks, http):
+    def shrunk_ids(seed: int) -> list:
+        reset(http, fresh_mocks, "ptw")
+        set_faults(http, fresh_mocks, "ptw", {"kind": "shrink", "keep": 0.3, "seed": seed})
+        return [[p["ticketNo"] for p in ptw_first_page(http, fresh_mocks).json()["items"]] for _ in range(3)]
+
+    first = shrunk_ids(5)
+    assert first == shrunk_ids(5)
+    assert all(len(page) == 3 for page in first)
+    assert len({tuple(page) for page in first + shrunk_ids(6)}) > 1, "the choice follows the generator"
+
+
+def test_shrunken_bulk_post_has_committed_every_document(fresh_mocks, http):
+    set_faults(http, fresh_mocks, "erp", {"kind": "shrink", "keep": 0.5, "times": 1})
+    response = erp_bulk_two(http, fresh_mocks)
+    assert len(confirmations(response)) == 1
+    assert len(admin_get(http, fresh_mocks, "erp", "state")["documents"]) == 2
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"kind": "shrink", "keep": 1.5},
+        {"kind": "shrink", "keep": -0.1},
+        {"kind": "shrink", "keep": "half"},
+        {"kind": "empty", "keep": 0.5},
+        {"kind": "truncate", "keep": 0.5},
+    ],
+)
+def test_keep_is_a_share_and_belongs_to_shrink_only(mock_systems, http, rule):
+    with pytest.raises(FaultPlanError):
+        FaultPlan.parse({"rules": [rule]})
+    assert http.put(f"{mock_systems.base_urls['ptw']}/_admin/faults", json={"rules": [rule]}).status_code == 400
+
+
+def test_shrink_takes_its_fields():
+    [parsed] = FaultPlan.parse({"rules": [{"kind": "shrink", "keep": 0.25, "seed": 4, "times": 2}]}).rules
+    assert (parsed.kind, parsed.keep, parsed.seed, parsed.times) == ("shrink", 0.25, 4, 2)
+    [default] = FaultPlan.parse({"rules": [{"kind": "shrink"}]}).rules
+    assert default.keep == 0.5
