@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dagster import (
     AssetSelection,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
     DefaultScheduleStatus,
     Definitions,
     JobDefinition,
     RunRequest,
     ScheduleDefinition,
     define_asset_job,
+    run_failure_sensor,
     schedule,
 )
 from dagster._core.storage.tags import PARTITION_NAME_TAG
@@ -20,12 +23,14 @@ from hub.assets.costs import safety_cost_entries
 from hub.assets.equipment import devices_found_in_eam, eam_pull
 from hub.assets.erp import erp_entries_confirmed, erp_ledger_reconciled, erp_postings
 from hub.assets.gate import gate_decisions_written_back, permit_gate_decisions
+from hub.assets.other_sites import every_permit_within_the_gate, permits_of_other_sites
 from hub.assets.permits import permits
 from hub.assets.process import process_parameters
 from hub.assets.sites import site_partitions
 from hub.resources import resources_from_settings
 from hub.settings import HubSettings
 
+# What one site's run materializes and checks; the permits of other sites have a job of their own.
 ASSETS = [permits, eam_pull, process_parameters, equipment_clearance, permit_gate_decisions, safety_cost_entries, erp_postings]
 CHECKS = [
     devices_found_in_eam,
@@ -34,11 +39,26 @@ CHECKS = [
     erp_entries_confirmed,
     erp_ledger_reconciled,
 ]
+OTHER_SITES = [permits_of_other_sites, every_permit_within_the_gate]
 
 full_sync = define_asset_job(
     "full_sync",
-    selection=AssetSelection.all(),
+    selection=AssetSelection.assets(*ASSETS),
     description="Pull permits, equipment and process data, gate permits, post safety costs.",
+)
+
+# The gate again, on what the store knows, for a site whose sync failed: Dagster skips the steps
+# after a failed one, and a site must never be left ungated by that.
+gate_only = define_asset_job(
+    "gate_only",
+    selection=AssetSelection.assets(equipment_clearance, permit_gate_decisions),
+    description="Recompute clearance and gate every permit of a site from stored data (after a failed sync).",
+)
+
+other_sites_sync = define_asset_job(
+    "other_sites_sync",
+    selection=AssetSelection.assets(permits_of_other_sites),
+    description="Block gated permits of sites outside HUB_SITES; check every configured site is known.",
 )
 
 # Checks only: Dagster skips an asset's checks when the asset fails, so a failed write-back
@@ -78,14 +98,35 @@ def every_site(job, cron_schedule: str) -> ScheduleDefinition:
 
 health_checks_schedule = every_site(health_checks, "5-59/15 * * * *")
 full_sync_schedule = every_site(full_sync, "*/15 * * * *")
+other_sites_schedule = ScheduleDefinition(
+    name="other_sites_sync_schedule",
+    job=other_sites_sync,
+    cron_schedule="*/15 * * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=DefaultScheduleStatus.STOPPED,
+)
+
+
+@run_failure_sensor(
+    name="gate_after_failed_sync",
+    monitored_jobs=[full_sync],
+    request_job=gate_only,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="When a site's sync fails, gate that site again on what the store knows.",
+)
+def gate_after_failed_sync(context: RunFailureSensorContext):
+    site = context.dagster_run.tags.get(PARTITION_NAME_TAG)
+    if site:
+        return RunRequest(run_key=f"gate-after/{context.dagster_run.run_id}", tags={PARTITION_NAME_TAG: site})
 
 
 def build_definitions(settings: HubSettings | None = None) -> Definitions:
     return Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
-        jobs=[full_sync, health_checks],
-        schedules=[full_sync_schedule, health_checks_schedule],
+        assets=[*ASSETS, permits_of_other_sites],
+        asset_checks=[*CHECKS, every_permit_within_the_gate],
+        jobs=[full_sync, gate_only, other_sites_sync, health_checks],
+        schedules=[full_sync_schedule, health_checks_schedule, other_sites_schedule],
+        sensors=[gate_after_failed_sync],
         resources=resources_from_settings(settings or HubSettings()),
     )
 

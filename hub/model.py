@@ -39,6 +39,10 @@ ReasonCode = Literal[
     "NO_DEVICE_LINKED",
     "EAM_RECORD_INVALID",
     "PERMIT_RECORD_INVALID",
+    "EQUIPMENT_NOT_IN_SERVICE",
+    "SITE_NOT_CONFIGURED",
+    "EAM_REPLY_SUSPECT",
+    "GATE_DISABLED",
 ]
 
 PERMIT_TYPES: tuple[str, ...] = PermitType.__args__  # type: ignore[attr-defined]
@@ -73,8 +77,10 @@ class Permit(Canonical):
 
 
 class Equipment(Canonical):
+    """One asset of the EAM. Its identity is (site, device_id): two sites may reuse a number."""
+
     device_id: str = Field(min_length=1)
-    site: str
+    site: str = Field(min_length=1)
     name: str
     area: str | None = None
     status: str
@@ -84,7 +90,10 @@ class Equipment(Canonical):
 
 
 class MaintenanceRecord(Canonical):
+    """A work order; identity (site, record_id), on the device (site, device_id)."""
+
     record_id: str = Field(min_length=1)
+    site: str = Field(min_length=1)
     device_id: str = Field(min_length=1)
     kind: MaintenanceKind
     status: MaintenanceStatus

@@ -52,6 +52,13 @@ class RulesResource(ConfigurableResource):
         return load_cost_rules(self.cost_rules_file)
 
 
+class SitesResource(ConfigurableResource):
+    """The sites this hub gates (HUB_SITES) and those the group leaves to other hubs."""
+
+    configured: list[str]
+    left_to_others: list[str] = []
+
+
 class PlantSystemResource(ConfigurableResource):
     """Endpoint, credentials, timeouts, retries and batch size shared by all four systems.
 
@@ -154,6 +161,8 @@ class PtwResource(PlantSystemResource):
 class EamResource(PlantSystemResource):
     # A device asked about within this many hours is asked only for changed work orders.
     full_pull_every_h: float = 24.0
+    # A whole pull dropping more than this share of a site's open work orders is held as suspect.
+    suspect_drop_share: float = 0.5
 
     def client(self) -> SystemClient:
         return self.operations("EAM", tuned="maintenance")
@@ -205,6 +214,7 @@ def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, ba
 def resources_from_settings(settings: HubSettings) -> dict[str, ConfigurableResource]:
     return {
         "store": HubStoreResource(database_url=settings.database_url),
+        "sites": SitesResource(configured=list(settings.sites), left_to_others=list(settings.sites_left_to_others)),
         "rules": RulesResource(
             gate_rules_file=str(settings.gate_rules_file) if settings.gate_rules_file else None,
             cost_rules_file=str(settings.cost_rules_file) if settings.cost_rules_file else None,
@@ -217,6 +227,7 @@ def resources_from_settings(settings: HubSettings) -> dict[str, ConfigurableReso
             settings.eam_batch_size,
             wsdl=settings.eam_wsdl,
             full_pull_every_h=settings.eam_full_pull_every_h,
+            suspect_drop_share=settings.eam_suspect_drop_share,
         ),
         "mes": _system(MesResource, "mes", settings, settings.mes_batch_size),
         "erp": _system(ErpResource, "erp", settings, settings.erp_batch_size),

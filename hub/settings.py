@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, FilePath, SecretStr, field_validator
+from pydantic import BaseModel, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -54,6 +54,8 @@ class HubSettings(BaseSettings):
 
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=30.0, gt=0)
+    # The most one request may take, all of it: connect, send, every byte and the whole reply.
+    request_deadline_s: float = Field(default=60.0, gt=0)
     retry_attempts: int = Field(default=5, ge=1)
     retry_initial_s: float = Field(default=0.5, ge=0)
     retry_max_s: float = Field(default=30.0, ge=0)
@@ -75,21 +77,33 @@ class HubSettings(BaseSettings):
 
     # How often a device's whole work-order list is pulled again; in between only changes are.
     eam_full_pull_every_h: float = Field(default=24.0, ge=0)
+    # A whole EAM pull that drops more than this share of a site's open work orders at once is
+    # held as suspect: nothing is deleted and the devices block until a reply the hub trusts.
+    eam_suspect_drop_share: float = Field(default=0.5, gt=0, le=1)
 
     gate_rules_file: Path | None = None
     cost_rules_file: Path | None = None
     hold_source: str = "integration-hub"
+    # Sites of the PTW that another team's hub gates: their permits are counted, never decided.
+    sites_left_to_others: Annotated[tuple[str, ...], NoDecode] = ()
 
-    @field_validator("sites", mode="before")
+    @field_validator("sites", "sites_left_to_others", mode="before")
     @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
+    def _comma_separated(cls, value: Any, info) -> Any:
         """`HUB_SITES=NJ01,HZ02`; site codes are compared as the PTW mapping normalises them."""
         if isinstance(value, str):
             value = value.split(",")
         sites = tuple(str(site).strip().upper() for site in value if str(site).strip())
-        if not sites or len(set(sites)) != len(sites):
-            raise ValueError("sites must name at least one site, each once")
+        if len(set(sites)) != len(sites) or (info.field_name == "sites" and not sites):
+            raise ValueError(f"{info.field_name} must name {'at least one site, ' if info.field_name == 'sites' else ''}each site once")
         return sites
+
+    @model_validator(mode="after")
+    def _left_sites_not_gated_here(self) -> "HubSettings":
+        both = sorted(set(self.sites) & set(self.sites_left_to_others))
+        if both:
+            raise ValueError(f"sites {', '.join(both)} are both in sites and in sites_left_to_others")
+        return self
 
 
 def settings_environment(settings: HubSettings) -> dict[str, str]:

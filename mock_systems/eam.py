@@ -10,6 +10,7 @@ Incoming XML is parsed with a hardened parser: no entity resolution, no network,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -88,8 +89,18 @@ def parse_datetime(text: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=PLANT_TZ)
 
 
-def parse_request(body: bytes) -> tuple[list[str], datetime | None]:
-    """The asset numbers (normalised, first occurrence order) and `changedsince` of a request."""
+@dataclass(frozen=True)
+class AssetQuery:
+    """What a request asks for: asset numbers (normalised, first occurrence order), an optional
+    site (normalised; None is every site) and an optional change cutoff for work orders."""
+
+    assetnums: list[str]
+    siteid: str | None = None
+    changedsince: datetime | None = None
+
+
+def parse_request(body: bytes) -> AssetQuery:
+    """The asset numbers, `siteid` and `changedsince` of a request."""
     try:
         root = etree.fromstring(body, _hardened_parser())
     except etree.XMLSyntaxError as exc:
@@ -106,12 +117,14 @@ def parse_request(body: bytes) -> tuple[list[str], datetime | None]:
         got = ", ".join(str(child.tag) for child in payload) or "nothing"
         raise SoapClientError(f"expected {{{TNS}}}GetAssetMaintenanceRequest in the Body, got {got}")
     assetnums: list[str] = []
-    changedsince = None
+    changedsince = siteid = None
     for element in payload[0]:
         if not isinstance(element.tag, str):
             continue
         if element.tag == f"{{{TNS}}}assetnum":
             assetnums.append(normalise_assetnum(element.text or ""))
+        elif element.tag == f"{{{TNS}}}siteid":
+            siteid = normalise_assetnum(element.text or "") or None
         elif element.tag == f"{{{TNS}}}changedsince":
             try:
                 changedsince = parse_datetime(element.text or "")
@@ -123,7 +136,7 @@ def parse_request(body: bytes) -> tuple[list[str], datetime | None]:
         raise SoapClientError("GetAssetMaintenanceRequest needs at least one assetnum")
     if len(assetnums) > MAX_ASSETS:
         raise SoapClientError(f"at most {MAX_ASSETS} assetnum per request, got {len(assetnums)}")
-    return list(dict.fromkeys(assetnums)), changedsince
+    return AssetQuery(list(dict.fromkeys(assetnums)), siteid, changedsince)
 
 
 def _append_record(parent: etree._Element, tag: str, record: dict, fields: tuple[str, ...]) -> None:
@@ -142,40 +155,48 @@ def _changed_since(workorder: dict, since: datetime) -> bool:
 
 
 class EamRecords:
-    """The fixture plant's assets and work orders, looked up by normalised asset number.
+    """The fixture plant's assets and work orders, looked up by (site, normalised asset number).
 
-    Both faces of the EAM (SOAP here, OSLC in `eam_oslc.py`) answer from this one lookup, so
-    they always serve the same plant.
+    Two sites may reuse an asset number, as in Maximo (an asset is siteid + assetnum). Both faces
+    of the EAM (SOAP here, OSLC in `eam_oslc.py`) answer from this one lookup, so they always
+    serve the same plant.
     """
 
     def __init__(self, fixtures_dir: Path):
-        self._assets: dict[str, dict] = {}
+        self._assets: dict[tuple[str, str], dict] = {}
         for asset in load_fixture(fixtures_dir, "eam/assets.json"):
             if not asset.get("assetnum"):
                 raise FixtureError(f"eam/assets.json: asset without assetnum: {asset}")
-            self._assets[normalise_assetnum(asset["assetnum"])] = asset
-        self._workorders: dict[str, list[dict]] = {}
+            self._assets[_asset_key(asset)] = asset
+        self._workorders: dict[tuple[str, str], list[dict]] = {}
         for workorder in load_fixture(fixtures_dir, "eam/workorders.json"):
-            self._workorders.setdefault(normalise_assetnum(workorder.get("assetnum", "")), []).append(workorder)
+            self._workorders.setdefault(_asset_key(workorder), []).append(workorder)
         for records in self._workorders.values():
             records.sort(key=lambda wo: str(wo.get("wonum", "")))
 
-    def assets(self, assetnums: list[str]) -> list[dict]:
-        """The requested assets that exist, in request order (asset numbers already normalised)."""
-        return [self._assets[num] for num in assetnums if num in self._assets]
+    def _keys(self, query: AssetQuery) -> list[tuple[str, str]]:
+        """The requested assets that exist, in request order, site by site."""
+        sites = sorted({site for site, _ in self._assets}) if query.siteid is None else [query.siteid]
+        return [(site, num) for num in query.assetnums for site in sites if (site, num) in self._assets]
 
-    def workorders(self, assetnums: list[str], changedsince: datetime | None) -> list[dict]:
+    def assets(self, query: AssetQuery) -> list[dict]:
+        return [self._assets[key] for key in self._keys(query)]
+
+    def workorders(self, query: AssetQuery) -> list[dict]:
         """Work orders of the requested assets that exist, asset by asset, each by `wonum`.
 
         With `changedsince`, only those changed at or after it.
         """
         return [
             workorder
-            for num in assetnums
-            if num in self._assets
-            for workorder in self._workorders.get(num, [])
-            if changedsince is None or _changed_since(workorder, changedsince)
+            for key in self._keys(query)
+            for workorder in self._workorders.get(key, [])
+            if query.changedsince is None or _changed_since(workorder, query.changedsince)
         ]
+
+
+def _asset_key(record: dict) -> tuple[str, str]:
+    return normalise_assetnum(record.get("siteid", "")), normalise_assetnum(record.get("assetnum", ""))
 
 
 class EamSystem(MockSystem):
@@ -191,13 +212,13 @@ class EamSystem(MockSystem):
     def server_fault_response(self, message: str) -> Response:
         return soap_fault(message, "soap:Server")
 
-    def answer(self, assetnums: list[str], changedsince: datetime | None) -> bytes:
+    def answer(self, query: AssetQuery) -> bytes:
         envelope = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
         body = etree.SubElement(envelope, f"{{{SOAP_ENV}}}Body")
         response = etree.SubElement(body, f"{{{TNS}}}GetAssetMaintenanceResponse", nsmap={None: TNS})
-        for asset in self.records.assets(assetnums):
+        for asset in self.records.assets(query):
             _append_record(response, "asset", asset, xsd_sequence("Asset"))
-        for workorder in self.records.workorders(assetnums, changedsince):
+        for workorder in self.records.workorders(query):
             _append_record(response, "workorder", workorder, xsd_sequence("WorkOrder"))
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
@@ -205,10 +226,10 @@ class EamSystem(MockSystem):
         @app.post("/eam/soap")
         async def soap(request: Request) -> Response:
             try:
-                assetnums, changedsince = parse_request(await request.body())
+                query = parse_request(await request.body())
             except SoapClientError as exc:
                 return soap_fault(str(exc))
-            return Response(self.answer(assetnums, changedsince), media_type=XML_CONTENT_TYPE)
+            return Response(self.answer(query), media_type=XML_CONTENT_TYPE)
 
         @app.get("/eam/soap")
         async def wsdl(request: Request) -> Response:

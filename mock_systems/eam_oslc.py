@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .base import MockSystem
-from .eam import EamRecords, normalise_assetnum, parse_datetime, xsd_sequence
+from .eam import AssetQuery, EamRecords, normalise_assetnum, parse_datetime, xsd_sequence
 
 OSLC_ROOT = "/maximo/oslc"
 MAX_IDS = 100
@@ -34,6 +34,7 @@ REASON_CODE = "BMXAA7901E"
 _CLAUSE_SEPARATOR = re.compile(r'\s+and\s+(?=(?:[^"]*"[^"]*")*[^"]*$)', re.IGNORECASE)
 _ASSETNUM_IN = re.compile(r"assetnum\s+in\s+(\[.*\])", re.IGNORECASE | re.DOTALL)
 _CHANGEDATE_FROM = re.compile(r'changedate\s*>=\s*"([^"]*)"', re.IGNORECASE)
+_SITEID_IS = re.compile(r'siteid\s*=\s*"([^"]*)"', re.IGNORECASE)
 
 
 class OslcQueryError(ValueError):
@@ -44,14 +45,6 @@ def oslc_error(status: int, message: str) -> JSONResponse:
     """Maximo's error body: `{"Error": {"message", "statusCode", "reasonCode"}}`."""
     body = {"message": f"{REASON_CODE} - {message}", "statusCode": str(status), "reasonCode": REASON_CODE}
     return JSONResponse({"Error": body}, status_code=status)
-
-
-@dataclass(frozen=True)
-class Where:
-    """A parsed `oslc.where`: normalised asset numbers (each once, in order), optional change cutoff."""
-
-    assetnums: list[str]
-    changedsince: datetime | None
 
 
 def _asset_list(literal: str) -> list[str]:
@@ -66,17 +59,21 @@ def _asset_list(literal: str) -> list[str]:
     return list(dict.fromkeys(normalise_assetnum(i) for i in ids))
 
 
-def parse_where(text: str | None) -> Where:
-    """`assetnum in ["A","B"]`, optionally `and changedate>="ISO"`, in either order."""
+def parse_where(text: str | None) -> AssetQuery:
+    """`assetnum in ["A","B"]`, optionally `and siteid="S"` and `and changedate>="ISO"`, in any order."""
     if text is None or not text.strip():
         raise OslcQueryError('oslc.where must name the assets: assetnum in ["..."]')
     assetnums: list[str] | None = None
     changedsince: datetime | None = None
-    seen_changedate = False
+    siteid: str | None = None
+    seen_changedate = seen_siteid = False
     for clause in _CLAUSE_SEPARATOR.split(text.strip()):
         clause = clause.strip()
         if (match := _ASSETNUM_IN.fullmatch(clause)) and assetnums is None:
             assetnums = _asset_list(match.group(1))
+        elif (match := _SITEID_IS.fullmatch(clause)) and not seen_siteid:
+            seen_siteid = True
+            siteid = normalise_assetnum(match.group(1)) or None
         elif (match := _CHANGEDATE_FROM.fullmatch(clause)) and not seen_changedate:
             seen_changedate = True
             try:
@@ -87,7 +84,7 @@ def parse_where(text: str | None) -> Where:
             raise OslcQueryError(f"cannot read the where clause {clause!r}")
     if assetnums is None:
         raise OslcQueryError('oslc.where must name the assets: assetnum in ["..."]')
-    return Where(assetnums, changedsince)
+    return AssetQuery(assetnums, siteid, changedsince)
 
 
 def parse_select(text: str | None, attributes: tuple[str, ...]) -> tuple[str, ...]:
@@ -133,7 +130,7 @@ class ObjectStructure:
     name: str
     key: str
     xsd_type: str
-    fetch: Callable[[EamRecords, Where], list[dict]]
+    fetch: Callable[[EamRecords, AssetQuery], list[dict]]
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -141,10 +138,8 @@ class ObjectStructure:
 
 
 OBJECT_STRUCTURES = (
-    ObjectStructure("mxasset", "assetnum", "Asset", lambda records, where: records.assets(where.assetnums)),
-    ObjectStructure(
-        "mxwo", "wonum", "WorkOrder", lambda records, where: records.workorders(where.assetnums, where.changedsince)
-    ),
+    ObjectStructure("mxasset", "assetnum", "Asset", EamRecords.assets),
+    ObjectStructure("mxwo", "wonum", "WorkOrder", EamRecords.workorders),
 )
 
 

@@ -1,5 +1,9 @@
 """PTW mock: permit listing with a cursor, single permits, and holds written by integrations.
 
+Holds can be read back one permit at a time (`GET /api/v1/permits/{ticketNo}`) or in bulk
+(`GET /api/v1/holds`, paged by ticket number), so an integration can check that the holds it
+wrote are still there.
+
 Permits are served exactly as stored in `fixtures/ptw/permits.json`, malformed ones included:
 they are what a buggy site system sends, and the hub must see them to quarantine them. Only
 `ticketNo` and `updateTime` are read here; a permit whose `updateTime` does not parse is listed
@@ -63,6 +67,33 @@ def decode_token(token: str) -> SortKey:
         return parsed, ticket
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"page_token is not a token this server issued ({exc})") from None
+
+
+def encode_hold_token(key: tuple[str, str]) -> str:
+    raw = json.dumps({"holds_after": list(key)}, ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_hold_token(token: str) -> tuple[str, str]:
+    """The (ticketNo, source) after which the next page of holds starts."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        ticket, source = json.loads(raw)["holds_after"]
+        if not isinstance(ticket, str) or not isinstance(source, str):
+            raise ValueError("bad token content")
+        return ticket, source
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"page_token is not a token this server issued ({exc})") from None
+
+
+def _page_size(raw: str | None) -> int | JSONResponse:
+    try:
+        page_size = int(raw) if raw is not None else DEFAULT_PAGE_SIZE
+    except ValueError:
+        return error(400, "page_size must be an integer")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        return error(400, f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+    return page_size
 
 
 class HoldReason(BaseModel):
@@ -138,27 +169,53 @@ class PtwSystem(MockSystem):
                 since = parse_query_time(params["updated_since"]) if params.get("updated_since") else None
             except ValueError:
                 return error(400, f"updated_since is not ISO 8601: {params.get('updated_since')!r}")
-            try:
-                page_size = int(params.get("page_size", DEFAULT_PAGE_SIZE))
-            except ValueError:
-                return error(400, "page_size must be an integer")
-            if not 1 <= page_size <= MAX_PAGE_SIZE:
-                return error(400, f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+            page_size = _page_size(params.get("page_size"))
+            if isinstance(page_size, JSONResponse):
+                return page_size
             try:
                 after = decode_token(params["page_token"]) if params.get("page_token") else None
             except ValueError as exc:
                 return error(400, str(exc))
             site = params.get("site", "").strip().upper() or None
+            # Every site but these: how a hub finds permits of sites it is not configured for.
+            excluded = {code.strip().upper() for code in params.get("exclude_sites", "").split(",") if code.strip()}
             rows = [
                 (key, permit)
                 for key, permit in self._listing
                 if (since is None or key[0] >= since)
                 and (after is None or key > after)
-                and (site is None or str(permit.get("siteCode", "")).strip().upper() == site)
+                and (site is None or _site_code(permit) == site)
+                and _site_code(permit) not in excluded
             ]
             page = rows[:page_size]
             next_token = encode_token(page[-1][0]) if len(rows) > page_size else None
             return JSONResponse({"items": [permit for _, permit in page], "next_page_token": next_token})
+
+        @app.get("/api/v1/holds")
+        async def list_holds(request: Request) -> JSONResponse:
+            """Every hold (of one source, if given), ordered by (ticketNo, source), page by page."""
+            params = request.query_params
+            page_size = _page_size(params.get("page_size"))
+            if isinstance(page_size, JSONResponse):
+                return page_size
+            try:
+                after = decode_hold_token(params["page_token"]) if params.get("page_token") else None
+            except ValueError as exc:
+                return error(400, str(exc))
+            source = params.get("source") or None
+            rows = sorted(
+                (
+                    ((ticket, held), hold)
+                    for ticket, holds in self._holds.items()
+                    for held, hold in holds.items()
+                    if (source is None or held == source) and (after is None or (ticket, held) > after)
+                ),
+                key=lambda row: row[0],
+            )
+            page = rows[:page_size]
+            next_token = encode_hold_token(page[-1][0]) if len(rows) > page_size else None
+            items = [{"ticketNo": ticket, **hold} for (ticket, _), hold in page]
+            return JSONResponse({"items": items, "next_page_token": next_token})
 
         @app.get("/api/v1/permits/{ticket_no}")
         async def get_permit(ticket_no: str) -> JSONResponse:
@@ -208,6 +265,10 @@ class PtwSystem(MockSystem):
         self._holds.setdefault(ticket_no, {})[source] = placed
         self.state_changed({"ticketNo": ticket_no, "source": source, "hold": placed})
         return {"changed": True, "revision": revision}
+
+
+def _site_code(permit: dict) -> str:
+    return str(permit.get("siteCode", "")).strip().upper()
 
 
 def _same_content(hold: dict, action: str, reasons: list[dict]) -> bool:

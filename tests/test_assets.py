@@ -58,9 +58,9 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
         "equipment_clearance", "permit_gate_decisions", "safety_cost_entries", "erp_postings",
     }
     permits = metadata_of(result, "permits")
-    assert permits["row_count"] == 46 and permits["quarantined_new"] == 3
+    assert permits["row_count"] == 52 and permits["quarantined_new"] == 3  # PTW-SH-2026-0001 is at no configured site
     gate = metadata_of(result, "permit_gate_decisions")
-    assert gate["blocked"] == 14 and gate["allowed"] == 8 and gate["holds_written"] == 14
+    assert gate["blocked"] == 20 and gate["allowed"] == 8 and gate["holds_written"] == 20
     assert "PTW-NJ-2026-0004" in gate["preview"]
     # One EAM and one MES call per site's run.
     assert metadata_of(result, "equipment")["eam_calls"] == 2
@@ -80,6 +80,8 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
         "permit_gate_decisions:gate_decisions_written_back": True,
         "erp_postings:erp_entries_confirmed": True,
         "erp_postings:erp_ledger_reconciled": True,
+        "maintenance_records:eam_replies_trusted": True,
+        "permit_gate_decisions:gate_switched_on": True,
     }
 
 
@@ -116,7 +118,7 @@ def test_failed_write_back_fails_the_asset_and_is_retried_next_run(fresh_mocks, 
         again = run_all(settings, instance)
     assert again.success
     holds = httpx.get(f"{ptw_admin}/_admin/state", timeout=10).json()["holds"]
-    assert len(holds) == 14
+    assert len(holds) == 20
     recorded_blocks = {p for p, (_, d) in HubStore(sqlite_url).load_holds().items() if d == "block"}
     assert recorded_blocks == set(holds)
 
@@ -128,7 +130,7 @@ def test_assets_on_both_stores(fresh_mocks, sqlite_url, pg_url, database, make_s
         result = run_all(make_settings(url, fresh_mocks.urls), instance)
     assert result.success
     store = HubStore(url)
-    assert len([d for d in store.latest_gate_decisions() if d.decision == "block"]) == 14
+    assert len([d for d in store.latest_gate_decisions() if d.decision == "block"]) == 20
     assert store.outbox_summary()["posted"] == 44
 
 
@@ -155,4 +157,4 @@ def test_new_vendor_field_is_reported_by_the_drift_check(tmp_path, fresh_mocks, 
     for drift in drifts:
         assert not drift.passed and drift.severity.value == "WARN"
         assert drift.metadata["unmapped_fields"].value == "gasTestRequired"
-    assert metadata_of(result, "permits")["row_count"] == 46
+    assert metadata_of(result, "permits")["row_count"] == 52

@@ -118,6 +118,10 @@ MAXVALUES = {"WAPPR", "APPR", "WSCH", "WMATL", "INPRG", "COMP", "CLOSE", "CAN"}
 EVALUATED_AT = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 
 
+CONFIGURED_SITES = {"NJ01", "HZ02"}
+KNOWN_ASSET_STATUSES = {"OPERATING", "NOT READY", "DECOMMISSIONED"}
+
+
 def reference_gate(permit: dict) -> tuple[str, list[str]]:
     """The gate rules of the brief, applied to the raw fixture records (independent of hub)."""
     try:
@@ -128,15 +132,19 @@ def reference_gate(permit: dict) -> tuple[str, list[str]]:
         return "quarantined", ["PERMIT_RECORD_INVALID"]
     if permit["ticketType"] != "GC" or permit["state"] not in GATED_STATES:
         return "not gated", []
+    site = permit["siteCode"].strip().upper()
+    if site not in CONFIGURED_SITES:
+        return "BLOCK", ["SITE_NOT_CONFIGURED"]
     devices = list(dict.fromkeys(code.strip().upper() for code in permit["equipmentCodes"]))
-    assets = {a["assetnum"]: a for a in ASSETS}
+    assets = {a["assetnum"]: a for a in ASSETS if a["siteid"] == site}  # a device is (site, number)
     reasons = [] if devices else ["NO_DEVICE_LINKED"]
     for device in devices:
         if device not in assets:
             reasons.append(f"DEVICE_UNKNOWN ({device})")
             continue
-        orders = [w for w in WORKORDERS if w["assetnum"] == device]
-        if any(w["status_maxvalue"] not in MAXVALUES for w in orders):
+        asset = assets[device]
+        orders = [w for w in WORKORDERS if w["assetnum"] == device and w["siteid"] == site]
+        if asset["status"] not in KNOWN_ASSET_STATUSES or any(w["status_maxvalue"] not in MAXVALUES for w in orders):
             reasons.append(f"EAM_RECORD_INVALID ({device})")
             continue
         for w in orders:
@@ -149,13 +157,15 @@ def reference_gate(permit: dict) -> tuple[str, list[str]]:
             ):
                 reasons.append(f"OPEN_WORK_ORDER ({device})")
                 break
-        if any(w["status_maxvalue"] != "CAN" and w["isolationstate"] == "APPLIED" for w in orders):
+        # The lock is the physical fact: whatever the work order's status says.
+        if any(w["isolationstate"] == "APPLIED" for w in orders):
             reasons.append(f"ISOLATION_NOT_RELEASED ({device})")
-        asset = assets[device]
+        if asset["status"] != "OPERATING":
+            reasons.append(f"EQUIPMENT_NOT_IN_SERVICE ({device})")
         if "nextinspdate" in asset and datetime.fromisoformat(asset["nextinspdate"]) < end:
             reasons.append(f"INSPECTION_OVERDUE ({device})")
         if "datasyncdate" in asset and EVALUATED_AT - datetime.fromisoformat(asset["datasyncdate"]) > timedelta(
-            hours=24
+            minutes=15
         ):
             reasons.append(f"EAM_DATA_STALE ({device})")
     return ("BLOCK" if reasons else "ALLOW"), reasons

@@ -16,3 +16,9 @@ site_partitions = StaticPartitionsDefinition(list(HubSettings().sites))
 def site_of(context) -> str | None:
     """The run's site (its partition tag); a run without one covers every site."""
     return context.partition_key if context.has_partition_key else None
+
+
+def sites_of(context) -> list[str]:
+    """The sites a run covers, each handled on its own: a device is (site, number)."""
+    site = site_of(context)
+    return [site] if site else list(site_partitions.get_partition_keys())

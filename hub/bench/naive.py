@@ -24,15 +24,15 @@ from zeep.transports import Transport
 
 from hub.assets.common import SYNC_SCOPE_STATUSES, lineage_of, quarantine_rejects
 from hub.assets.costs import cost_problem
-from hub.assets.gate import invalid_permit_decisions
-from hub.logic.clearance import DeviceProfile, build_profiles
+from hub.logic.clearance import DeviceProfile, SiteEam, build_profiles
 from hub.logic.costs import CostError, cost_entries, message_uuid
-from hub.logic.gate import decide, decision_fingerprint
+from hub.logic.gate import decide, decision_fingerprint, invalid_permit_decisions
 from hub.logic.rules import load_cost_rules, load_gate_rules
 from hub.mappings.engine import load_mapping
 from hub.model import GateDecision, Permit, SafetyCostEntry
 from hub.settings import HubSettings
 from hub.store.migrate import upgrade
+from hub.steps.gate import EAM_ANSWERED, quarantined_permits
 from hub.store.repository import HubStore
 
 EAM_BINDING = "{urn:plant:eam:maintenance:v1}AssetMaintenanceBinding"
@@ -107,7 +107,7 @@ class NaiveConnector:
                 quarantine_rejects(self.store, "ptw", self.ptw_mapping, [rejected])
             for permit in mapped.records:
                 self._sync_permit(permit)
-        for decision in invalid_permit_decisions(self.store, self.gate_rules, _now(), site=None):
+        for decision in invalid_permit_decisions(quarantined_permits(self.store, None), self.gate_rules, _now()):
             self._record_decision(decision)
         return self.outcome
 
@@ -129,7 +129,7 @@ class NaiveConnector:
         if permit.status in SYNC_SCOPE_STATUSES:
             self.outcome.permits_in_scope += 1
             for device in permit.device_ids:
-                profiles[device] = self._device_profile(device)
+                profiles[device] = self._device_profile(permit.site, device)
             for name in permit.material_names:
                 self._fetch_material(name)
         decision = decide(permit, profiles, self.gate_rules, _now())
@@ -144,8 +144,8 @@ class NaiveConnector:
             for entry in entries:
                 self._post_entry(entry)
 
-    def _device_profile(self, device: str) -> DeviceProfile:
-        reply = serialize_object(self.eam.GetAssetMaintenance(assetnum=[device]), dict)
+    def _device_profile(self, site: str, device: str) -> DeviceProfile:
+        reply = serialize_object(self.eam.GetAssetMaintenance(siteid=site, assetnum=[device]), dict)
         fetched_at = _now()
         equipment = self.eam_mapping.inbound("equipment", [_vendor_fields(a) for a in reply["asset"] or []])
         orders = self.eam_mapping.inbound("maintenance_record", [_vendor_fields(w) for w in reply["workorder"] or []])
@@ -156,12 +156,13 @@ class NaiveConnector:
         for record in orders.records:
             self.store.upsert_maintenance_records([record], fetched_at, lineage=lineage)
             self.outcome.work_orders.add(record.record_id)
-        self.store.record_lookups("eam", [device], fetched_at)
+        self.store.record_lookups(EAM_ANSWERED, [device], fetched_at, site=site)
         for rejected in equipment.quarantined + orders.quarantined:
             quarantine_rejects(self.store, "eam", self.eam_mapping, [rejected])
         invalid = [r.reason for r in orders.quarantined if r.partial.get("device_id") == device]
         found = {item.device_id: item for item in equipment.records}
-        profiles = build_profiles([device], found, orders.records, {device: fetched_at}, {device: invalid}, self.gate_rules, _now())
+        eam = SiteEam(site, found, orders.records, {device: fetched_at}, {device: invalid})
+        profiles = build_profiles([device], eam, self.gate_rules, _now())
         return profiles[device]
 
     def _fetch_material(self, name: str) -> None:

@@ -3,11 +3,15 @@
 The `equipment_clearance` asset sees equipment and maintenance records but no permits,
 while clearance depends on a permit's window. So each device gets a profile of hazards,
 each valid over an interval, and a permit window is checked against it later.
+
+Profiles are built for one site at a time: a device is (site, device ID), and a permit's
+devices are looked up at the permit's own site only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from hub.logic.rules import GateRules
@@ -53,8 +57,9 @@ def iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _hours(age: timedelta) -> str:
-    return f"{age.total_seconds() / 3600:g}h"
+def _age(age: timedelta) -> str:
+    minutes = age.total_seconds() / 60
+    return f"{minutes / 60:g}h" if minutes >= 60 else f"{minutes:g}min"
 
 
 def reason_sort_key(reason: Reason) -> tuple:
@@ -87,12 +92,15 @@ def _work_order_hazards(record: MaintenanceRecord, rules: GateRules) -> list[Haz
                 end=end,
             )
         )
-    if record.status != "cancelled" and record.isolation == "applied":
+    if record.isolation == "applied":
+        # The lock on the equipment is the physical fact; the work order's status is paperwork.
+        # A finished or cancelled order that still holds a lock is contradictory, and blocks.
+        state = f"{record.status}, isolation still applied" if record.status in FINISHED_MAINTENANCE_STATUSES else record.status
         hazards.append(
             Hazard(
                 code="ISOLATION_NOT_RELEASED",
                 device_id=device,
-                message=f"isolation on {device} under work order {record.record_id} ({record.status}) is not released",
+                message=f"isolation on {device} under work order {record.record_id} ({state}) is not released",
                 evidence={**ref, "isolation": record.isolation},
             )
         )
@@ -100,30 +108,44 @@ def _work_order_hazards(record: MaintenanceRecord, rules: GateRules) -> list[Haz
 
 
 def _profile(
+    site: str,
     device: str,
     equipment: Equipment | None,
     records: list[MaintenanceRecord],
-    fetched_at: datetime | None,
+    answered_at: datetime | None,
     invalid: Sequence[str],
+    suspect: Sequence[str],
     rules: GateRules,
     now: datetime,
 ) -> DeviceProfile:
     hazards: list[Hazard] = []
-    if fetched_at is None:
+    where = {"site": site}
+    if answered_at is None:
         hazards.append(
             Hazard(
                 code="EAM_UNAVAILABLE",
                 device_id=device,
-                message=f"the EAM has not been reached for {device}, so its clearance is unknown",
-                evidence={"eam_fetched_at": "never"},
+                message=f"the EAM has not answered for {device} at site {site}, so its clearance is unknown",
+                evidence={**where, "eam_answered_at": "never"},
             )
         )
-    elif equipment is None:
+    elif equipment is None and not invalid:
+        # An equipment record that came back unreadable is EAM_RECORD_INVALID below, not unknown.
         hazards.append(
             Hazard(
                 code="DEVICE_UNKNOWN",
                 device_id=device,
-                message=f"device {device} is not known to the EAM",
+                message=f"device {device} is not known to the EAM at site {site}",
+                evidence=where,
+            )
+        )
+    if equipment is not None and equipment.status not in rules.equipment_statuses_in_service:
+        hazards.append(
+            Hazard(
+                code="EQUIPMENT_NOT_IN_SERVICE",
+                device_id=device,
+                message=f"{device} at site {site} is {equipment.status.replace('_', ' ')} in the EAM, not in service",
+                evidence={**where, "equipment_status": equipment.status},
             )
         )
     if equipment is not None and equipment.next_inspection_due is not None:
@@ -137,15 +159,15 @@ def _profile(
                 start=due,
             )
         )
-    as_of = [t for t in (equipment.data_as_of if equipment else None, fetched_at) if t is not None]
+    as_of = [t for t in (equipment.data_as_of if equipment else None, answered_at) if t is not None]
     data_as_of = min(as_of) if as_of else None
     if data_as_of is not None and now - data_as_of > rules.max_eam_data_age:
         hazards.append(
             Hazard(
                 code="EAM_DATA_STALE",
                 device_id=device,
-                message=f"EAM data for {device} is as of {iso(data_as_of)}, older than {_hours(rules.max_eam_data_age)}",
-                evidence={"data_as_of": iso(data_as_of), "max_age": _hours(rules.max_eam_data_age)},
+                message=f"EAM data for {device} is as of {iso(data_as_of)}, older than {_age(rules.max_eam_data_age)}",
+                evidence={"data_as_of": iso(data_as_of), "max_age": _age(rules.max_eam_data_age)},
             )
         )
     for problem in sorted(set(invalid)):
@@ -153,8 +175,17 @@ def _profile(
             Hazard(
                 code="EAM_RECORD_INVALID",
                 device_id=device,
-                message=f"a maintenance record for {device} failed validation and is quarantined: {problem}",
+                message=f"an EAM record for {device} failed validation and is quarantined: {problem}",
                 evidence={"problem": problem},
+            )
+        )
+    for problem in sorted(set(suspect)):
+        hazards.append(
+            Hazard(
+                code="EAM_REPLY_SUSPECT",
+                device_id=device,
+                message=f"the EAM's last reply for {device} is held as suspect, so its last known state stands: {problem}",
+                evidence={**where, "problem": problem},
             )
         )
     for record in records:
@@ -162,28 +193,44 @@ def _profile(
     return DeviceProfile(device_id=device, known=equipment is not None, hazards=tuple(hazards), data_as_of=data_as_of)
 
 
-def build_profiles(
-    device_ids: Iterable[str],
-    equipment: Mapping[str, Equipment],
-    records: Iterable[MaintenanceRecord],
-    fetched_at: Mapping[str, datetime],
-    invalid_records: Mapping[str, Sequence[str]],
-    rules: GateRules,
-    now: datetime,
-) -> dict[str, DeviceProfile]:
-    """One profile per device.
+@dataclass(frozen=True)
+class SiteEam:
+    """What the hub knows of one site's EAM: its equipment and work orders by device, when the
+    EAM last positively answered for each device, and what holds a device's data in doubt
+    (quarantined records, suspect replies), each by device ID at that site."""
 
-    `fetched_at[d]` is when the EAM last answered a request that asked for `d`, whether or
-    not it returned the device; a device never asked successfully is EAM_UNAVAILABLE
-    rather than DEVICE_UNKNOWN, since the EAM never said it does not exist.
+    site: str
+    equipment: Mapping[str, Equipment]
+    records: Iterable[MaintenanceRecord]
+    answered_at: Mapping[str, datetime]
+    invalid: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    suspect: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+def build_profiles(device_ids: Iterable[str], eam: SiteEam, rules: GateRules, now: datetime) -> dict[str, DeviceProfile]:
+    """One profile per device of the site.
+
+    `eam.answered_at[d]` is when the EAM last answered for `d` in a reply the hub trusts; a
+    device never answered for is EAM_UNAVAILABLE rather than DEVICE_UNKNOWN, since the EAM
+    never said it does not exist.
     """
     wanted = list(dict.fromkeys(device_ids))
     by_device: dict[str, list[MaintenanceRecord]] = {d: [] for d in wanted}
-    for record in records:
-        if record.device_id in by_device:
+    for record in eam.records:
+        if record.site == eam.site and record.device_id in by_device:
             by_device[record.device_id].append(record)
     return {
-        d: _profile(d, equipment.get(d), by_device[d], fetched_at.get(d), invalid_records.get(d, ()), rules, now)
+        d: _profile(
+            eam.site,
+            d,
+            eam.equipment.get(d),
+            by_device[d],
+            eam.answered_at.get(d),
+            eam.invalid.get(d, ()),
+            eam.suspect.get(d, ()),
+            rules,
+            now,
+        )
         for d in wanted
     }
 

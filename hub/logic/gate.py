@@ -1,7 +1,8 @@
 """The PTW gate: allow or block a permit from its devices' clearance profiles.
 
 It fails closed: whatever cannot be shown safe (no devices, a device without a
-profile, an unreadable permit record) blocks, with a reason saying why.
+profile, an unreadable permit record, a site the hub does not cover) blocks, with a reason
+saying why. `decide` is the one decision function: every path that gates a permit calls it.
 """
 
 from __future__ import annotations
@@ -40,12 +41,46 @@ def _missing_profile(device: str) -> DeviceProfile:
     return DeviceProfile(device_id=device, known=False, hazards=(hazard,))
 
 
+def is_gated(permit_type: str | None, status: str | None, rules: GateRules) -> bool:
+    """Whether the rules gate a permit; an unknown (None) type or status counts as gated."""
+    return (permit_type is None or permit_type in rules.gated_permit_types) and (
+        status is None or status in rules.gated_statuses
+    )
+
+
+def _gate_off(permit_id: str, rules: GateRules, now: datetime) -> GateDecision:
+    reason = Reason(
+        code="GATE_DISABLED",
+        message=f"the gate is switched off by its rule file: {rules.gate_disabled_reason}",
+        evidence={"gate_disabled_reason": str(rules.gate_disabled_reason)},
+    )
+    return GateDecision(permit_id=permit_id, decision="allow", reasons=(reason,), rule_version=rules.version, evaluated_at=now)
+
+
 def decide(
-    permit: Permit, profiles: Mapping[str, DeviceProfile], rules: GateRules, now: datetime
+    permit: Permit,
+    profiles: Mapping[str, DeviceProfile],
+    rules: GateRules,
+    now: datetime,
+    *,
+    site_configured: bool = True,
 ) -> GateDecision | None:
-    """The gate decision for a permit, or None when the rules do not gate it."""
-    if permit.permit_type not in rules.gated_permit_types or permit.status not in rules.gated_statuses:
+    """The gate decision for a permit, or None when the rules do not gate it.
+
+    `profiles` are the devices' profiles at the permit's own site. A permit of a site the hub
+    is not configured for has no profiles it could trust, and blocks for that alone.
+    """
+    if not is_gated(permit.permit_type, permit.status, rules):
         return None
+    if rules.disabled:
+        return _gate_off(permit.permit_id, rules, now)
+    if not site_configured:
+        reason = Reason(
+            code="SITE_NOT_CONFIGURED",
+            message=f"permit {permit.permit_id} is at site {permit.site}, which the hub is not configured to gate (HUB_SITES)",
+            evidence={"site": permit.site},
+        )
+        return _blocked_or_allowed(permit.permit_id, [reason], rules, now)
     reasons: list[Reason] = []
     if not permit.device_ids:
         reasons.append(
@@ -74,18 +109,48 @@ def decide(
 def decide_all(
     permits: Iterable[Permit], profiles: Mapping[str, DeviceProfile], rules: GateRules, now: datetime
 ) -> list[GateDecision]:
-    """Decisions for the gated permits, in input order."""
+    """Decisions for the gated permits of one site, in input order."""
     return [d for p in permits if (d := decide(p, profiles, rules, now)) is not None]
 
 
 def invalid_permit_decision(permit_id: str, problem: str, rules: GateRules, now: datetime) -> GateDecision:
     """Block a permit whose record failed validation: nothing about it can be shown safe."""
+    if rules.disabled:
+        return _gate_off(permit_id, rules, now)
     reason = Reason(
         code="PERMIT_RECORD_INVALID",
         message=f"permit {permit_id} record failed validation: {problem}",
         evidence={"problem": problem},
     )
     return _blocked_or_allowed(permit_id, [reason], rules, now)
+
+
+def invalid_permit_decisions(quarantined: Iterable[Mapping], rules: GateRules, now: datetime) -> list[GateDecision]:
+    """Block quarantined permit records unless what could be read of them shows they are not gated.
+
+    Each item: `source_key` (the PTW's ticket number), `reason`, and `partial` (the fields that
+    could be read). A newer record that failed validation overrides the last good copy.
+    """
+    decisions: dict[str, GateDecision] = {}
+    for row in quarantined:
+        partial = row.get("partial") or {}
+        if not is_gated(partial.get("permit_type"), partial.get("status"), rules):
+            continue
+        decisions[row["source_key"]] = invalid_permit_decision(row["source_key"], row["reason"], rules, now)
+    return list(decisions.values())
+
+
+def unblocked_by(previous: Iterable[GateDecision], current: Iterable[GateDecision]) -> list[str]:
+    """Permits that were blocked under another rule version and are allowed now: what a rule change lifted."""
+    before = {d.permit_id: d for d in previous}
+    return sorted(
+        d.permit_id
+        for d in current
+        if d.decision == "allow"
+        and (old := before.get(d.permit_id)) is not None
+        and old.decision == "block"
+        and old.rule_version != d.rule_version
+    )
 
 
 def decision_fingerprint(decision: GateDecision) -> str:

@@ -332,12 +332,15 @@ class HubStore:
         statuses: Collection[str] | None = None,
         site: str | None = None,
         synced_since: datetime | None = None,
+        sites_not_in: Collection[str] | None = None,
     ) -> list[Permit]:
-        """Permits in `statuses` (all if None) of `site` (every site if None), only those stored
-        at or after `synced_since` if given."""
+        """Permits in `statuses` (all if None) of `site` (every site if None; none of
+        `sites_not_in` if given), only those stored at or after `synced_since` if given."""
         where = []
         if site is not None:
             where.append(t.permits.c.site == site)
+        if sites_not_in is not None:
+            where.append(t.permits.c.site.not_in(sorted(sites_not_in)))
         if synced_since is not None:
             where.append(t.permits.c.synced_at >= _aware(synced_since, "synced_since"))
         with self._read() as conn:
@@ -353,18 +356,26 @@ class HubStore:
         with self._read() as conn:
             return set(conn.execute(select(t.permits.c.permit_id).where(t.permits.c.site == site)).scalars())
 
+    def site_footprint(self, sites: Collection[str]) -> dict[str, tuple[int, int]]:
+        """(permits, equipment) the hub holds of each site: (0, 0) is a site nobody knows."""
+        p, e = t.permits, t.equipment
+        with self._read() as conn:
+            permits = dict(conn.execute(select(p.c.site, func.count()).where(p.c.site.in_(list(sites))).group_by(p.c.site)).all())
+            equipment = dict(conn.execute(select(e.c.site, func.count()).where(e.c.site.in_(list(sites))).group_by(e.c.site)).all())
+        return {site: (permits.get(site, 0), equipment.get(site, 0)) for site in sites}
+
     def upsert_equipment(
         self, items: Sequence[Equipment], fetched_at: datetime, lineage: Lineage | None = None
     ) -> None:
         fetched_at = _aware(fetched_at, "fetched_at")
         rows = [{**e.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for e in items]
         with self._write() as conn:
-            self._upsert(conn, t.equipment, rows, ["device_id"])
+            self._upsert(conn, t.equipment, rows, ["site", "device_id"])
 
-    def load_equipment(self, device_ids: Collection[str] | None) -> dict[str, Equipment]:
-        """Equipment by device id; ids the hub never fetched are absent. None = all."""
+    def load_equipment(self, site: str, device_ids: Collection[str] | None) -> dict[str, Equipment]:
+        """A site's equipment by device id; ids the hub never fetched there are absent. None = all."""
         with self._read() as conn:
-            rows = self._select_in(conn, t.equipment, "device_id", device_ids)
+            rows = self._select_in(conn, t.equipment, "device_id", device_ids, t.equipment.c.site == site)
         out = {}
         for row in sorted(rows, key=lambda r: r["device_id"]):
             out[row["device_id"]] = _canonical(Equipment, row)
@@ -376,9 +387,11 @@ class HubStore:
         fetched_at = _aware(fetched_at, "fetched_at")
         rows = [{**m.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for m in items]
         with self._write() as conn:
-            self._upsert(conn, t.maintenance_records, rows, ["record_id"])
+            self._upsert(conn, t.maintenance_records, rows, ["site", "record_id"])
 
-    def drop_maintenance_records_not_refetched(self, device_ids: Collection[str], fetched_at: datetime) -> int:
+    def drop_maintenance_records_not_refetched(
+        self, site: str, device_ids: Collection[str], fetched_at: datetime
+    ) -> int:
         """Devices whose whole work-order list was fetched at `fetched_at`: their records that fetch
         did not bring back are gone from the EAM. Dropping them only after every batch landed
         means a pull cut short leaves extra (blocking) records, never missing ones."""
@@ -387,28 +400,33 @@ class HubStore:
         dropped = 0
         with self._write() as conn:
             for chunk in _chunks(_unique(device_ids), IN_CHUNK):
-                result = conn.execute(delete(m).where(m.c.device_id.in_(chunk), m.c.fetched_at < fetched_at))
+                result = conn.execute(
+                    delete(m).where(m.c.site == site, m.c.device_id.in_(chunk), m.c.fetched_at < fetched_at)
+                )
                 dropped += result.rowcount or 0
         return dropped
 
-    def record_lookups(self, system: str, keys: Collection[str], at: datetime) -> None:
+    def record_lookups(self, system: str, keys: Collection[str], at: datetime, site: str = "") -> None:
+        """`site` scopes keys that are only unique per site (device IDs); "" is plant-wide."""
         at = _aware(at, "at")
-        rows = [{"system": system, "key": k, "looked_up_at": at} for k in _unique(keys)]
+        rows = [{"system": system, "site": site, "key": k, "looked_up_at": at} for k in _unique(keys)]
         with self._write() as conn:
-            self._upsert(conn, t.lookups, rows, ["system", "key"])
+            self._upsert(conn, t.lookups, rows, ["system", "site", "key"])
 
-    def lookup_times(self, system: str, keys: Collection[str]) -> dict[str, datetime]:
+    def lookup_times(self, system: str, keys: Collection[str], site: str = "") -> dict[str, datetime]:
         """When `system` last answered a lookup of each key; keys never looked up are absent."""
         out: dict[str, datetime] = {}
         lk = t.lookups
         with self._read() as conn:
             for chunk in _chunks(_unique(keys), IN_CHUNK):
-                stmt = select(lk.c.key, lk.c.looked_up_at).where(lk.c.system == system, lk.c.key.in_(chunk))
+                stmt = select(lk.c.key, lk.c.looked_up_at).where(
+                    lk.c.system == system, lk.c.site == site, lk.c.key.in_(chunk)
+                )
                 out.update({r.key: r.looked_up_at for r in conn.execute(stmt)})
         return out
 
     def load_maintenance_records(
-        self, device_ids: Collection[str] | None, *, unfinished_or_isolated: bool = False
+        self, site: str, device_ids: Collection[str] | None, *, unfinished_or_isolated: bool = False
     ) -> list[MaintenanceRecord]:
         """Work orders of the devices; with `unfinished_or_isolated`, only those that can still
         block work (not finished, or holding an isolation). Years of finished history stay in
@@ -418,7 +436,7 @@ class HubStore:
             (or_(m.c.status.not_in(sorted(FINISHED_MAINTENANCE_STATUSES)), m.c.isolation == "applied"),)
             if unfinished_or_isolated
             else ()
-        )
+        ) + (m.c.site == site,)
         with self._read() as conn:
             rows = self._select_in(conn, m, "device_id", device_ids, *where)
         rows.sort(key=lambda r: (r["device_id"], r["record_id"]))
@@ -448,12 +466,11 @@ class HubStore:
     _CLEARANCE_KEYS = frozenset({"device_id", "known", "hazards", "data_as_of", "computed_at"})
 
     def replace_device_clearance(
-        self, rows: Sequence[Mapping[str, Any]], devices: Collection[str] | None = None
+        self, site: str, rows: Sequence[Mapping[str, Any]], devices: Collection[str] | None = None
     ) -> None:
-        """Make the device_clearance rows of ``devices`` exactly ``rows`` (one transaction).
+        """Make the device_clearance rows of ``site``'s ``devices`` exactly ``rows`` (one transaction).
 
-        ``devices`` None replaces the whole table. A site's run replaces only its own
-        devices, so runs of other sites keep theirs while it writes.
+        ``devices`` None replaces all of the site's rows; other sites keep theirs while it writes.
 
         Each row: device_id, known (bool), hazards (JSON-able), data_as_of (aware or
         None), computed_at (aware).
@@ -471,6 +488,7 @@ class HubStore:
             data_as_of = row.get("data_as_of")
             clean.append(
                 {
+                    "site": site,
                     "device_id": device_id,
                     "known": bool(row["known"]),
                     "hazards": row["hazards"],
@@ -480,19 +498,21 @@ class HubStore:
             )
         if devices is not None and not seen <= set(devices):
             raise ValueError(f"device_clearance rows outside the devices replaced: {sorted(seen - set(devices))}")
+        dc = t.device_clearance
         with self._write() as conn:
             if devices is None:
-                conn.execute(delete(t.device_clearance))
+                conn.execute(delete(dc).where(dc.c.site == site))
             for chunk in _chunks(_unique(devices), IN_CHUNK):
-                conn.execute(delete(t.device_clearance).where(t.device_clearance.c.device_id.in_(chunk)))
+                conn.execute(delete(dc).where(dc.c.site == site, dc.c.device_id.in_(chunk)))
             for chunk in _chunks(clean, WRITE_CHUNK):
                 conn.execute(t.device_clearance.insert(), list(chunk))
 
     def load_device_clearance(
-        self, device_ids: Collection[str] | None = None
+        self, site: str, device_ids: Collection[str] | None = None
     ) -> dict[str, dict[str, Any]]:
+        """A site's clearance rows by device id."""
         with self._read() as conn:
-            rows = self._select_in(conn, t.device_clearance, "device_id", device_ids)
+            rows = self._select_in(conn, t.device_clearance, "device_id", device_ids, t.device_clearance.c.site == site)
         return {r["device_id"]: r for r in sorted(rows, key=lambda r: r["device_id"])}
 
     # ------------------------------------------------------------------ cursors

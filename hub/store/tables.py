@@ -68,11 +68,12 @@ permits = Table(
     *lineage_columns(),
 )
 
+# Equipment is (site, device_id) and a work order (site, record_id): two sites may reuse a number.
 equipment = Table(
     "equipment",
     metadata,
+    Column("site", String, primary_key=True),
     Column("device_id", String, primary_key=True),
-    Column("site", String, nullable=False),
     Column("name", String, nullable=False),
     Column("area", String, nullable=True),
     Column("status", String, nullable=False),
@@ -85,8 +86,9 @@ equipment = Table(
 maintenance_records = Table(
     "maintenance_records",
     metadata,
+    Column("site", String, primary_key=True),
     Column("record_id", String, primary_key=True),
-    Column("device_id", String, nullable=False, index=True),
+    Column("device_id", String, nullable=False),
     Column("kind", String, nullable=False),
     Column("status", String, nullable=False),
     Column("window_start", UtcDateTime, nullable=True),
@@ -95,6 +97,7 @@ maintenance_records = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("fetched_at", UtcDateTime, nullable=False),
     *lineage_columns(),
+    Index("ix_maintenance_records_site_device_id", "site", "device_id"),
 )
 
 process_parameters = Table(
@@ -113,6 +116,7 @@ process_parameters = Table(
 device_clearance = Table(
     "device_clearance",
     metadata,
+    Column("site", String, primary_key=True),
     Column("device_id", String, primary_key=True),
     Column("known", Boolean, nullable=False),
     Column("hazards", JSON, nullable=False),
@@ -130,10 +134,12 @@ sync_cursors = Table(
 
 # When a source system last answered a lookup of a key, found or not: a device the
 # EAM was asked about and did not return is unknown; one never asked is unavailable.
+# `site` scopes site-keyed lookups (equipment); it is "" for plant-wide keys.
 lookups = Table(
     "lookups",
     metadata,
     Column("system", String, primary_key=True),
+    Column("site", String, primary_key=True),
     Column("key", String, primary_key=True),
     Column("looked_up_at", UtcDateTime, nullable=False),
 )

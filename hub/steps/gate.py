@@ -1,0 +1,125 @@
+"""Deciding a site's permits from what the store knows: clearance profiles, then decisions.
+
+The batch gate, the fallback gate run after a failed sync and `hub rules diff` all decide
+through `evaluate_site`, which calls the one pure decision function in `hub.logic.gate`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from datetime import datetime
+
+from hub.logic.clearance import DeviceProfile, SiteEam, build_profiles
+from hub.logic.gate import decide, decision_fingerprint, invalid_permit_decisions
+from hub.logic.rules import GateRules
+from hub.model import GateDecision, Permit
+from hub.store.records import AuditBatch
+
+# Permits whose equipment and materials the hub keeps current: anything that may still be worked.
+SYNC_SCOPE_STATUSES = ("submitted", "approved", "active", "suspended")
+#: Lookup tables: when the EAM last answered positively for a device, when it last pulled a
+#: device's whole work-order list, and when a reply about a device was held as suspect.
+EAM_ANSWERED, EAM_WHOLE, EAM_SUSPECT = "eam", "eam_whole", "eam_suspect"
+
+
+def permits_in_scope(hub_store, site: str) -> list[Permit]:
+    return hub_store.load_permits(statuses=SYNC_SCOPE_STATUSES, site=site)
+
+
+def device_ids_of(permits: Iterable[Permit]) -> set[str]:
+    return {device for permit in permits for device in permit.device_ids}
+
+
+def quarantined_permits(hub_store, site: str | None) -> list[dict]:
+    """Quarantined PTW permit records of `site` (every site if None); one whose site could not
+    be read counts for every site, so that each site's gate blocks it."""
+    return [
+        row
+        for row in hub_store.list_quarantine()
+        if row["system"] == "ptw"
+        and row["record_kind"] == "permit"
+        and row["source_key"]
+        and (not site or (row.get("partial") or {}).get("site", site) == site)
+    ]
+
+
+def invalid_eam_records(hub_store, site: str) -> dict[str, list[str]]:
+    """Quarantined equipment and work orders of the site's devices: unreadable is not clear.
+
+    A record whose site could not be read counts at every site, like an unreadable permit."""
+    invalid: dict[str, list[str]] = defaultdict(list)
+    for row in hub_store.list_quarantine():
+        partial = row.get("partial") or {}
+        device = partial.get("device_id")
+        if (
+            row["system"] == "eam"
+            and row["record_kind"] in ("maintenance_record", "equipment")
+            and device
+            and partial.get("site", site) == site
+        ):
+            invalid[device].append(row["reason"])
+    return invalid
+
+
+def suspect_devices(hub_store, site: str, device_ids: Collection[str]) -> dict[str, list[str]]:
+    """Devices whose latest EAM reply was held as suspect and not answered well since."""
+    suspect = hub_store.lookup_times(EAM_SUSPECT, device_ids, site=site)
+    answered = hub_store.lookup_times(EAM_ANSWERED, list(suspect), site=site)
+    return {
+        device: [f"reply of {at.isoformat()} was empty or dropped open work orders"]
+        for device, at in suspect.items()
+        if device not in answered or answered[device] <= at
+    }
+
+
+def clearance_profiles(
+    hub_store, site: str, device_ids: Collection[str], rules: GateRules, now: datetime
+) -> dict[str, DeviceProfile]:
+    """Each device's profile at the site, from the hub's copy of the EAM."""
+    eam = SiteEam(
+        site=site,
+        equipment=hub_store.load_equipment(site, device_ids),
+        # Finished work without an isolation holds no hazard: its history is not read back.
+        records=hub_store.load_maintenance_records(site, device_ids, unfinished_or_isolated=True),
+        answered_at=hub_store.lookup_times(EAM_ANSWERED, device_ids, site=site),
+        invalid=invalid_eam_records(hub_store, site),
+        suspect=suspect_devices(hub_store, site, device_ids),
+    )
+    return build_profiles(sorted(device_ids), eam, rules, now)
+
+
+def stored_profiles(hub_store, site: str, device_ids: Collection[str]) -> dict[str, DeviceProfile]:
+    """The profiles the clearance step last stored for the site's devices."""
+    return {
+        device: DeviceProfile.model_validate({k: row[k] for k in ("device_id", "known", "hazards", "data_as_of")})
+        for device, row in hub_store.load_device_clearance(site, device_ids).items()
+    }
+
+
+def evaluate_site(
+    hub_store, site: str, rules: GateRules, now: datetime, profiles: dict[str, DeviceProfile] | None = None
+) -> list[GateDecision]:
+    """Decisions for every gated permit of the site, by permit ID: its stored permits against
+    their devices' profiles (recomputed from the store unless given), and its quarantined
+    permit records, which override the last good copy."""
+    permits = hub_store.load_permits(statuses=rules.gated_statuses, site=site)
+    if profiles is None:
+        profiles = clearance_profiles(hub_store, site, device_ids_of(permits), rules, now)
+    by_id = {d.permit_id: d for p in permits if (d := decide(p, profiles, rules, now)) is not None}
+    for decision in invalid_permit_decisions(quarantined_permits(hub_store, site), rules, now):
+        by_id[decision.permit_id] = decision
+    return [by_id[k] for k in sorted(by_id)]
+
+
+def evaluate_unconfigured(permits: Iterable[Permit], rules: GateRules, now: datetime) -> list[GateDecision]:
+    """Decisions for permits of sites the hub is not configured for: every gated one blocks."""
+    decisions = (decide(p, {}, rules, now, site_configured=False) for p in permits)
+    return sorted((d for d in decisions if d is not None), key=lambda d: d.permit_id)
+
+
+def record_decisions(hub_store, decisions: list[GateDecision], now: datetime) -> None:
+    """Append the decisions to the trail, each with its audit row."""
+    fingerprints = [decision_fingerprint(d) for d in decisions]
+    audited = [(d.permit_id, {**d.model_dump(mode="json"), "fingerprint": fp}) for d, fp in zip(decisions, fingerprints)]
+    hub_store.append_gate_decisions(decisions, fingerprints, audit=AuditBatch("gate_decision", audited, now))
