@@ -195,18 +195,18 @@ def test_fingerprint_changes_with_message_and_rule_version():
 
 def test_packaged_gate_rules_load():
     rules = load_gate_rules()
-    assert rules.version == "gate-2026.11-1"
+    assert rules.version == "gate-2026.12-1"
     assert rules.gated_permit_types == {"work_at_height"}
     assert rules.gated_statuses == {"submitted", "approved", "active"}
-    assert rules.max_eam_data_age == timedelta(hours=24)
+    assert rules.max_eam_data_age == timedelta(minutes=15)
     assert rules.counted_work_order_kinds == {"preventive", "corrective", "inspection", "overhaul"}
 
 
 def test_defaults_apply_when_omitted(tmp_path):
     path = tmp_path / "gate.yaml"
-    path.write_text("version: g-1\nmax_eam_data_age: P2D\n", encoding="utf-8")
+    path.write_text("version: g-1\nmax_eam_data_age: PT2H\n", encoding="utf-8")
     rules = load_gate_rules(path)
-    assert rules.max_eam_data_age == timedelta(days=2)
+    assert rules.max_eam_data_age == timedelta(hours=2)
     assert rules.gated_permit_types == {"work_at_height"}
 
 
