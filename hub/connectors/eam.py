@@ -5,7 +5,8 @@ Which operation, binding and arguments are sent is the flavor file's description
 zeep parses large replies about ten times slower than lxml, so the reply is taken
 raw and flattened here; the WSDL still defines what we send. One zeep client is
 built per process and reused, since loading a WSDL is slow. Every call, the WSDL load
-included, goes through the EAM's circuit breaker, with timeouts and a reply size limit.
+included, goes through the EAM's circuit breaker, with timeouts, a total deadline per request
+and a reply size limit.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lxml import etree
 from hub.connectors.auth import auth_headers, basic_credentials, redact, secret_values
 from hub.connectors.bounded import DEFAULT_MAX_RESPONSE_BYTES
 from hub.connectors.breaker import SystemBreaker, breaker_for
+from hub.connectors.deadline import DEFAULT_REQUEST_DEADLINE_S
 from hub.connectors.endpoint import SoapSpec
 from hub.connectors.retry import (
     RetryPolicy,
@@ -64,6 +66,7 @@ def _service(
     basic: tuple[str, str] | None,
     ca_bundle: str | None,
     max_response_bytes: int,
+    deadline_s: float,
 ) -> Any:
     session = requests.Session()
     session.headers.update(dict(headers))
@@ -75,6 +78,7 @@ def _service(
         read_timeout_s=operation_timeout_s,
         max_response_bytes=max_response_bytes,
         ca_bundle=ca_bundle,
+        deadline_s=deadline_s,
     )
     client = zeep.Client(wsdl, transport=transport)
     return client, client.create_service(binding, address)
@@ -121,7 +125,10 @@ class EamClient:
         breaker: SystemBreaker | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         ca_bundle: str | None = None,
+        deadline_s: float = DEFAULT_REQUEST_DEADLINE_S,
     ):
+        if deadline_s <= 0:
+            raise ValueError("deadline_s must be positive")
         self.address = endpoint.url
         self.headers = tuple(sorted(auth_headers(endpoint).items()))
         self.basic = basic_credentials(endpoint)
@@ -132,6 +139,7 @@ class EamClient:
         self.breaker = breaker or breaker_for("EAM", endpoint.url)
         self.max_response_bytes = max_response_bytes
         self.ca_bundle = ca_bundle
+        self.deadline_s = deadline_s
         self.calls = 0
         self._secrets = secret_values(endpoint)
 
@@ -148,6 +156,7 @@ class EamClient:
                 self.basic,
                 self.ca_bundle,
                 self.max_response_bytes,
+                self.deadline_s,
             )
             with client.settings(raw_response=True):
                 response = service[soap.operation](**args)

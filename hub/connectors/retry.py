@@ -89,7 +89,9 @@ class RetryPolicy:
     attempts: int = 5
     initial_s: float = 0.5
     max_s: float = 30.0
-    budget_s: float = 120.0  # no new attempt starts once waiting for it would pass this
+    # No new attempt starts once waiting for it would pass this, counted from the start of the
+    # first attempt: the attempts' own time counts, not only the waits between them.
+    budget_s: float = 120.0
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = wait_exponential_jitter(initial=self.initial_s, max=self.max_s, jitter=self.initial_s)(state)
@@ -100,6 +102,8 @@ class RetryPolicy:
 
     def call(self, fn: Callable[[], T]) -> T:
         retrying = Retrying(
+            # tenacity measures `stop_before_delay` from before the first attempt to the end of
+            # the last one, plus the coming wait.
             stop=stop_after_attempt(self.attempts) | stop_before_delay(self.budget_s),
             wait=self._wait,
             # An open circuit stays open for a while: stop at once rather than wait into it.
