@@ -82,6 +82,8 @@ class PlantSystemResource(ConfigurableResource):
     breaker_failures: int = 5
     breaker_reset_s: float = 30.0
     max_response_bytes: int = 50 * 1024 * 1024
+    # The most one request may take, all of it (HUB_REQUEST_DEADLINE_S).
+    request_deadline_s: float = 60.0
     ca_bundle: str | None = None
     wsdl: str | None = None  # for a flavor that speaks SOAP; default: the URL with ?wsdl
     batch_size: int | None = None
@@ -135,8 +137,8 @@ class PlantSystemResource(ConfigurableResource):
             breaker=self.breaker(system),
             max_response_bytes=self.max_response_bytes,
             ca_bundle=self.ca_bundle,
+            deadline_s=self.request_deadline_s,
         )
-
 
     def soap(self, system: str, credentials: SystemEndpoint) -> EamClient:
         return EamClient(
@@ -148,6 +150,7 @@ class PlantSystemResource(ConfigurableResource):
             breaker=self.breaker(system),
             max_response_bytes=self.max_response_bytes,
             ca_bundle=self.ca_bundle,
+            deadline_s=self.request_deadline_s,
         )
 
 
@@ -205,6 +208,7 @@ def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, ba
         breaker_failures=settings.breaker_failures,
         breaker_reset_s=settings.breaker_reset_s,
         max_response_bytes=settings.max_response_bytes,
+        request_deadline_s=settings.request_deadline_s,
         ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None,
         batch_size=batch_size,
         **extra,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.logic.clearance import DeviceProfile, Hazard, build_profiles, reasons_for_window
+from hub.logic.clearance import DeviceProfile, Hazard, SiteEam, build_profiles, reasons_for_window
 from hub.logic.rules import GateRules
 from hub.model import Equipment, MaintenanceRecord
 
@@ -17,13 +17,14 @@ HOUR = timedelta(hours=1)
 RULES = GateRules(version="gate-test", max_eam_data_age=timedelta(hours=24))
 
 
-def equipment(device="P-101", **kw):
-    return Equipment(device_id=device, site="NJ01", name="feed pump", status="OPERATING", **kw)
+def equipment(device="P-101", status="operating", **kw):
+    return Equipment(device_id=device, site="NJ01", name="feed pump", status=status, **kw)
 
 
 def work_order(record_id="WO-1", device="P-101", kind="corrective", status="approved", start=None, end=None, **kw):
     return MaintenanceRecord(
         record_id=record_id,
+        site="NJ01",
         device_id=device,
         kind=kind,
         status=status,
@@ -37,9 +38,8 @@ def work_order(record_id="WO-1", device="P-101", kind="corrective", status="appr
 def profile(records=(), equip=None, fetched=None, invalid=None, rules=RULES, device="P-101", now=NOW):
     equip = [equipment(device)] if equip is None else equip
     fetched = {device: NOW - HOUR} if fetched is None else fetched
-    profiles = build_profiles(
-        [device], {e.device_id: e for e in equip}, records, fetched, invalid or {}, rules, now
-    )
+    eam = SiteEam("NJ01", {e.device_id: e for e in equip}, records, fetched, invalid or {})
+    profiles = build_profiles([device], eam, rules, now)
     return profiles[device]
 
 
@@ -128,7 +128,9 @@ def test_kinds_not_counted_by_rules_are_ignored():
     [
         ("completed", "applied", ["ISOLATION_NOT_RELEASED"]),
         ("closed", "applied", ["ISOLATION_NOT_RELEASED"]),
-        ("cancelled", "applied", []),
+        ("cancelled", "applied", ["ISOLATION_NOT_RELEASED"]),  # contradictory: the lock is the fact
+        ("in_progress", "applied", ["ISOLATION_NOT_RELEASED"]),
+        ("cancelled", "released", []),
         ("completed", "released", []),
         ("completed", "none", []),
     ],
@@ -227,15 +229,13 @@ def test_records_of_other_devices_are_ignored():
 
 
 def test_profiles_for_several_devices():
-    profiles = build_profiles(
-        ["P-101", "E-202", "P-101"],
+    eam = SiteEam(
+        "NJ01",
         {"P-101": equipment("P-101"), "E-202": equipment("E-202")},
         [work_order(device="E-202", start=START, end=END)],
         {"P-101": NOW, "E-202": NOW},
-        {},
-        RULES,
-        NOW,
     )
+    profiles = build_profiles(["P-101", "E-202", "P-101"], eam, RULES, NOW)
     assert list(profiles) == ["P-101", "E-202"]
     assert codes(profiles["P-101"]) == []
     assert codes(profiles["E-202"]) == ["OPEN_WORK_ORDER"]
@@ -300,3 +300,67 @@ def test_profile_survives_a_json_round_trip():
     again = DeviceProfile.model_validate_json(p.model_dump_json())
     assert again == p
     assert reasons_for_window(again, START, END) == reasons_for_window(p, START, END)
+
+
+def test_a_cancelled_order_still_holding_a_lock_says_so():
+    records = [work_order(status="cancelled", isolation="applied", start=START + 100 * HOUR, end=START + 200 * HOUR)]
+    [reason] = reasons_for_window(profile(records), START, END)
+    assert reason.code == "ISOLATION_NOT_RELEASED"
+    assert "cancelled, isolation still applied" in reason.message
+    assert reason.evidence["work_order"] == "WO-1" and reason.evidence["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("status", "in_service", "expected"),
+    [
+        ("operating", None, []),
+        ("not_ready", None, ["EQUIPMENT_NOT_IN_SERVICE"]),
+        ("decommissioned", None, ["EQUIPMENT_NOT_IN_SERVICE"]),
+        ("not_ready", frozenset({"operating", "not_ready"}), []),
+        ("operating", frozenset({"standby"}), ["EQUIPMENT_NOT_IN_SERVICE"]),
+    ],
+)
+def test_equipment_status_must_be_in_service(status, in_service, expected):
+    rules = RULES if in_service is None else RULES.model_copy(update={"equipment_statuses_in_service": in_service})
+    p = profile(equip=[equipment(status=status)], rules=rules)
+    assert codes(p) == expected
+    if expected:
+        [reason] = reasons_for_window(p, START, END)
+        assert reason.evidence == {"site": "NJ01", "equipment_status": status}
+
+
+def test_a_device_unknown_at_the_site_names_the_site():
+    p = profile(equip=[])
+    [reason] = reasons_for_window(p, START, END)
+    assert reason.code == "DEVICE_UNKNOWN" and reason.evidence == {"site": "NJ01"}
+    assert "at site NJ01" in reason.message
+
+
+def test_records_of_another_site_never_count():
+    """A work order of the same device number at another site is another device's."""
+    other = MaintenanceRecord(
+        record_id="WO-9", site="HZ02", device_id="P-101", kind="corrective", status="in_progress",
+        window_start=START, window_end=END, isolation="applied", updated_at=NOW,
+    )
+    assert codes(profile([other])) == []
+
+
+def test_an_unreadable_equipment_record_is_invalid_not_unknown():
+    p = profile(equip=[], invalid={"P-101": ["status 'UNDER REPAIR' is not a known status"]})
+    assert codes(p) == ["EAM_RECORD_INVALID"]
+
+
+def test_a_suspect_reply_blocks_even_a_clean_device():
+    eam = SiteEam("NJ01", {"P-101": equipment()}, [], {"P-101": NOW - HOUR}, suspect={"P-101": ["reply was empty"]})
+    p = build_profiles(["P-101"], eam, RULES, NOW)["P-101"]
+    [reason] = reasons_for_window(p, START, END)
+    assert reason.code == "EAM_REPLY_SUSPECT" and reason.evidence["problem"] == "reply was empty"
+
+
+@pytest.mark.parametrize(("age", "stale"), [(timedelta(minutes=15), False), (timedelta(minutes=15, seconds=1), True)])
+def test_the_shipped_data_age_limit_is_fifteen_minutes(age, stale):
+    from hub.logic.rules import load_gate_rules
+
+    rules = load_gate_rules()
+    p = profile(fetched={"P-101": NOW - age}, rules=rules)
+    assert ("EAM_DATA_STALE" in codes(p)) is stale

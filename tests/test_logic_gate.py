@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hub.logic.clearance import build_profiles
+from hub.logic.clearance import SiteEam, build_profiles
 from hub.logic.gate import decide, decide_all, decision_fingerprint, invalid_permit_decision
 from hub.logic.rules import GateRules, load_gate_rules
 from hub.model import Equipment, MaintenanceRecord, Permit
@@ -35,12 +35,13 @@ def permit(permit_id="PTW-NJ-2026-0001", devices=("P-101",), permit_type="work_a
 
 
 def equipment(device):
-    return Equipment(device_id=device, site="NJ01", name=device, status="OPERATING")
+    return Equipment(device_id=device, site="NJ01", name=device, status="operating")
 
 
 def work_order(record_id, device, start=START, end=END):
     return MaintenanceRecord(
         record_id=record_id,
+        site="NJ01",
         device_id=device,
         kind="corrective",
         status="approved",
@@ -52,7 +53,7 @@ def work_order(record_id, device, start=START, end=END):
 
 def profiles(devices=("P-101", "E-202"), records=(), fetched=None, rules=RULES):
     fetched = {d: NOW - HOUR for d in devices} if fetched is None else fetched
-    return build_profiles(devices, {d: equipment(d) for d in devices}, records, fetched, {}, rules, NOW)
+    return build_profiles(devices, SiteEam("NJ01", {d: equipment(d) for d in devices}, records, fetched), rules, NOW)
 
 
 def test_clean_permit_is_allowed():

@@ -72,6 +72,7 @@ inbound:
     key: wonum
     fields:
       record_id: {from: wonum}
+      site: {const: NJ01}
       device_id: {from: assetnum}
       kind:
         from: worktype
@@ -222,6 +223,7 @@ inbound:
     key: Wonum
     fields:
       record_id: {from: Wonum}
+      site: {const: NJ01}
       device_id: {from: Asset}
       kind: {const: inspection}
       status: {const: planned}
@@ -895,7 +897,7 @@ inbound:
         ("  permit:", "  permits:", "permits", "inbound.permits",
          "unknown record kind 'permits'; did you mean 'permit'? expected one of permit, equipment, "
          "maintenance_record, process_parameter, safety_cost_entry, gate_decision"),
-        ("transform: [id]}", "transform: [ID]}", "ID", "inbound.permit.fields.permit_id.transform[0]",
+        ("transform: [id]}", "transform: [ID]}", "ID", "inbound.permit.fields.site.transform[0]",
          "unknown transform 'ID'; did you mean 'id'? expected one of id, strip, upper, lower"),
         ("timezone: Asia/Shanghai", "timezone: Asia/Shangai", "Asia", "timezone",
          "unknown time zone 'Asia/Shangai'; did you mean 'Asia/Shanghai'? (use a name like Asia/Shanghai)"),
@@ -974,6 +976,7 @@ inbound:
   maintenance_record:
     fields:
       record_id: {{const: WO}}
+      site: {{const: NJ01}}
       device_id: {{const: P}}
       kind: {{const: inspection}}
       status: {{const: planned}}

@@ -308,7 +308,7 @@ def test_eam_equipment():
     assert result.records == [
         Equipment(device_id="NJ-P-101", site="NJ01", name="裂解炉进料泵", area="CRK-01", status="operating",
                   next_inspection_due=utc(2027, 2, 28, 16, 0), data_as_of=None),
-        Equipment(device_id="E-202", site="NJ01", name="裂解炉进料泵", area=None, status="not ready",
+        Equipment(device_id="E-202", site="NJ01", name="裂解炉进料泵", area=None, status="not_ready",
                   next_inspection_due=None, data_as_of=utc(2026, 11, 27, 15, 0)),
     ]
 
@@ -325,7 +325,7 @@ def test_eam_work_order_uses_internal_status_not_label():
     result = eam.inbound("maintenance_record", records)
     assert result.quarantined == []
     assert result.records[0] == MaintenanceRecord(
-        record_id="WO-1001", device_id="NJ-P-101", kind="corrective", status="approved",
+        record_id="WO-1001", site="NJ01", device_id="NJ-P-101", kind="corrective", status="approved",
         window_start=utc(2026, 12, 1, 0, 0), window_end=utc(2026, 12, 1, 10, 0),
         isolation="applied", updated_at=utc(2026, 11, 30, 2, 0),
     )
@@ -703,6 +703,7 @@ inbound:
     key: id
     fields:
       record_id: {from: id}
+      site: {const: NJ01}
       device_id: {from: device}
       kind: {const: inspection}
       status: {const: planned}

@@ -139,11 +139,6 @@ def run_hub(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub/mappings/source.py and engine.py still read mapping files with plain yaml.SafeLoader and "
-    "read_bytes(); they must use hub.yamlfile.compose_node, construct and read_limited",
-)
 def test_mappings_validate_refuses_a_bomb_mapping_file_in_one_line(tmp_path):
     path = write(tmp_path, "eam-bomb.yaml", "system: eam\nversion: 1\n" + bomb(key="x-lol"))
     try:

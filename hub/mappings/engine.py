@@ -53,7 +53,7 @@ from hub.mappings.spec import KINDS, InboundSpec, MappingFile
 from hub.mappings.suggest import closest
 from hub.mappings.values import FieldError, bad_character, describe_character, find_bad_text, storable, type_name, visible
 from hub.model import Canonical
-from hub.yamlfile import ConfigError, ConfigProblem
+from hub.yamlfile import ConfigError, ConfigProblem, read_limited
 
 __all__ = [
     "InboundResult",
@@ -537,10 +537,7 @@ def load_mapping(system: str | Path) -> Mapping:
     re-read and re-checked.
     """
     path = _resolve(system)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(str(path), 1, 1, "(file)", f"cannot read: {exc.strerror}")]) from None
+    raw = read_limited(path)
     resolved = path.resolve()
     cache_key = (str(resolved), hashlib.sha256(raw).hexdigest())
     with _CACHE_LOCK:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from hub.mappings.suggest import expected
-from hub.yamlfile import ConfigError, ConfigProblem
+from hub.yamlfile import ConfigError, ConfigProblem, compose_node, construct, decode, read_limited
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SITES_DIR = PACKAGE_DIR / "sites"
@@ -95,67 +95,26 @@ def problem(root: yaml.Node | None, loc: Loc, message: str, default_file: str, a
 
 def read_source(raw: bytes, name: str, source_file: Path | None = None, _chain: tuple[Path, ...] = ()) -> MappingSource:
     """Mapping text (and, for an overlay, the files it extends), merged. Raises ConfigError."""
-    text = _decode(raw, name)
-    node = _compose(text, name)
+    text = decode(raw, name)
+    node = compose_node(text, name)
     problems = _duplicate_keys(node)
     short = source_file.name if source_file is not None else Path(name).name
     own = SourceFile(source_file, hashlib.sha256(raw).hexdigest())
     extends = _extends_of(node, name)
     if extends is None:
-        return MappingSource(_construct(node, name), node, short, own.sha256, (own,), (raw,), tuple(problems))
+        return MappingSource(construct(node, name), node, short, own.sha256, (own,), (raw,), tuple(problems))
     base_path = _resolve_base(node, extends, name, source_file)
     if base_path in _chain or base_path == source_file:
         raise ConfigError([_extends_problem(node, name, f"{extends!r} leads back to this file (a cycle)")])
-    base = read_source(_read(base_path), str(base_path), base_path, _chain + ((source_file,) if source_file else ()))
+    base = read_source(read_limited(base_path), str(base_path), base_path, _chain + ((source_file,) if source_file else ()))
     merged = _merge(base.node, node)
     merged.value = [(k, v) for k, v in merged.value if k.value != "extends"]
     contents = (*base.contents, raw)
     return MappingSource(
-        _construct(merged, name), merged, f"{short} (extends {base.name})",
+        construct(merged, name), merged, f"{short} (extends {base.name})",
         hashlib.sha256(b"".join(contents)).hexdigest(), (*base.files, own), contents,
         base.problems + tuple(problems),
     )
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(str(path), 1, 1, "(file)", f"cannot read: {exc.strerror}")]) from None
-
-
-def _decode(raw: bytes, name: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigProblem(name, 1, 1, "(file)", f"not UTF-8 text: {exc.reason}")]) from None
-
-
-def _syntax_error(exc: yaml.MarkedYAMLError, name: str) -> ConfigError:
-    mark = exc.problem_mark
-    file = mark.name if mark is not None and mark.name else name
-    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    return ConfigError([ConfigProblem(file, line, column, "(syntax)", str(exc.problem))])
-
-
-def _compose(text: str, name: str) -> yaml.Node | None:
-    loader = yaml.SafeLoader(text)
-    loader.name = name  # every mark of this file's nodes names the file
-    try:
-        return loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(exc, name) from None
-    finally:
-        loader.dispose()
-
-
-def _construct(node: yaml.Node | None, name: str) -> Any:
-    if node is None:
-        return None
-    try:
-        return yaml.SafeLoader("").construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(exc, name) from None
 
 
 def _extends_of(node: yaml.Node | None, name: str) -> str | None:
