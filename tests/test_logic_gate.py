@@ -230,3 +230,49 @@ def test_non_positive_max_age_is_refused(tmp_path):
     path.write_text("version: g-1\nmax_eam_data_age: PT0S\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"gate.yaml:2:\d+: max_eam_data_age: .*positive"):
         load_gate_rules(path)
+
+
+# --------------------------------------------------------------------------- sites, switched-off gate, rule changes
+
+
+def test_a_permit_of_an_unconfigured_site_blocks_for_that_alone():
+    d = decide(permit(site="SH03"), {}, RULES, NOW, site_configured=False)
+    assert d.decision == "block"
+    [reason] = d.reasons
+    assert reason.code == "SITE_NOT_CONFIGURED" and reason.evidence == {"site": "SH03"}
+    assert decide(permit(site="SH03", permit_type="hot_work"), {}, RULES, NOW, site_configured=False) is None
+
+
+def test_a_switched_off_gate_allows_and_says_so_on_every_decision():
+    off = RULES.model_copy(update={"gate_disabled_reason": "commissioning of unit 3"})
+    d = decide(permit(devices=()), {}, off, NOW)
+    assert d.decision == "allow"
+    [reason] = d.reasons
+    assert reason.code == "GATE_DISABLED" and "commissioning of unit 3" in reason.message
+    assert invalid_permit_decision("PTW-X", "bad", off, NOW).reasons[0].code == "GATE_DISABLED"
+
+
+def test_a_rule_change_that_lifts_blocks_is_named():
+    from hub.logic.gate import unblocked_by
+
+    old = decide(permit(devices=("P-101",)), {}, RULES, NOW)  # no profile: DEVICE_UNKNOWN
+    newer = RULES.model_copy(update={"version": "gate-test-2"})
+    allowed = decide(permit(devices=("P-101",)), profiles(("P-101",)), newer, NOW)
+    same_version = decide(permit(devices=("P-101",)), profiles(("P-101",)), RULES, NOW)
+    assert old.decision == "block" and allowed.decision == "allow"
+    assert unblocked_by([old], [allowed]) == ["PTW-NJ-2026-0001"]
+    assert unblocked_by([old], [same_version]) == []  # new data, not new rules
+
+
+def test_quarantined_permits_block_unless_readably_not_gated():
+    from hub.logic.gate import invalid_permit_decisions
+
+    rows = [
+        {"source_key": "A", "reason": "bad window", "partial": {"permit_type": "work_at_height"}},
+        {"source_key": "B", "reason": "bad type", "partial": {}},
+        {"source_key": "C", "reason": "bad", "partial": {"permit_type": "hot_work"}},
+        {"source_key": "D", "reason": "bad", "partial": {"status": "closed"}},
+    ]
+    decided = {d.permit_id: d for d in invalid_permit_decisions(rows, RULES, NOW)}
+    assert sorted(decided) == ["A", "B"]
+    assert all(d.decision == "block" and d.reasons[0].code == "PERMIT_RECORD_INVALID" for d in decided.values())

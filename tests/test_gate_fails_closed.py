@@ -1,0 +1,187 @@
+"""The gate fails closed, through the real path: the mocks over HTTP/SOAP, Dagster, a real store.
+
+Each test asserts the hold (or its absence) as the mock PTW holds it, and the reason codes.
+"""
+
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from conftest import materialize_sites
+from dagster import DagsterInstance, materialize
+from sqlalchemy import create_engine, text
+
+from hub.definitions import ASSETS, CHECKS, OTHER_SITES
+from hub.resources import resources_from_settings
+from hub.store.repository import HubStore
+
+
+def site_runs(settings, instance, sites=("NJ01", "HZ02")):
+    return materialize_sites(
+        [*ASSETS, *CHECKS], sites=sites, resources=resources_from_settings(settings), instance=instance, raise_on_error=False
+    )
+
+
+def other_sites_run(settings, instance):
+    return materialize(OTHER_SITES, resources=resources_from_settings(settings), instance=instance, raise_on_error=False)
+
+
+def ptw_holds(mocks) -> dict[str, list[str]]:
+    """Ticket -> the reason codes of the hub's hold, as the mock PTW holds it."""
+    state = httpx.get(f"{mocks.base_urls['ptw']}/_admin/state", timeout=10).json()["holds"]
+    return {ticket: sorted({r["code"] for hold in holds for r in hold["reasons"]}) for ticket, holds in state.items()}
+
+
+def set_faults(mocks, system: str, plan: dict) -> None:
+    httpx.put(f"{mocks.base_urls[system]}/_admin/faults", json=plan, timeout=10).raise_for_status()
+
+
+def check(result, name: str):
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == name][-1:]
+    return evaluation
+
+
+def latest(url: str) -> dict:
+    return {d.permit_id: d for d in HubStore(url).latest_gate_decisions()}
+
+
+# --------------------------------------------------------------------------- identity and contradictory data
+
+
+def test_two_sites_reusing_a_device_number_are_judged_each_on_its_own(fresh_mocks, sqlite_url, make_settings):
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(make_settings(sqlite_url, fresh_mocks.urls), instance).success
+    holds = ptw_holds(fresh_mocks)
+    # CT-701 at NJ01 has only closed work; CT-701 at HZ02 is under repair.
+    assert "PTW-NJ-2026-0033" not in holds
+    assert holds["PTW-HZ-2026-0020"] == ["OPEN_WORK_ORDER"]
+    [reason] = latest(sqlite_url)["PTW-HZ-2026-0020"].reasons
+    assert reason.evidence["work_order"] == "WO-5046" and reason.device_id == "CT-701"
+    store = HubStore(sqlite_url)
+    assert store.load_equipment("NJ01", ["CT-701"])["CT-701"].area == "公用工程"
+    assert store.load_equipment("HZ02", ["CT-701"])["CT-701"].area == "动力车间"
+    assert [r.record_id for r in store.load_maintenance_records("NJ01", ["CT-701"])] == ["WO-1068"]
+
+
+@pytest.mark.parametrize(
+    ("ticket", "code", "evidence"),
+    [
+        ("PTW-HZ-2026-0021", "DEVICE_UNKNOWN", {"site": "HZ02"}),  # NJ-F-101 exists at NJ01 only
+        ("PTW-NJ-2026-0008", "ISOLATION_NOT_RELEASED", {"status": "cancelled", "isolation": "applied"}),
+        ("PTW-NJ-2026-0031", "EQUIPMENT_NOT_IN_SERVICE", {"equipment_status": "not_ready"}),
+        ("PTW-NJ-2026-0032", "EQUIPMENT_NOT_IN_SERVICE", {"equipment_status": "decommissioned"}),
+        ("PTW-HZ-2026-0022", "EAM_RECORD_INVALID", {}),  # status UNDER REPAIR: quarantined
+    ],
+)
+def test_what_the_paperwork_hides_still_blocks(fresh_mocks, sqlite_url, make_settings, ticket, code, evidence):
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(make_settings(sqlite_url, fresh_mocks.urls), instance).success
+    assert ptw_holds(fresh_mocks)[ticket] == [code]
+    [reason] = latest(sqlite_url)[ticket].reasons
+    assert evidence.items() <= reason.evidence.items()
+
+
+# --------------------------------------------------------------------------- no permit outside the gate
+
+
+def test_a_permit_of_an_unconfigured_site_is_blocked_counted_and_named(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(settings, instance).success
+        result = other_sites_run(settings, instance)
+    assert ptw_holds(fresh_mocks)["PTW-SH-2026-0001"] == ["SITE_NOT_CONFIGURED"]
+    [materialization] = result.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    assert metadata["blocked_site_not_configured"].value == 1 and metadata["row_count"].value == 1
+    evaluation = check(result, "every_permit_within_the_gate")
+    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+    assert "site SH03 is not configured" in evaluation.metadata["problems"].value
+    # The other sites' listing never pulls a configured site's permits again.
+    listed = httpx.get(f"{fresh_mocks.base_urls['ptw']}/_admin/received", timeout=10).json()
+    listings = [r["query"] for r in listed if r["method"] == "GET" and r["path"] == "/api/v1/permits"]
+    assert [q for q in listings if "site" not in q] == [{"exclude_sites": "NJ01,HZ02", "page_size": "500"}]
+
+
+def test_a_site_left_to_another_hub_is_counted_never_decided(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls, sites_left_to_others=("SH03",))
+    with DagsterInstance.ephemeral() as instance:
+        result = other_sites_run(settings, instance)
+    assert "PTW-SH-2026-0001" not in ptw_holds(fresh_mocks)
+    assert "PTW-SH-2026-0001" not in latest(sqlite_url)
+    evaluation = check(result, "every_permit_within_the_gate")
+    assert evaluation.metadata["permits_left_to_other_hubs"].value == 1
+    assert evaluation.metadata["permits_at_unconfigured_sites"].value == 0
+
+
+def test_a_configured_site_nobody_knows_fails_the_check(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls, sites=("NJ01", "HZ2"))
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(settings, instance, sites=("NJ01",)).success
+        result = other_sites_run(settings, instance)
+    evaluation = check(result, "every_permit_within_the_gate")
+    assert not evaluation.passed
+    assert "site HZ2 is unknown to the PTW and the EAM" in evaluation.metadata["problems"].value
+    # HZ02 is now outside HUB_SITES: its gated permits are blocked, not forgotten.
+    assert ptw_holds(fresh_mocks)["PTW-HZ-2026-0018"] == ["SITE_NOT_CONFIGURED"]
+
+
+# --------------------------------------------------------------------------- absence of evidence
+
+
+def age_eam_answers(url: str, by: timedelta) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE lookups SET looked_up_at = :t WHERE system = 'eam'"), {"t": datetime.now(timezone.utc) - by})
+    engine.dispose()
+
+
+def test_eam_down_past_the_freshness_limit_blocks_on_a_warm_store(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(settings, instance).success
+        assert "PTW-NJ-2026-0007" not in ptw_holds(fresh_mocks)
+        age_eam_answers(sqlite_url, timedelta(minutes=20))  # the last good answer was 20 minutes ago
+        dead = make_settings(sqlite_url, {**fresh_mocks.urls, "eam": "http://127.0.0.1:9/eam/soap"}, retry_attempts=1)
+        assert site_runs(dead, instance).success
+    holds = ptw_holds(fresh_mocks)
+    for ticket in ("PTW-NJ-2026-0007", "PTW-NJ-2026-0033", "PTW-HZ-2026-0018"):
+        assert "EAM_DATA_STALE" in holds[ticket], ticket
+    decisions = latest(sqlite_url)
+    assert all(d.decision == "block" for d in decisions.values())
+
+
+def test_an_empty_eam_reply_deletes_nothing_refreshes_nothing_and_blocks(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls, eam_full_pull_every_h=0)  # every pull is whole
+    store = HubStore(sqlite_url)
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(settings, instance).success
+        before = ptw_holds(fresh_mocks)
+        records = len(store.load_maintenance_records("NJ01", None)) + len(store.load_maintenance_records("HZ02", None))
+        answered = store.lookup_times("eam", ["NJ-C-101", "NJ-F-101"], site="NJ01")
+        set_faults(fresh_mocks, "eam", {"rules": [{"kind": "empty"}]})
+        result = site_runs(settings, instance)
+    assert result.success
+    after = ptw_holds(fresh_mocks)
+    # Every block stands, with its old reasons; every allow became a block.
+    for ticket, codes in before.items():
+        assert set(codes) <= set(after[ticket]), ticket
+    assert "EAM_REPLY_SUSPECT" in after["PTW-NJ-2026-0007"] and "EAM_REPLY_SUSPECT" in after["PTW-HZ-2026-0018"]
+    assert records == len(store.load_maintenance_records("NJ01", None)) + len(store.load_maintenance_records("HZ02", None))
+    assert store.lookup_times("eam", ["NJ-C-101", "NJ-F-101"], site="NJ01") == answered
+    evaluation = check(result, "eam_replies_trusted")
+    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+
+
+def test_a_reply_dropping_most_open_work_orders_is_held_as_suspect(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls, eam_full_pull_every_h=0)
+    store = HubStore(sqlite_url)
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(settings, instance, sites=("NJ01",)).success
+        open_before = store.load_maintenance_records("NJ01", None, unfinished_or_isolated=True)
+        # Assets all come back; only one work order in ten does.
+        set_faults(fresh_mocks, "eam", {"rules": [{"kind": "shrink", "keep": 0.1, "seed": 3}]})
+        result = site_runs(settings, instance, sites=("NJ01",))
+    assert result.success
+    assert store.load_maintenance_records("NJ01", None, unfinished_or_isolated=True) == open_before
+    assert "OPEN_WORK_ORDER" in ptw_holds(fresh_mocks)["PTW-NJ-2026-0001"]  # WO-1058 was not deleted
+    assert not check(result, "eam_replies_trusted").passed
