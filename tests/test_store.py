@@ -15,7 +15,19 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, create_engine, inspect, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    bindparam,
+    create_engine,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.pool import NullPool
 
@@ -104,7 +116,7 @@ def permit(pid: str = "PTW-1", **overrides) -> Permit:
 
 
 def equipment(device_id: str, **overrides) -> Equipment:
-    data = dict(device_id=device_id, site="NJ", name=f"pump {device_id}", status="OPERATING")
+    data = dict(device_id=device_id, site="NJ", name=f"pump {device_id}", status="operating")
     data.update(overrides)
     return Equipment(**data)
 
@@ -112,6 +124,7 @@ def equipment(device_id: str, **overrides) -> Equipment:
 def record(record_id: str, device_id: str, **overrides) -> MaintenanceRecord:
     data = dict(
         record_id=record_id,
+        site="NJ",
         device_id=device_id,
         kind="corrective",
         status="in_progress",
@@ -167,7 +180,7 @@ def decision(pid: str, verdict: str = "block", at: datetime = T0) -> GateDecisio
 def test_migration_up_from_empty(db_url):
     assert current_revision(db_url) is None
     upgrade(db_url)
-    assert current_revision(db_url) == head_revision() == "0002"
+    assert current_revision(db_url) == head_revision() == "0003"
     upgrade(db_url)  # already at head: a no-op, not an error
     engine = create_engine(db_url, poolclass=NullPool)
     try:
@@ -230,8 +243,100 @@ def test_store_refuses_other_revision(db_url):
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
     engine.dispose()
-    with pytest.raises(SchemaNotReadyError, match=r"'0000'.*'0002'.*run `hub db upgrade`"):
+    with pytest.raises(SchemaNotReadyError, match=r"'0000'.*'0003'.*run `hub db upgrade`"):
         HubStore(db_url)
+
+
+def _execute(db_url: str, *statements) -> None:
+    engine = create_engine(db_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for stmt, params in statements:
+                conn.execute(stmt, params)
+    finally:
+        engine.dispose()
+
+
+def _rows(db_url: str, sql: str) -> list[tuple]:
+    engine = create_engine(db_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def test_migration_0003_places_existing_rows_at_their_equipment_site(db_url):
+    upgrade(db_url, "0002")
+    assert current_revision(db_url) == "0002"
+    ts = DateTime(timezone=True)
+    at = {"at": T0}
+    _execute(
+        db_url,
+        (
+            text(
+                "INSERT INTO equipment (device_id, site, name, status, fetched_at) "
+                "VALUES ('E-1', 'NJ01', 'pump E-1', 'operating', :at), "
+                "('E-0', '', 'no site', 'operating', :at)"
+            ).bindparams(bindparam("at", type_=ts)),
+            at,
+        ),
+        (
+            text(
+                "INSERT INTO maintenance_records "
+                "(record_id, device_id, kind, status, isolation, updated_at, fetched_at) "
+                "VALUES ('WO-1', 'E-1', 'corrective', 'in_progress', 'applied', :at, :at), "
+                "('WO-9', 'E-9', 'corrective', 'in_progress', 'applied', :at, :at)"
+            ).bindparams(bindparam("at", type_=ts)),
+            at,
+        ),
+        (
+            text(
+                "INSERT INTO lookups (system, key, looked_up_at) "
+                "VALUES ('eam', 'E-1', :at), ('eam', 'E-9', :at), ('mes', '乙烯', :at)"
+            ).bindparams(bindparam("at", type_=ts)),
+            at,
+        ),
+        (
+            text(
+                "INSERT INTO device_clearance (device_id, known, hazards, data_as_of, computed_at) "
+                "VALUES ('E-1', :known, :hazards, :at, :at)"
+            ).bindparams(
+                bindparam("at", type_=ts), bindparam("known", type_=Boolean), bindparam("hazards", type_=JSON)
+            ),
+            {**at, "known": True, "hazards": [{"code": "OPEN_WORK_ORDER"}]},
+        ),
+    )
+
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    with HubStore(db_url) as store:
+        assert set(store.load_equipment("NJ01", None)) == {"E-1"}
+        assert store.load_equipment("", None) == {}  # equipment without a site cannot be placed
+        (wo,) = store.load_maintenance_records("NJ01", ["E-1"])
+        assert (wo.record_id, wo.site, wo.device_id, wo.isolation) == ("WO-1", "NJ01", "E-1", "applied")
+        assert store.lookup_times("eam", ["E-1", "E-9"], site="NJ01") == {"E-1": T0}
+        assert store.lookup_times("eam", ["E-1", "E-9"]) == {}
+        assert store.lookup_times("mes", ["乙烯"]) == {"乙烯": T0}
+        assert store.load_device_clearance("NJ01") == {}
+        assert store.load_device_clearance("") == {}
+    # The orphan work order and the lookup of the unplaceable device are gone at every site.
+    assert _rows(db_url, "SELECT site, record_id, device_id FROM maintenance_records") == [("NJ01", "WO-1", "E-1")]
+    assert sorted(_rows(db_url, "SELECT system, site, key FROM lookups")) == [
+        ("eam", "NJ01", "E-1"),
+        ("mes", "", "乙烯"),
+    ]
+    assert _rows(db_url, "SELECT COUNT(*) FROM device_clearance") == [(0,)]
+    assert _rows(db_url, "SELECT site, device_id FROM equipment") == [("NJ01", "E-1")]
+
+    # Back down: the EAM copies are dropped (the next sync pulls them again), plant-wide lookups stay.
+    downgrade(db_url, "0002")
+    assert current_revision(db_url) == "0002"
+    assert _rows(db_url, "SELECT COUNT(*) FROM equipment") == [(0,)]
+    assert _rows(db_url, "SELECT COUNT(*) FROM maintenance_records") == [(0,)]
+    assert _rows(db_url, "SELECT system, key FROM lookups") == [("mes", "乙烯")]
+    upgrade(db_url)
+    HubStore(db_url).dispose()
 
 
 # ---------------------------------------------------------------- permits / EAM / MES
@@ -267,15 +372,15 @@ def test_upsert_permits_idempotent_and_updates_changed_rows(store):
 def test_timestamps_round_trip_as_aware_utc(store):
     local = datetime(2025, 3, 1, 16, 30, 15, 654321, tzinfo=SHANGHAI)  # 08:30:15 UTC
     store.upsert_equipment([equipment("E-1", next_inspection_due=local, data_as_of=local)], fetched_at=local)
-    store.record_lookups("eam", ["E-1"], local)
+    store.record_lookups("eam", ["E-1"], local, site="NJ")
 
-    got = store.lookup_times("eam", ["E-1"])["E-1"]
-    assert store.load_equipment(["E-1"])["E-1"].data_as_of == local
+    got = store.lookup_times("eam", ["E-1"], site="NJ")["E-1"]
+    assert store.load_equipment("NJ", ["E-1"])["E-1"].data_as_of == local
     assert got == local
     assert got.tzinfo == UTC
     assert (got.hour, got.microsecond) == (8, 654321)
 
-    eq = store.load_equipment(["E-1"])["E-1"]
+    eq = store.load_equipment("NJ", ["E-1"])["E-1"]
     assert eq.next_inspection_due == local and eq.next_inspection_due.tzinfo == UTC
     assert eq.data_as_of.utcoffset() == timedelta(0)
 
@@ -289,7 +394,7 @@ def test_timestamps_round_trip_as_aware_utc(store):
 
     with pytest.raises((ValueError, StatementError), match="timezone-aware"):
         store.upsert_equipment([equipment("E-2")], fetched_at=datetime(2025, 3, 1, 8, 0))
-    assert "E-2" not in store.load_equipment(None)
+    assert "E-2" not in store.load_equipment("NJ", None)
 
 
 def test_decimal_round_trip_is_exact(store):
@@ -320,8 +425,8 @@ def test_hostile_and_chinese_ids(store):
         fetched_at=T0,
     )
 
-    assert set(store.load_equipment(ids)) == set(ids)
-    assert sorted(r.device_id for r in store.load_maintenance_records([NASTY_ID, CHINESE_ID])) == sorted(
+    assert set(store.load_equipment("NJ", ids)) == set(ids)
+    assert sorted(r.device_id for r in store.load_maintenance_records("NJ", [NASTY_ID, CHINESE_ID])) == sorted(
         [NASTY_ID, CHINESE_ID]
     )
     assert store.load_permits()[0].device_ids == tuple(ids)
@@ -337,30 +442,30 @@ def test_bulk_20k_maintenance_records(store):
     assert len(records) == 20_000
     store.upsert_maintenance_records(records, fetched_at=T0)
 
-    loaded = store.load_maintenance_records(devices)  # 2,000 ids: chunked IN lists
+    loaded = store.load_maintenance_records("NJ", devices)  # 2,000 ids: chunked IN lists
     assert len(loaded) == 20_000
     assert loaded[0] == records[0]
 
     # Again, with every status changed: still 20k rows, all updated.
     changed = [r.model_copy(update={"status": "completed"}) for r in records]
     store.upsert_maintenance_records(changed, fetched_at=T0 + timedelta(hours=1))
-    loaded = store.load_maintenance_records(devices[:1_234])
+    loaded = store.load_maintenance_records("NJ", devices[:1_234])
     assert len(loaded) == 12_340
     assert {r.status for r in loaded} == {"completed"}
-    assert store.load_maintenance_records(["nope"]) == []
-    assert store.load_maintenance_records([]) == []
+    assert store.load_maintenance_records("NJ", ["nope"]) == []
+    assert store.load_maintenance_records("NJ", []) == []
 
 
 def test_equipment_and_parameters_upsert(store):
     store.upsert_equipment([equipment("E-1"), equipment("E-2")], fetched_at=T0)
     later = T0 + timedelta(hours=1)
-    store.upsert_equipment([equipment("E-1", status="DOWN")], fetched_at=later)
-    eq = store.load_equipment(["E-1", "E-2", "E-unknown"])
+    store.upsert_equipment([equipment("E-1", status="not_ready")], fetched_at=later)
+    eq = store.load_equipment("NJ", ["E-1", "E-2", "E-unknown"])
     assert set(eq) == {"E-1", "E-2"}
-    assert eq["E-1"].status == "DOWN" and eq["E-2"].status == "OPERATING"
-    store.record_lookups("eam", ["E-1", "E-2", "E-unknown"], T0)
-    store.record_lookups("eam", ["E-1"], later)
-    assert store.lookup_times("eam", ["E-1", "E-2", "E-unknown", "E-never"]) == {
+    assert eq["E-1"].status == "not_ready" and eq["E-2"].status == "operating"
+    store.record_lookups("eam", ["E-1", "E-2", "E-unknown"], T0, site="NJ")
+    store.record_lookups("eam", ["E-1"], later, site="NJ")
+    assert store.lookup_times("eam", ["E-1", "E-2", "E-unknown", "E-never"], site="NJ") == {
         "E-1": later, "E-2": T0, "E-unknown": T0
     }
 
@@ -384,28 +489,31 @@ def test_equipment_and_parameters_upsert(store):
 def test_device_clearance_replace(store):
     hazards = [{"code": "OPEN_WORK_ORDER", "evidence": {"record_id": "WO-1", "备注": "检修中"}}]
     store.replace_device_clearance(
+        "NJ",
         [
             {"device_id": "A", "known": True, "hazards": [], "data_as_of": T0, "computed_at": T0},
             {"device_id": CHINESE_ID, "known": True, "hazards": hazards, "data_as_of": None, "computed_at": T0},
         ]
     )
     store.replace_device_clearance(
+        "NJ",
         [
             {"device_id": CHINESE_ID, "known": True, "hazards": hazards, "data_as_of": T0, "computed_at": T0},
             {"device_id": "C", "known": False, "hazards": [], "data_as_of": None, "computed_at": T0},
         ]
     )
-    got = store.load_device_clearance()
+    got = store.load_device_clearance("NJ")
     assert set(got) == {CHINESE_ID, "C"}  # A is gone: replace, not merge
     assert got[CHINESE_ID]["hazards"] == hazards
     assert got[CHINESE_ID]["data_as_of"] == T0
     assert got["C"]["known"] is False and got[CHINESE_ID]["known"] is True
-    assert set(store.load_device_clearance(["C", "X"])) == {"C"}
+    assert set(store.load_device_clearance("NJ", ["C", "X"])) == {"C"}
     with pytest.raises(ValueError, match="twice"):
         store.replace_device_clearance(
+            "NJ",
             [{"device_id": "C", "known": True, "hazards": [], "computed_at": T0}] * 2
         )
-    assert set(store.load_device_clearance()) == {CHINESE_ID, "C"}
+    assert set(store.load_device_clearance("NJ")) == {CHINESE_ID, "C"}
 
 
 def test_cursors(store, clock):
@@ -553,20 +661,26 @@ def test_complete_work_order_list_drops_records_gone_from_the_eam(store):
     """A full answer for a device replaces its work orders; other devices keep theirs."""
     def wo(record_id, device):
         return MaintenanceRecord(
-            record_id=record_id, device_id=device, kind="corrective", status="in_progress", updated_at=T0
+            record_id=record_id, site="NJ", device_id=device, kind="corrective", status="in_progress", updated_at=T0
         )
 
     store.upsert_maintenance_records([wo("WO-1", "P-1"), wo("WO-2", "P-1"), wo("WO-3", "P-2")], T0)
     later = T0 + timedelta(hours=1)
     store.upsert_maintenance_records([wo("WO-2", "P-1")], later)
-    assert store.drop_maintenance_records_not_refetched(["P-1"], later) == 1
-    assert [r.record_id for r in store.load_maintenance_records(["P-1", "P-2"])] == ["WO-2", "WO-3"]
+    assert store.drop_maintenance_records_not_refetched("NJ", ["P-1"], later) == 1
+    assert [r.record_id for r in store.load_maintenance_records("NJ", ["P-1", "P-2"])] == ["WO-2", "WO-3"]
 
 
 def test_only_work_orders_that_can_still_block_are_read_back_for_clearance(store):
     def wo(record_id, status, isolation="none"):
         return MaintenanceRecord(
-            record_id=record_id, device_id="P-1", kind="corrective", status=status, isolation=isolation, updated_at=T0
+            record_id=record_id,
+            site="NJ",
+            device_id="P-1",
+            kind="corrective",
+            status=status,
+            isolation=isolation,
+            updated_at=T0,
         )
 
     store.upsert_maintenance_records(
@@ -580,7 +694,122 @@ def test_only_work_orders_that_can_still_block_are_read_back_for_clearance(store
         ],
         T0,
     )
-    assert [r.record_id for r in store.load_maintenance_records(["P-1"], unfinished_or_isolated=True)] == [
+    assert [r.record_id for r in store.load_maintenance_records("NJ", ["P-1"], unfinished_or_isolated=True)] == [
         "WO-4", "WO-5", "WO-6",
     ]
-    assert len(store.load_maintenance_records(["P-1"])) == 6
+    assert len(store.load_maintenance_records("NJ", ["P-1"])) == 6
+
+
+# ---------------------------------------------------------------- two sites, one number
+
+
+def test_two_sites_reusing_a_device_and_work_order_number_stay_apart(store):
+    def wo(site, status, record_id="WO-1", isolation="none"):
+        return MaintenanceRecord(
+            record_id=record_id,
+            site=site,
+            device_id="E-1",
+            kind="corrective",
+            status=status,
+            isolation=isolation,
+            updated_at=T0,
+        )
+
+    later = T0 + timedelta(hours=1)
+    nj, hz = equipment("E-1", site="NJ01"), equipment("E-1", site="HZ02", name="compressor", status="not_ready")
+    store.upsert_equipment([nj, hz], fetched_at=T0)
+    store.upsert_equipment([equipment("E-1", site="NJ01", status="not_ready")], fetched_at=later)
+    assert store.load_equipment("NJ01", ["E-1"]) == {"E-1": equipment("E-1", site="NJ01", status="not_ready")}
+    assert store.load_equipment("HZ02", None) == {"E-1": hz}
+    assert store.load_equipment("NJ", None) == {}
+    eq = tables.equipment
+    with store.engine.connect() as conn:
+        fetched = dict(conn.execute(select(eq.c.site, eq.c.fetched_at).where(eq.c.device_id == "E-1")).all())
+    assert fetched == {"NJ01": later, "HZ02": T0}
+
+    # One work-order number at both sites: two rows; an upsert at one site leaves the other's.
+    store.upsert_maintenance_records([wo("NJ01", "in_progress"), wo("HZ02", "completed")], T0)
+    store.upsert_maintenance_records([wo("NJ01", "approved", isolation="applied")], later)
+    assert store.load_maintenance_records("NJ01", ["E-1"]) == [wo("NJ01", "approved", isolation="applied")]
+    assert store.load_maintenance_records("HZ02", ["E-1"]) == [wo("HZ02", "completed")]
+    assert store.load_maintenance_records("HZ02", ["E-1"], unfinished_or_isolated=True) == []
+    assert store.load_maintenance_records("NJ01", None, unfinished_or_isolated=True) == [
+        wo("NJ01", "approved", isolation="applied")
+    ]
+
+    # NJ01's full list at `later2` no longer has WO-1; HZ02's older WO-1 is not NJ01's to drop.
+    later2 = later + timedelta(hours=1)
+    store.upsert_maintenance_records([wo("NJ01", "planned", record_id="WO-2")], later2)
+    assert store.drop_maintenance_records_not_refetched("NJ01", ["E-1"], later2) == 1
+    assert [r.record_id for r in store.load_maintenance_records("NJ01", ["E-1"])] == ["WO-2"]
+    assert store.load_maintenance_records("HZ02", ["E-1"]) == [wo("HZ02", "completed")]
+    assert store.drop_maintenance_records_not_refetched("SH03", ["E-1"], later2) == 0
+    assert store.load_maintenance_records("HZ02", ["E-1"]) == [wo("HZ02", "completed")]
+
+    # Lookups of one device number, per site; "" (plant-wide) is a scope of its own.
+    store.record_lookups("eam", ["E-1", "E-2"], T0, site="NJ01")
+    store.record_lookups("eam", ["E-1"], later, site="HZ02")
+    store.record_lookups("eam", ["E-1"], later2, site="NJ01")
+    assert store.lookup_times("eam", ["E-1", "E-2"], site="NJ01") == {"E-1": later2, "E-2": T0}
+    assert store.lookup_times("eam", ["E-1", "E-2"], site="HZ02") == {"E-1": later}
+    assert store.lookup_times("eam", ["E-1", "E-2"]) == {}
+    assert store.lookup_times("eam_whole", ["E-1"], site="NJ01") == {}
+
+    # Clearance rows of one device number, per site.
+    def row(device_id, hazards):
+        return {"device_id": device_id, "known": True, "hazards": hazards, "data_as_of": T0, "computed_at": T0}
+
+    nj_hazards = [{"code": "OPEN_WORK_ORDER", "evidence": {"record_id": "WO-2"}}]
+    store.replace_device_clearance("NJ01", [row("E-1", nj_hazards), row("E-2", [])])
+    store.replace_device_clearance("HZ02", [row("E-1", [])])
+    assert store.load_device_clearance("NJ01")["E-1"]["hazards"] == nj_hazards
+    assert store.load_device_clearance("HZ02")["E-1"]["hazards"] == []
+    assert store.load_device_clearance("HZ02")["E-1"]["site"] == "HZ02"
+
+    # Replacing NJ01's E-1 (or all of NJ01) leaves HZ02's E-1.
+    store.replace_device_clearance("NJ01", [], devices=["E-1"])
+    assert set(store.load_device_clearance("NJ01")) == {"E-2"}
+    assert set(store.load_device_clearance("HZ02", ["E-1"])) == {"E-1"}
+    store.replace_device_clearance("NJ01", [row("E-3", [])])
+    assert set(store.load_device_clearance("NJ01")) == {"E-3"}
+    assert set(store.load_device_clearance("HZ02")) == {"E-1"}
+    with pytest.raises(ValueError, match="outside the devices replaced"):
+        store.replace_device_clearance("HZ02", [row("E-9", [])], devices=["E-1"])
+    assert set(store.load_device_clearance("HZ02")) == {"E-1"}
+
+
+def test_site_footprint_counts_permits_and_equipment_per_site(store):
+    store.upsert_permits(
+        [permit("PTW-1", site="NJ01"), permit("PTW-2", site="NJ01"), permit("PTW-3", site="HZ02")], synced_at=T0
+    )
+    store.upsert_equipment(
+        [equipment("E-1", site="NJ01"), equipment("E-1", site="SH03"), equipment("E-2", site="SH03")], fetched_at=T0
+    )
+    assert store.site_footprint(["NJ01", "HZ02", "SH03", "XX99"]) == {
+        "NJ01": (2, 1),
+        "HZ02": (1, 0),
+        "SH03": (0, 2),
+        "XX99": (0, 0),
+    }
+    assert store.site_footprint({"XX99"}) == {"XX99": (0, 0)}
+    assert store.site_footprint([]) == {}
+
+
+def test_load_permits_of_sites_not_in(store):
+    store.upsert_permits(
+        [
+            permit("PTW-1", site="NJ01"),
+            permit("PTW-2", site="HZ02"),
+            permit("PTW-3", site="SH03"),
+            permit("PTW-4", site="SH03", status="closed"),
+        ],
+        synced_at=T0,
+    )
+    assert [p.permit_id for p in store.load_permits(sites_not_in={"NJ01", "HZ02"})] == ["PTW-3", "PTW-4"]
+    assert [p.permit_id for p in store.load_permits(statuses=["approved"], sites_not_in=["NJ01"])] == [
+        "PTW-2", "PTW-3",
+    ]
+    assert store.load_permits(sites_not_in={"NJ01", "HZ02", "SH03"}) == []
+    assert [p.permit_id for p in store.load_permits(sites_not_in=[])] == ["PTW-1", "PTW-2", "PTW-3", "PTW-4"]
+    assert [p.permit_id for p in store.load_permits(sites_not_in=None)] == ["PTW-1", "PTW-2", "PTW-3", "PTW-4"]
+    assert store.load_permits(site="SH03", sites_not_in=["SH03"]) == []
