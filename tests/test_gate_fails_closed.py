@@ -185,3 +185,33 @@ def test_a_reply_dropping_most_open_work_orders_is_held_as_suspect(fresh_mocks, 
     assert store.load_maintenance_records("NJ01", None, unfinished_or_isolated=True) == open_before
     assert "OPEN_WORK_ORDER" in ptw_holds(fresh_mocks)["PTW-NJ-2026-0001"]  # WO-1058 was not deleted
     assert not check(result, "eam_replies_trusted").passed
+
+
+# --------------------------------------------------------------------------- rule changes
+
+
+def test_rules_diff_names_the_blocks_a_new_rule_file_would_lift(fresh_mocks, sqlite_url, make_settings, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+    from hub.logic.rules import RULES_DIR
+
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(make_settings(sqlite_url, fresh_mocks.urls), instance).success
+    shipped = RULES_DIR / "gate.yaml"
+    lenient = tmp_path / "gate.yaml"
+    lenient.write_text(
+        shipped.read_text(encoding="utf-8")
+        .replace("version: gate-2026.12-1", "version: gate-lenient")
+        .replace("counted_work_order_kinds: [preventive, corrective, inspection, overhaul]", "counted_work_order_kinds: [preventive, inspection, overhaul]"),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("HUB_DATABASE_URL", sqlite_url)
+    result = CliRunner().invoke(app, ["rules", "diff", str(shipped), str(lenient)])
+    assert result.exit_code == 1, result.output
+    # Corrective work no longer counts: the permits blocked only by open corrective work orders.
+    assert "would ALLOW NJ01 PTW-NJ-2026-0001 (blocked now: OPEN_WORK_ORDER)" in result.output
+    assert "would ALLOW HZ02 PTW-HZ-2026-0020" in result.output
+    assert "PTW-NJ-2026-0002" not in result.output  # preventive work still counts
+    same = CliRunner().invoke(app, ["rules", "diff", str(shipped), str(shipped)])
+    assert same.exit_code == 0 and "0 block(s) lifted, 0 added" in same.output

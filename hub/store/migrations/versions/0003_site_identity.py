@@ -20,7 +20,7 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 # Lookup systems whose keys are EAM device IDs; any other lookup is plant-wide (site "").
-DEVICE_LOOKUPS = ("eam", "eam_whole")
+DEVICE_LOOKUPS = ("eam", "eam_whole", "eam_suspect")
 SITE_OF_DEVICE = "(SELECT e.site FROM equipment e WHERE e.device_id = {table}.{column})"
 
 
