@@ -2,15 +2,23 @@
 
 Each run draws a fault schedule from the seed (1 to 4 faults: latency, 5xx, 429, dropped
 connections, read timeouts, SOAP faults, garbled or cut replies, failed PTW write-backs, ERP
-commits whose answer is lost), runs the full sync in this process against a fresh store and
-freshly reset mocks, clears the faults, lets any delayed request land, and recovers with up to
-`MAX_RECOVERY_RUNS` clean syncs. Timeouts and retry waits are short so a run takes seconds.
+commits whose answer is lost, holds lifted or edited at the PTW), runs the full sync in this
+process against a fresh store and freshly reset mocks, clears the faults, lets any delayed
+request land, and recovers with up to `MAX_RECOVERY_RUNS` clean syncs. Timeouts and retry waits
+are short so a run takes seconds.
+
+Hold drift is not a fault of the wire but of the PTW's state: between two syncs, someone at the
+PTW lifts some of the hub's holds, edits their reasons, turns them into ALLOW, or places the
+hub's BLOCK on a permit the gate allows, through the PTW's own hold API. It is applied after
+the first sync that succeeds (the faulted one, or else a recovery sync, which then needs one
+more), so the next sync has holds the hub believes written to put right.
 """
 
 from __future__ import annotations
 
 import random
 import tempfile
+import urllib.parse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 from dagster import DagsterInstance
 
 from hub.connectors.breaker import close_all_breakers
@@ -39,8 +48,20 @@ FAULT_KINDS = (
     "ptw write-back",
     "commit_then_drop",
     "commit_then_status",
+    "hold drift",
 )
-ONLY_ON = {"soap_fault": "eam", "ptw write-back": "ptw", "commit_then_drop": "erp", "commit_then_status": "erp"}
+ONLY_ON = {
+    "soap_fault": "eam",
+    "ptw write-back": "ptw",
+    "commit_then_drop": "erp",
+    "commit_then_status": "erp",
+    "hold drift": "ptw",
+}
+HOLD_SOURCE = "integration-hub"  # the source the hub writes its holds under (HubSettings.hold_source)
+# What someone at the PTW does to holds: lift one of the hub's, edit its reasons, turn it into
+# ALLOW, or place the hub's BLOCK on a permit the gate allows.
+DRIFT_ACTIONS = ("lift", "alter", "allow", "stray")
+EDITED_REASONS = [{"code": "EDITED_AT_PTW", "message": "reasons replaced at the PTW", "evidence": {}}]
 READ_TIMEOUT_S = 1.0
 RETRY_ATTEMPTS = 3
 MAX_RECOVERY_RUNS = 3
@@ -54,12 +75,15 @@ HOLD_WRITES = {"method": "PUT", "path_prefix": "/api/v1/permits/"}
 class Fault:
     kind: str  # one of FAULT_KINDS
     system: str
-    rule: dict[str, Any] = field(default_factory=dict)  # a mock fault rule; empty for latency
+    rule: dict[str, Any] = field(default_factory=dict)  # a mock fault rule; empty for latency and hold drift
     latency_ms: int = 0
+    drift: tuple[str, ...] = ()  # hold drift: one of DRIFT_ACTIONS per hold changed at the PTW
 
     def describe(self) -> str:
         if self.kind == "latency":
             return f"{self.system}: latency {self.latency_ms} ms"
+        if self.kind == "hold drift":
+            return f"{self.system}: hold drift " + ", ".join(self.drift)
         firing = f"×{self.rule['times']}" if "probability" not in self.rule else f"p={self.rule['probability']}"
         detail = [self.rule["kind"]] if self.kind == "ptw write-back" else []
         detail += [str(self.rule["status"])] if "status" in self.rule else []
@@ -84,6 +108,11 @@ class FaultSchedule:
 
     def describe(self) -> str:
         return "; ".join(f.describe() for f in self.faults)
+
+    @property
+    def drift(self) -> tuple[str, ...]:
+        """Every hold change the schedule makes at the PTW between syncs."""
+        return tuple(action for fault in self.faults for action in fault.drift)
 
 
 def _firing(rng: random.Random) -> dict[str, Any]:
@@ -127,6 +156,8 @@ def draw_schedule(seed: int, index: int) -> FaultSchedule:
         system = ONLY_ON.get(kind) or rng.choice(SYSTEMS)
         if kind == "latency":
             faults.append(Fault(kind, system, latency_ms=rng.randint(10, 80)))
+        elif kind == "hold drift":
+            faults.append(Fault(kind, system, drift=tuple(rng.choice(DRIFT_ACTIONS) for _ in range(rng.randint(1, 4)))))
         else:
             faults.append(Fault(kind, system, {**_rule(kind, rng), **_firing(rng)}))
     return FaultSchedule(seed, index, tuple(faults))
@@ -142,6 +173,7 @@ class ChaosOutcome:
     settled: bool  # every delayed request had landed before recovery
     verdicts: list[Verdict]
     seconds: float
+    holds_drifted: tuple[str, ...] = ()  # the hold changes made at the PTW between syncs ("lift PTW-...")
 
     @property
     def ok(self) -> bool:
@@ -163,6 +195,43 @@ def _settings(plant: MockPlant, database_url: str) -> HubSettings:
     )
 
 
+def drift_holds(plant: MockPlant, expected: Expected, schedule: FaultSchedule) -> tuple[str, ...]:
+    """Change holds at the PTW as someone there might, through its own hold API; what was changed.
+
+    Targets are drawn from the seed among the hub's BLOCK holds the PTW shows now (lift, alter,
+    allow) and the permits the gate allows that carry none (stray); each permit is changed once.
+    An action without a target left is skipped.
+    """
+    rng = random.Random(f"chaos-drift:{schedule.seed}:{schedule.index}")
+    with httpx.Client(timeout=30) as http:
+        state = http.get(f"{plant.admin_urls['ptw']}/_admin/state").raise_for_status().json()["holds"]
+        ours = {
+            ticket: hold
+            for ticket, holds in state.items()
+            for hold in holds
+            if hold["source"] == HOLD_SOURCE and hold["action"] == "BLOCK"
+        }
+        blocked, allowed = sorted(ours), sorted(expected.allowed - state.keys())
+        changes = []
+        for action in schedule.drift:
+            candidates = allowed if action == "stray" else blocked
+            if not candidates:
+                continue
+            ticket = candidates.pop(rng.randrange(len(candidates)))
+            url = f"{plant.urls['ptw']}/api/v1/permits/{urllib.parse.quote(ticket, safe='')}/holds/{HOLD_SOURCE}"
+            if action == "lift":
+                http.delete(url).raise_for_status()
+            elif action == "allow":
+                hold = ours[ticket]
+                body = {"action": "ALLOW", "ruleVersion": hold["ruleVersion"], "reasons": hold["reasons"]}
+                http.put(url, json=body).raise_for_status()
+            else:  # alter, stray
+                body = {"action": "BLOCK", "ruleVersion": "edited", "reasons": EDITED_REASONS}
+                http.put(url, json=body).raise_for_status()
+            changes.append(f"{action} {ticket}")
+    return tuple(changes)
+
+
 def run_schedule(
     plant: MockPlant, instance: DagsterInstance, expected: Expected, schedule: FaultSchedule, workdir: Path
 ) -> ChaosOutcome:
@@ -176,10 +245,17 @@ def run_schedule(
     fired = plant.faults_fired()
     settled = plant.settle(within_s=READ_TIMEOUT_S + 2)
     close_all_breakers()  # recovery comes after the outage and its circuits' cool-down
-    recovery_runs, recovered = 0, False
-    while not recovered and recovery_runs < MAX_RECOVERY_RUNS:
+    # Hold drift comes between syncs, once one has written the holds it is about.
+    drift_pending, drifted = bool(schedule.drift), ()
+    if drift_pending and faulted.success:
+        drift_pending, drifted = False, drift_holds(plant, expected, schedule)
+    recovery_runs, recovered, limit = 0, False, MAX_RECOVERY_RUNS
+    while not recovered and recovery_runs < limit:
         recovery_runs += 1
         recovered = run_full_sync(settings, instance, log_level="CRITICAL").success
+        if recovered and drift_pending:
+            drift_pending, drifted = False, drift_holds(plant, expected, schedule)
+            recovered, limit = False, limit + 1  # the drift needs a sync of its own to be put right
     verdicts = check(expected, plant.observe(settings.database_url))
     return ChaosOutcome(
         schedule=schedule,
@@ -190,6 +266,7 @@ def run_schedule(
         settled=settled,
         verdicts=verdicts,
         seconds=time.monotonic() - started,
+        holds_drifted=drifted,
     )
 
 

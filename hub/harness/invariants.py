@@ -50,6 +50,7 @@ class Expected:
     ledger: dict[str, LedgerLine]  # DocumentReferenceID -> line
     blocks: dict[str, frozenset[ReasonKey]]  # permit -> reasons of its block
     quarantined: frozenset[tuple[str, str, str]]  # (system, record_kind, source_key)
+    allowed: frozenset[str] = frozenset()  # gated permits the gate allows: none may carry the hub's hold
 
 
 @dataclass(frozen=True)
@@ -102,11 +103,9 @@ def expected_outcome(fixtures: Path, now: datetime) -> Expected:
         gate_rules,
         now,
     )
-    blocks = {
-        d.permit_id: frozenset((r.code, r.device_id) for r in d.reasons)
-        for d in decide_all(permits.records, profiles, gate_rules, now)
-        if d.decision == "block"
-    }
+    decisions = decide_all(permits.records, profiles, gate_rules, now)
+    blocks = {d.permit_id: frozenset((r.code, r.device_id) for r in d.reasons) for d in decisions if d.decision == "block"}
+    allowed = frozenset(d.permit_id for d in decisions if d.decision == "allow")
     # Fail closed: an unreadable permit is blocked unless what could be read shows it is not gated.
     for rejected in permits.quarantined:
         status, kind = rejected.partial.get("status"), rejected.partial.get("permit_type")
@@ -140,7 +139,9 @@ def expected_outcome(fixtures: Path, now: datetime) -> Expected:
         for r in rejects
         if asked[system](r)
     }
-    return Expected(ledger=ledger, blocks=blocks, quarantined=frozenset(quarantined | uncostable))
+    return Expected(
+        ledger=ledger, blocks=blocks, quarantined=frozenset(quarantined | uncostable), allowed=allowed - blocks.keys()
+    )
 
 
 def observe(admin_urls: dict[str, str], database_url: str) -> Observed:

@@ -2,13 +2,21 @@
 
 Every path that decides permits (the batch gate, later the gate-check service and re-gating
 runs) writes holds through `write_holds`, so a hold means the same thing whoever decided it.
+
+Our records of what was written are not the PTW's state: someone at the PTW may lift or edit
+a hold the hub placed. So every write-back first reads back, in one paged listing, the holds
+the hub's source keeps at the PTW, and rewrites every hold that differs from what the hub
+would write, whatever our records say. If that listing cannot be read, the write-back goes on
+from our records alone (blocks are still written) and says why it could not reconcile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from hub.connectors.concurrency import bounded_map
 from hub.connectors.retry import TransientError, VendorRejected
@@ -16,17 +24,78 @@ from hub.failpoints import failpoint
 from hub.logic.gate import decision_fingerprint
 from hub.model import GateDecision
 
+#: The PTW's holds of one source, by the permit ID the PTW gave.
+PtwHolds = dict[str, dict[str, Any]]
+
 
 @dataclass
 class WriteBack:
-    """What one write-back achieved: (permit_id, fingerprint, decision) written, errors by permit."""
+    """What one write-back achieved: (permit_id, fingerprint, decision) written, errors by permit.
+
+    `drift` counts the permits whose hold at the PTW differed from the hub's decision although
+    our records said it had been written (`drifted` names them); each was rewritten.
+    `reconcile_error` says why the PTW's holds could not be read back (None when they were);
+    the write-back then relied on our records alone.
+    """
 
     written: list[tuple[str, str, str]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    drift: int = 0
+    drifted: list[str] = field(default_factory=list)
+    reconcile_error: str | None = None
 
     @property
     def holds_placed(self) -> int:
         return sum(1 for _, _, kind in self.written if kind == "block")
+
+
+def read_ptw_holds(client, source: str) -> PtwHolds:
+    """Every hold `source` keeps at the PTW, by ticket number, read in pages (never per permit).
+
+    Raises TransientError or VendorRejected when the PTW cannot be read.
+    """
+    holds: PtwHolds = {}
+    for page in client.pages("list_holds", source=source):
+        for hold in page.get("hold", []):
+            if not isinstance(hold, Mapping) or not isinstance(hold.get("ticketNo"), str):
+                raise TransientError(f"{client.system} list_holds: a listed hold has no ticketNo")
+            if hold.get("source", source) == source:
+                holds[hold["ticketNo"]] = dict(hold)
+    return holds
+
+
+def _reason_text(reason: Any) -> str:
+    """One reason as comparable text: absent, null and empty optional members mean the same."""
+    if isinstance(reason, Mapping):
+        reason = {k: v for k, v in reason.items() if v is not None and not (k == "evidence" and v == {})}
+    return json.dumps(reason, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _same_hold(found: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+    """Whether the PTW's hold carries the action and reasons the hub would write (in any order)."""
+    found_reasons, wanted_reasons = found.get("reasons"), body.get("reasons") or []
+    if not isinstance(found_reasons, list):
+        return False
+    return found.get("action") == body.get("action") and sorted(map(_reason_text, found_reasons)) == sorted(
+        map(_reason_text, wanted_reasons)
+    )
+
+
+def hold_drift(mapping, decisions: Iterable[GateDecision], ptw_holds: PtwHolds) -> list[str]:
+    """Permits whose hold at the PTW is not what their decision would write, by permit ID.
+
+    A block whose hold is missing or carries another action or other reasons, and an allow
+    where the PTW still shows our hold.
+    """
+    drifted = []
+    for decision in decisions:
+        found = ptw_holds.get(decision.permit_id)
+        if decision.decision == "block":
+            if found is None or not _same_hold(found, mapping.outbound("gate_decision", decision)):
+                drifted.append(decision.permit_id)
+        elif found is not None:
+            drifted.append(decision.permit_id)
+    return sorted(drifted)
 
 
 def _write_hold(client, mapping, source: str, decision: GateDecision) -> str | None:
@@ -46,12 +115,23 @@ def _write_hold(client, mapping, source: str, decision: GateDecision) -> str | N
 
 
 def write_holds(hub_store, client, mapping, source: str, decisions: Sequence[GateDecision]) -> WriteBack:
-    """Write the holds whose decision changed since last written, and record what landed."""
+    """Write the holds whose decision changed since last written, or whose hold at the PTW
+    drifted from it, and record what landed."""
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}
     failpoint("gate.before_writeback")
     to_write = hub_store.holds_needing_write(fingerprints)
     result = WriteBack()
     with client:
+        try:
+            ptw_holds = read_ptw_holds(client, source)
+        except (TransientError, VendorRejected) as exc:
+            # Fall back to our records: what changed is still written, blocks included.
+            result.reconcile_error = f"PTW holds not read back: {exc}"
+        else:
+            recorded = [d for d in decisions if d.permit_id not in to_write]
+            result.drifted = hold_drift(mapping, recorded, ptw_holds)
+            result.drift = len(result.drifted)
+            to_write = to_write | set(result.drifted)
         outcomes = bounded_map(
             lambda decision: _write_hold(client, mapping, source, decision),
             [d for d in decisions if d.permit_id in to_write],
