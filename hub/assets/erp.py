@@ -21,7 +21,11 @@ from hub.logic.ledger import OutboxEntry, reconcile
 from hub.mappings.engine import load_mapping
 from hub.model import SafetyCostEntry
 from hub.resources import ErpResource, HubStoreResource
+from hub.store.locks import SiteBusy, site_lock
 from hub.store.repository import AuditBatch, OutboxRow, QuarantineItem
+
+# How long the step waits for another run that is posting the same site's entries.
+POSTING_LOCK_WAIT_S = 5.0
 
 
 def _audit_body(row: OutboxRow, **erp_answer) -> dict:
@@ -82,8 +86,19 @@ def _settle_unclear(client, hub_store, rows) -> list:
     partitions_def=site_partitions,
 )
 def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: ErpResource) -> MaterializeResult:
-    hub_store = store.store()
+    """One run at a time posts a site's entries, whoever launched it (a schedule, `hub sync`, the
+    UI): the outbox is read and posted under the site's posting lock. A run that cannot get it
+    within POSTING_LOCK_WAIT_S fails and sends nothing; its entries stay pending for the next run."""
     site = site_of(context)
+    try:
+        with site_lock(store.database_url, site, wait_s=POSTING_LOCK_WAIT_S, scope="erp-postings"):
+            return _post_outbox(store, erp, site)
+    except SiteBusy as busy:
+        raise Failure(description=str(busy)) from None
+
+
+def _post_outbox(store: HubStoreResource, erp: ErpResource, site: str) -> MaterializeResult:
+    hub_store = store.store()
     mapping = load_mapping(erp.mapping)
     client = erp.client()
     posted = rejected = 0

@@ -30,10 +30,15 @@ def demo(
 ) -> None:
     """Start the mock systems, materialize every asset once and print what happened."""
     from hub.demo import FLAVORS, run_demo
+    from hub.sync import stop_on_signals
 
     if flavor not in FLAVORS:
         raise typer.BadParameter(f"choose one of {', '.join(FLAVORS)}", param_hint="--flavor")
-    report = run_demo(fixtures, workdir, fresh=fresh, flavor=flavor)
+    with stop_on_signals():
+        try:
+            report = run_demo(fixtures, workdir, fresh=fresh, flavor=flavor)
+        except KeyboardInterrupt:
+            raise typer.Exit(_interrupted_exit_code()) from None
     console.print(f"[bold]Permits synced:[/] {report.permits_synced}")
     console.print(
         f"[bold]Devices looked up:[/] {report.devices_looked_up} in {report.eam_calls} EAM call(s); "
@@ -71,26 +76,69 @@ def sync(
     dagster_yaml: Path = typer.Option(
         None, exists=True, dir_okay=False, help="Dagster instance config, e.g. deploy/dagster.yaml (default: DAGSTER_HOME's)."
     ),
+    lock_wait: float = typer.Option(
+        5.0, "--lock-wait", min=0, help="Seconds to wait for a site another process is syncing before reporting it not run."
+    ),
 ) -> None:
-    """Run the full-sync job once per site against the systems configured by HUB_* settings."""
+    """Run the full-sync job once per site against the systems configured by HUB_* settings.
+
+    Exit code 0 when every site's run succeeded, 1 when one failed or was not run (another
+    process was syncing it), 130 or 143 when stopped by Ctrl-C or SIGTERM.
+    """
     from hub.instance import open_instance
     from hub.settings import HubSettings
-    from hub.sync import EXECUTORS, run_full_sync
+    from hub.sync import EXECUTORS, SyncInterrupted, run_full_sync, stop_grace_s, stop_on_signals
 
     if executor not in EXECUTORS:
         raise typer.BadParameter(f"choose one of {', '.join(EXECUTORS)}", param_hint="--executor")
     chosen = [site for site in sites.split(",") if site.strip()] if sites else None
-    with open_instance(dagster_yaml) as instance:
+    with stop_on_signals(grace_s=stop_grace_s(executor)):
         try:
-            outcome = run_full_sync(HubSettings(), instance, executor=executor, sites=chosen)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            with open_instance(dagster_yaml) as instance:
+                try:
+                    outcome = run_full_sync(
+                        HubSettings(), instance, executor=executor, sites=chosen, lock_wait_s=lock_wait
+                    )
+                except ValueError as exc:
+                    raise typer.BadParameter(str(exc)) from None
+        except SyncInterrupted as stopped:
+            _print_runs(stopped.outcome)
+            code = _interrupted_exit_code()
+            console.print(f"[red]Sync stopped by {_signal_name(code)}[/]; sites not synced: {', '.join(stopped.outcome.failed_sites)}")
+            raise typer.Exit(code) from None
+        except KeyboardInterrupt:
+            code = _interrupted_exit_code()
+            console.print(f"[red]Sync stopped by {_signal_name(code)}[/] before any site's run started")
+            raise typer.Exit(code) from None
+    _print_runs(outcome)
+    if not outcome.success:
+        console.print(f"[red]Sites not synced:[/] {', '.join(outcome.failed_sites)}")
+        raise typer.Exit(1)
+
+
+def _print_runs(outcome) -> None:
     for run in outcome.runs:
+        if run.run_id is None and run.message:
+            console.print(f"full_sync {run.site}: not run: {run.message}", markup=False)
+            continue
         took = f"{run.duration_s:.1f} s" if run.duration_s is not None else "-"
         state = "succeeded" if run.success else "FAILED"
         console.print(f"full_sync {run.site}: run {run.run_id or '(not started)'} {state} in {took}")
-    if not outcome.success:
-        raise typer.Exit(1)
+
+
+def _interrupted_exit_code() -> int:
+    """128 + the signal that stopped the command (SIGINT when it cannot tell)."""
+    import signal
+
+    from hub.sync import received_signal
+
+    return 128 + int(received_signal(wait_s=1.0) or signal.SIGINT)
+
+
+def _signal_name(code: int) -> str:
+    import signal
+
+    return signal.Signals(code - 128).name
 
 
 @app.command()
@@ -132,6 +180,10 @@ app.add_typer(audit_app, name="audit")
 from hub.cli.mappings import app as mappings_app  # noqa: E402
 
 app.add_typer(mappings_app, name="mappings")
+
+from hub.cli.rules import app as rules_app  # noqa: E402
+
+app.add_typer(rules_app, name="rules")
 
 import hub.cli.harness  # noqa: E402,F401  (adds the crashtest and chaos commands)
 
