@@ -534,6 +534,11 @@ def soap_assetnums(entry: dict) -> list[str]:
     return [el.text for el in root.iter(f"{{{TNS}}}assetnum")]
 
 
+def soap_siteids(entry: dict) -> list[str]:
+    root = etree.fromstring(entry["body"].encode("utf-8"))
+    return [el.text for el in root.iter(f"{{{TNS}}}siteid")]
+
+
 def as_text(record: dict) -> dict:
     return {key: None if value is None else str(value) for key, value in record.items()}
 
@@ -564,8 +569,10 @@ def test_eam_reply_has_maximo_fields(fresh_mocks: Any) -> None:
     workorders = [w for w in WORKORDERS if w["assetnum"] == asset["assetnum"]]
     client = eam_client(fresh_mocks)
 
-    reply = client.fetch("maintenance", ids=[asset["assetnum"], "NJ-NOPE-000"])
+    reply = client.fetch("maintenance", ids=[asset["assetnum"], "NJ-NOPE-000"], site=asset["siteid"])
 
+    [entry] = received(fresh_mocks, "eam")
+    assert soap_siteids(entry) == [asset["siteid"]]
     [got] = reply["equipment"]
     assert got == as_text(asset)
     assert {"assetnum", "siteid", "description", "location", "status"} <= set(got)
@@ -578,6 +585,23 @@ def test_eam_reply_has_maximo_fields(fresh_mocks: Any) -> None:
         for w in reply["maintenance_record"]
     )
     assert client.calls == 1
+
+
+def test_eam_request_names_the_site_and_gets_only_its_records(fresh_mocks: Any) -> None:
+    """An asset is (site, number): CT-701 exists at NJ01 and at HZ02, NJ-F-101 only at NJ01."""
+    client = eam_client(fresh_mocks)
+    asked = ["CT-701", "NJ-F-101"]
+
+    replies = {site: client.fetch("maintenance", ids=asked, site=site) for site in ("NJ01", "HZ02")}
+
+    assert [soap_siteids(e) for e in received(fresh_mocks, "eam")] == [["NJ01"], ["HZ02"]]
+    for site, reply in replies.items():
+        assert sorted((a["siteid"], a["assetnum"]) for a in reply["equipment"]) == sorted(
+            (a["siteid"], a["assetnum"]) for a in ASSETS if a["siteid"] == site and a["assetnum"] in asked
+        )
+        expected = sorted(w["wonum"] for w in WORKORDERS if w["siteid"] == site and w["assetnum"] in asked)
+        assert expected and sorted(w["wonum"] for w in reply["maintenance_record"]) == expected
+    assert [a["assetnum"] for a in replies["HZ02"]["equipment"]] == ["CT-701"]
 
 
 def test_eam_unknown_asset_only_is_an_empty_reply(fresh_mocks: Any) -> None:

@@ -182,7 +182,7 @@ def test_configuration_alone_selects_the_flavor(both_runs: tuple[dict, dict]) ->
 def test_both_flavors_gate_every_permit_alike(both_runs: tuple[dict, dict]) -> None:
     standard, alternate = both_runs
     blocked = {p for p, (decision, _) in standard["decisions"].items() if decision == "block"}
-    assert len(blocked) == 14 and len(standard["decisions"]) == 22
+    assert len(blocked) == 20 and len(standard["decisions"]) == 28
     # One of the blocks rests on a work order only the EAM's data marks invalid: both flavors see it.
     assert any(code == "EAM_RECORD_INVALID" for _, reasons in standard["decisions"].values() for code, *_ in reasons)
     assert alternate["decisions"] == standard["decisions"]
@@ -235,6 +235,27 @@ def _pages(count: int, size: int) -> int:
     return max(1, math.ceil(count / size))
 
 
+def soap_siteid(entry: dict) -> str | None:
+    """The siteid a logged SOAP request named (None if it named none)."""
+    found = re.findall(r"<(?:\w+:)?siteid>([^<]*)</(?:\w+:)?siteid>", entry["body"])
+    assert len(found) <= 1, entry["body"]
+    return found[0] if found else None
+
+
+def oslc_siteid(entry: dict) -> str | None:
+    """The siteid="..." clause of a logged OSLC request's oslc.where (None if it has none)."""
+    match = re.search(r'siteid\s*=\s*"([^"]*)"', entry["query"].get("oslc.where", ""), re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def assets_by_site() -> dict[str, list[str]]:
+    """The fixture's asset numbers, site by site: a number may exist at more than one site."""
+    sites: dict[str, list[str]] = {}
+    for asset in fixture("eam/assets.json"):
+        sites.setdefault(asset["siteid"], []).append(asset["assetnum"])
+    return sites
+
+
 def test_requests_follow_the_flavors_batch_and_page_sizes(both_runs: tuple[dict, dict]) -> None:
     standard, alternate = both_runs
     devices, materials = alternate["devices"], alternate["materials"]
@@ -246,19 +267,30 @@ def test_requests_follow_the_flavors_batch_and_page_sizes(both_runs: tuple[dict,
     by_site = standard["by_site"].values()
     assert len(standard["received"]["eam"]) == sum(math.ceil(len(d) / soap_batch) for d, _ in by_site) == 2
     assert len(standard["received"]["mes"]) == sum(math.ceil(len(m) / rest_batch) for _, m in by_site) == 2
+    # Every EAM request names its site: one SOAP request per site, each with its own siteid.
+    assert sorted(soap_siteid(e) for e in standard["received"]["eam"]) == sorted(standard["by_site"])
+    assert all(
+        oslc_siteid(e) in alternate["by_site"] for e in alternate["received"]["eam_oslc"]
+    ), "every OSLC request names a configured site in oslc.where"
 
     oslc = load_mapping("eam-maximo-oslc").spec.endpoint.operations["maintenance"]
     asset_pages, workorder_pages = (r.pages.size for r in oslc.requests)
-    assets = {a["assetnum"].strip().upper() for a in fixture("eam/assets.json")}
-    workorders = [str(w["assetnum"]).strip().upper() for w in fixture("eam/workorders.json")]
+
+    def site_of(record: dict) -> str:
+        return str(record["siteid"]).strip().upper()
+
     expected_oslc = {"/maximo/oslc/os/mxasset": 0, "/maximo/oslc/os/mxwo": 0}
-    for site_devices, _ in alternate["by_site"].values():
+    for site, (site_devices, _) in alternate["by_site"].items():
+        # An asset is (site, number): only the site's own assets and work orders are served.
+        assets = {a["assetnum"].strip().upper() for a in fixture("eam/assets.json") if site_of(a) == site}
+        workorders = [str(w["assetnum"]).strip().upper() for w in fixture("eam/workorders.json") if site_of(w) == site]
         for start in range(0, len(site_devices), oslc.batch.size):
             batch = set(site_devices[start : start + oslc.batch.size]) & assets
             expected_oslc["/maximo/oslc/os/mxasset"] += _pages(len(batch), asset_pages)
             expected_oslc["/maximo/oslc/os/mxwo"] += _pages(sum(1 for w in workorders if w in batch), workorder_pages)
     got_oslc = {path: sum(1 for e in alternate["received"]["eam_oslc"] if e["path"] == path) for path in expected_oslc}
     assert got_oslc == expected_oslc
+    assert {oslc_siteid(e) for e in alternate["received"]["eam_oslc"]} == set(alternate["by_site"])
     assert expected_oslc["/maximo/oslc/os/mxwo"] > 1
 
     odata = load_mapping("mes-sap-odata").spec.endpoint.operations["parameters"]
@@ -288,39 +320,47 @@ def test_cursor_pages_carry_the_token_back(fresh_mocks: Any) -> None:
 
 def test_next_links_are_followed_as_given(fresh_mocks: Any) -> None:
     """OSLC: two object structures per batch, each paged by responseInfo.nextPage.href."""
-    devices = [a["assetnum"] for a in fixture("eam/assets.json")]
+    sites = assets_by_site()
     with executor("eam-maximo-oslc", fresh_mocks.urls["eam_oslc"]) as oslc:
-        reply = oslc.fetch("maintenance", ids=devices)
+        replies = {site: oslc.fetch("maintenance", ids=devices, site=site) for site, devices in sites.items()}
         page_size = oslc.operation("maintenance").requests[1].pages.size
 
-    workorders = fixture("eam/workorders.json")
-    assert sorted(a["assetnum"] for a in reply["equipment"]) == sorted(devices)
-    assert sorted(w["wonum"] for w in reply["maintenance_record"]) == sorted(w["wonum"] for w in workorders)
     log = received(fresh_mocks, "eam_oslc")
-    pageno = [e["query"].get("pageno", "1") for e in log if e["path"].endswith("/mxwo")]
-    assert pageno == [str(n) for n in range(1, math.ceil(len(workorders) / page_size) + 1)]
-    assert len(pageno) > 1 and all(e["query"]["oslc.pageSize"] == str(page_size) for e in log)
+    assert all(oslc_siteid(e) in sites for e in log), "every request and next link names its site"
+    for site, devices in sites.items():
+        reply = replies[site]
+        workorders = [w for w in fixture("eam/workorders.json") if w["siteid"] == site]
+        assert sorted((a["siteid"], a["assetnum"]) for a in reply["equipment"]) == sorted((site, d) for d in devices)
+        assert sorted(w["wonum"] for w in reply["maintenance_record"]) == sorted(w["wonum"] for w in workorders)
+        pageno = [e["query"].get("pageno", "1") for e in log if e["path"].endswith("/mxwo") and oslc_siteid(e) == site]
+        assert pageno == [str(n) for n in range(1, math.ceil(len(workorders) / page_size) + 1)]
+    assert any(
+        e["query"].get("pageno") == "2" for e in log if e["path"].endswith("/mxwo")
+    ), "at least one site's work orders span more than one page"
+    assert all(e["query"]["oslc.pageSize"] == str(page_size) for e in log)
 
 
 def test_next_link_records_equal_the_soap_flavors(fresh_mocks: Any) -> None:
     """What OSLC lists is what SOAP answers, field for field (OSLC adds only href and _rowstamp)."""
-    devices = sorted({a["assetnum"] for a in fixture("eam/assets.json")})
     mapping = load_mapping("eam")
     soap = EamClient(SystemEndpoint(url=fresh_mocks.urls["eam"]), str(WSDL), connect_timeout_s=5,
                      operation_timeout_s=10, retry=FAST)
-    soap_reply = SystemClient("EAM", mapping.spec.endpoint, mapping.name, base_url=fresh_mocks.urls["eam"],
-                              soap=soap).fetch("maintenance", ids=devices)
-    with executor("eam-maximo-oslc", fresh_mocks.urls["eam_oslc"]) as oslc:
-        oslc_reply = oslc.fetch("maintenance", ids=devices)
+    soap_client = SystemClient("EAM", mapping.spec.endpoint, mapping.name, base_url=fresh_mocks.urls["eam"], soap=soap)
 
-    def comparable(records: list[dict], key: str) -> dict[str, dict]:
+    def comparable(records: list[dict], key: str) -> dict[tuple[str, str], dict]:
         return {
-            r[key]: {k: str(v) for k, v in r.items() if v is not None and k not in ("href", "_rowstamp")}
+            (r["siteid"], r[key]): {k: str(v) for k, v in r.items() if v is not None and k not in ("href", "_rowstamp")}
             for r in records
         }
 
-    for kind, key in (("equipment", "assetnum"), ("maintenance_record", "wonum")):
-        assert comparable(oslc_reply[kind], key) == comparable(soap_reply[kind], key)
+    with executor("eam-maximo-oslc", fresh_mocks.urls["eam_oslc"]) as oslc:
+        for site, devices in assets_by_site().items():
+            soap_reply = soap_client.fetch("maintenance", ids=sorted(devices), site=site)
+            oslc_reply = oslc.fetch("maintenance", ids=sorted(devices), site=site)
+            for kind, key in (("equipment", "assetnum"), ("maintenance_record", "wonum")):
+                assert comparable(oslc_reply[kind], key) == comparable(soap_reply[kind], key), (site, kind)
+                assert {r["siteid"] for r in soap_reply[kind]} == {site}, (site, kind)
+    assert [soap_siteid(e) for e in received(fresh_mocks, "eam")] == list(assets_by_site())
 
 
 def test_odata_next_link_and_quoting(fresh_mocks: Any) -> None:
@@ -387,15 +427,15 @@ def test_a_next_link_to_another_server_is_not_followed(fresh_mocks: Any) -> None
     mapping = load_mapping("eam-maximo-oslc")
     elsewhere = re.sub(r":(\d+)", lambda m: f":{int(m.group(1)) + 1}", url, count=1)
     client = SystemClient("EAM", mapping.spec.endpoint, mapping.name, base_url=elsewhere, rest=rest_client("EAM", url))
-    devices = [a["assetnum"] for a in fixture("eam/assets.json")]
+    devices = assets_by_site()["NJ01"]
 
     with client, pytest.raises(VendorRejected, match="another server"):
-        client.fetch("maintenance", ids=devices)
+        client.fetch("maintenance", ids=devices, site="NJ01")
 
-    # Every asset fits one page; the work orders' first page links on, and that link is refused.
+    # The site's assets fit one page; its work orders' first page links on, and that link is refused.
     log = received(fresh_mocks, "eam_oslc")
-    assert [(e["path"], e["query"].get("pageno", "1")) for e in log] == [
-        ("/maximo/oslc/os/mxasset", "1"), ("/maximo/oslc/os/mxwo", "1"),
+    assert [(e["path"], e["query"].get("pageno", "1"), oslc_siteid(e)) for e in log] == [
+        ("/maximo/oslc/os/mxasset", "1", "NJ01"), ("/maximo/oslc/os/mxwo", "1", "NJ01"),
     ]
 
 
@@ -424,14 +464,15 @@ def test_maximo_api_key_travels_in_its_own_header() -> None:
             return EamResource(url=url, mapping="eam-maximo-oslc", retry_attempts=1, **credentials)
 
         with resource(api_key="k3y", token="not-for-maximo").client() as allowed:
-            reply = allowed.fetch("maintenance", ids=["NJ-P-101"])
+            reply = allowed.fetch("maintenance", ids=["NJ-P-101"], site="NJ01")
         with resource(token="k3y").client() as refused, pytest.raises(VendorRejected) as unauthorized:
-            refused.fetch("maintenance", ids=["NJ-P-101"])
+            refused.fetch("maintenance", ids=["NJ-P-101"], site="NJ01")
         log = httpx.get(f"{systems.base_urls['eam_oslc']}/_admin/received", timeout=10).json()
 
     assert [a["assetnum"] for a in reply["equipment"]] == ["NJ-P-101"]
     assert unauthorized.value.status == 401
     assert [e["status"] for e in log] == [200, 200, 401]
+    assert {oslc_siteid(e) for e in log} == {"NJ01"}
 
 
 def test_token_bucket_spaces_requests_evenly() -> None:
@@ -501,7 +542,8 @@ def test_demo_runs_on_the_alternate_flavors(tmp_path: Path) -> None:
     report = run_demo(FIXTURES, tmp_path / ".hub", fresh=True, flavor="alternate")
 
     assert report.success
-    assert len(report.blocked) == 14 and len(report.allowed) == 8
-    assert report.eam_calls == 4  # per site: mxasset once, mxwo once
+    assert len(report.blocked) == 20 and len(report.allowed) == 8
+    # Per site: mxasset once; mxwo once at HZ02 (36 work orders) and twice at NJ01 (54, pages of 50).
+    assert report.eam_calls == 5
     assert report.mes_calls == 3  # per site, the OData entity set; one site's rows fill two pages
     assert any("eam-maximo-oslc.yaml" in line for line in report.quarantined)

@@ -39,7 +39,8 @@ def fixture(relative: str):
 ASSETS = fixture("eam/assets.json")
 WORKORDERS = fixture("eam/workorders.json")
 MATERIALS = fixture("mes/materials.json")
-DEVICES = [a["assetnum"] for a in ASSETS]
+DEVICES = list(dict.fromkeys(a["assetnum"] for a in ASSETS))  # a number two sites share is asked for once
+SITES = sorted({a["siteid"] for a in ASSETS})
 
 # B2MML unit -> (SAP unit, value conversion) as docs/protocols.md states it
 SAP_UNIT = {
@@ -63,9 +64,13 @@ def odata(running) -> str:
     return f"{running.urls['mes_odata']}/MaterialParameterSet"
 
 
-def where_in(*assetnums: str, changedate: str | None = None) -> str:
-    clause = f"assetnum in {json.dumps(list(assetnums))}"
-    return clause if changedate is None else f'{clause} and changedate>="{changedate}"'
+def where_in(*assetnums: str, changedate: str | None = None, siteid: str | None = None) -> str:
+    clauses = [f"assetnum in {json.dumps(list(assetnums))}"]
+    if siteid is not None:
+        clauses.append(f'siteid="{siteid}"')
+    if changedate is not None:
+        clauses.append(f'changedate>="{changedate}"')
+    return " and ".join(clauses)
 
 
 def material_filter(*names: str) -> str:
@@ -99,9 +104,14 @@ def without_links(member: dict) -> dict:
     return {k: v for k, v in member.items() if k not in {"href", "_rowstamp"}}
 
 
-def expected_workorders(assetnums: list[str]) -> list[dict]:
-    """The fixture's work orders of those assets, asset by asset in that order, by wonum."""
-    return [w for num in assetnums for w in sorted(WORKORDERS, key=lambda w: w["wonum"]) if w["assetnum"] == num]
+def expected_workorders(assetnums: list[str], siteid: str | None = None) -> list[dict]:
+    """The fixture's work orders of those assets (at `siteid`, if given), asset by asset in that order, by wonum."""
+    return [
+        w
+        for num in assetnums
+        for w in sorted(WORKORDERS, key=lambda w: w["wonum"])
+        if w["assetnum"] == num and siteid in (None, w["siteid"])
+    ]
 
 
 def soap_maintenance(http, running, assetnums: list[str]) -> tuple[list[dict], list[dict]]:
@@ -270,24 +280,59 @@ def test_oslc_select_narrows_the_attributes(mock_systems, http):
 def test_oslc_changedate_keeps_work_orders_changed_at_or_after(mock_systems, http):
     since = "2026-11-26T10:05:00+08:00"  # exactly WO-5042's changedate
     cutoff = datetime.fromisoformat(since)
-    expected = [w["wonum"] for w in expected_workorders(DEVICES) if datetime.fromisoformat(w["changedate"]) >= cutoff]
-    assert "WO-5042" in expected and 0 < len(expected) < len(WORKORDERS)
 
-    def wonums(changedate: str) -> list[str]:
-        where = where_in(*DEVICES, changedate=changedate)
+    def changed(site: str) -> list[str]:
+        return [
+            w["wonum"] for w in expected_workorders(DEVICES, site) if datetime.fromisoformat(w["changedate"]) >= cutoff
+        ]
+
+    expected = {site: changed(site) for site in SITES}
+    everywhere = [wonum for site in SITES for wonum in expected[site]]
+    assert "WO-5042" in expected["HZ02"] and 0 < len(everywhere) < len(WORKORDERS)
+
+    def wonums(where: str) -> list[str]:
         params = {"oslc.where": where, "oslc.select": "wonum", "oslc.pageSize": 1000}
         return [m["wonum"] for m in http.get(oslc(mock_systems, "mxwo"), params=params).json()["member"]]
 
-    assert wonums(since) == expected
-    assert wonums("2026-11-26T02:05:00Z") == expected, "the same moment in UTC"
-    reversed_clauses = f'changedate>="{since}" and {where_in(*DEVICES)}'
-    params = {"oslc.where": reversed_clauses, "oslc.select": "wonum", "oslc.pageSize": 1000}
-    assert [m["wonum"] for m in http.get(oslc(mock_systems, "mxwo"), params=params).json()["member"]] == expected
-    assets = http.get(
-        oslc(mock_systems, "mxasset"),
-        params={"oslc.where": where_in(*DEVICES, changedate=since), "oslc.select": "assetnum", "oslc.pageSize": 1000},
-    ).json()
-    assert len(assets["member"]) == len(DEVICES), "mxasset ignores the changedate clause"
+    for site in SITES:
+        assert wonums(where_in(*DEVICES, siteid=site, changedate=since)) == expected[site], site
+        assert wonums(where_in(*DEVICES, siteid=site, changedate="2026-11-26T02:05:00Z")) == expected[site], (
+            "the same moment in UTC"
+        )
+        reversed_clauses = f'changedate>="{since}" and siteid="{site}" and {where_in(*DEVICES)}'
+        assert wonums(reversed_clauses) == expected[site], "clauses in any order"
+        site_assets = [a["assetnum"] for a in ASSETS if a["siteid"] == site]
+        assets = http.get(
+            oslc(mock_systems, "mxasset"),
+            params={
+                "oslc.where": where_in(*DEVICES, siteid=site, changedate=since),
+                "oslc.select": "assetnum",
+                "oslc.pageSize": 1000,
+            },
+        ).json()
+        assert sorted(m["assetnum"] for m in assets["member"]) == sorted(site_assets), "mxasset ignores the changedate clause"
+    # Without a site, every site's work orders of those numbers.
+    assert sorted(wonums(where_in(*DEVICES, changedate=since))) == sorted(everywhere)
+
+
+def test_oslc_siteid_keeps_only_that_sites_assets_and_work_orders(mock_systems, http):
+    """An asset is (siteid, assetnum): CT-701 exists at both sites, NJ-F-101 only at NJ01."""
+    def members(structure: str, where: str) -> list[tuple[str, str]]:
+        key = "assetnum" if structure == "mxasset" else "wonum"
+        params = {"oslc.where": where, "oslc.select": f"{key},siteid", "oslc.pageSize": 1000}
+        return sorted((m["siteid"], m[key]) for m in http.get(oslc(mock_systems, structure), params=params).json()["member"])
+
+    for site in SITES:
+        for spelled in (site, f" {site.lower()}"):  # matched after trimming and upper-casing
+            assert members("mxasset", where_in("CT-701", "NJ-F-101", siteid=spelled)) == sorted(
+                (a["siteid"], a["assetnum"]) for a in ASSETS if a["siteid"] == site and a["assetnum"] in {"CT-701", "NJ-F-101"}
+            )
+            assert members("mxwo", where_in("CT-701", "NJ-F-101", siteid=spelled)) == sorted(
+                (w["siteid"], w["wonum"]) for w in expected_workorders(["CT-701", "NJ-F-101"], site)
+            )
+    assert members("mxasset", where_in("NJ-F-101", siteid="HZ02")) == []
+    assert members("mxwo", where_in("NJ-F-101", siteid="HZ02")) == []
+    assert members("mxasset", where_in("CT-701")) == [("HZ02", "CT-701"), ("NJ01", "CT-701")], "no site: every site"
 
 
 def test_oslc_unknown_assets_are_simply_absent(mock_systems, http):
@@ -308,7 +353,8 @@ BAD_OSLC = {
     "bad changedate": {"oslc.where": where_in("NJ-P-101", changedate="last tuesday")},
     "plus as space": {"oslc.where": where_in("NJ-P-101", changedate="2026-11-20T00:00:00 08:00")},
     "repeated clause": {"oslc.where": f"{where_in('NJ-P-101')} and {where_in('NJ-P-102')}"},
-    "other attribute": {"oslc.where": f'{where_in("NJ-P-101")} and siteid="NJ01"'},
+    "other attribute": {"oslc.where": f'{where_in("NJ-P-101")} and worktype="CM"'},
+    "repeated siteid": {"oslc.where": f'{where_in("NJ-P-101", siteid="NJ01")} and siteid="HZ02"'},
     "unknown select": {"oslc.where": where_in("NJ-P-101"), "oslc.select": "wonum,priority"},
     "page size 0": {"oslc.where": where_in("NJ-P-101"), "oslc.pageSize": "0"},
     "page size 1001": {"oslc.where": where_in("NJ-P-101"), "oslc.pageSize": "1001"},

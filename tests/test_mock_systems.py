@@ -252,6 +252,22 @@ def test_ptw_updated_since_is_inclusive_and_reads_vendor_times_as_plant_time(moc
     assert 0 < len(items) < len(PERMITS)
 
 
+def test_ptw_lists_one_site_or_every_site_but_some(mock_systems, http):
+    url = mock_systems.urls["ptw"]
+
+    def tickets(**params) -> set[str]:
+        return {item["ticketNo"] for page in list_all(http, url, page_size=10, **params) for item in page}
+
+    def of_sites(*sites: str) -> set[str]:
+        return {p["ticketNo"] for p in PERMITS if str(p.get("siteCode", "")).strip().upper() in sites}
+
+    assert tickets(site="NJ01") == of_sites("NJ01") and tickets(site=" hz02 ") == of_sites("HZ02")
+    others = tickets(exclude_sites="NJ01, hz02")
+    assert others == {p["ticketNo"] for p in PERMITS} - of_sites("NJ01", "HZ02")
+    assert "PTW-SH-2026-0001" in others
+    assert tickets(site="NJ01", exclude_sites="NJ01") == set()
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -367,12 +383,13 @@ def test_ptw_lists_a_permit_whose_update_time_does_not_parse(tmp_path, http):
 # ---------------------------------------------------------------------------- EAM
 
 
-def envelope(*assetnums: str, changedsince: str | None = None) -> bytes:
+def envelope(*assetnums: str, changedsince: str | None = None, siteid: str | None = None) -> bytes:
+    site = f"<eam:siteid>{siteid}</eam:siteid>" if siteid is not None else ""
     items = "".join(f"<eam:assetnum>{a}</eam:assetnum>" for a in assetnums)
     since = f"<eam:changedsince>{changedsince}</eam:changedsince>" if changedsince else ""
     return (
         f'<soap:Envelope xmlns:soap="{SOAP_ENV}" xmlns:eam="{TNS}"><soap:Body>'
-        f"<eam:GetAssetMaintenanceRequest>{items}{since}</eam:GetAssetMaintenanceRequest>"
+        f"<eam:GetAssetMaintenanceRequest>{site}{items}{since}</eam:GetAssetMaintenanceRequest>"
         "</soap:Body></soap:Envelope>"
     ).encode()
 
@@ -456,11 +473,44 @@ def test_eam_changedsince_keeps_only_work_orders_changed_at_or_after(mock_system
     cutoff = datetime.fromisoformat(since)
     assert got == {w["wonum"] for w in WORKORDERS if datetime.fromisoformat(w["changedate"]) >= cutoff}
     assert "WO-5042" in got and 0 < len(got) < len(WORKORDERS)
-    assert len(root.findall(".//eam:asset", NS)) == len(devices), "assets are not filtered"
+    # Assets are not filtered; without a siteid every site's asset of each number comes back.
+    assert len(root.findall(".//eam:asset", NS)) == len(ASSETS) > len(devices), "assets are not filtered"
     in_utc = soap_post(http, mock_systems.urls["eam"], envelope(*devices, changedsince="2026-11-26T02:05:00Z"))
     assert {
         w.findtext("eam:wonum", namespaces=NS) for w in etree.fromstring(in_utc.content).iter(f"{{{TNS}}}workorder")
     } == got
+
+
+def test_eam_siteid_keeps_only_that_sites_assets_and_work_orders(mock_systems, http):
+    """An asset is (siteid, assetnum): CT-701 exists at both sites, NJ-F-101 only at NJ01."""
+
+    def answer(siteid: str | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        response = soap_post(http, mock_systems.urls["eam"], envelope("CT-701", "nj-f-101", siteid=siteid))
+        assert response.status_code == 200
+        root = etree.fromstring(response.content)
+
+        def records(tag: str, key: str) -> list[tuple[str, str]]:
+            return sorted(
+                (r.findtext("eam:siteid", namespaces=NS), r.findtext(f"eam:{key}", namespaces=NS))
+                for r in root.iter(f"{{{TNS}}}{tag}")
+            )
+
+        return records("asset", "assetnum"), records("workorder", "wonum")
+
+    asked = {"CT-701", "NJ-F-101"}
+    for site in ("NJ01", "HZ02"):
+        expected = (
+            sorted((a["siteid"], a["assetnum"]) for a in ASSETS if a["siteid"] == site and a["assetnum"] in asked),
+            sorted((w["siteid"], w["wonum"]) for w in WORKORDERS if w["siteid"] == site and w["assetnum"] in asked),
+        )
+        assert expected[0] and expected[1]
+        assert answer(site) == expected, site
+        assert answer(f" {site.lower()} ") == expected, "the site is matched after trimming and upper-casing"
+    assert answer("HZ02")[0] == [("HZ02", "CT-701")], "NJ-F-101 is not an asset of HZ02"
+    everywhere = answer(None)
+    assert everywhere[0] == [("HZ02", "CT-701"), ("NJ01", "CT-701"), ("NJ01", "NJ-F-101")], "no siteid: every site"
+    assert everywhere[1] == sorted(answer("NJ01")[1] + answer("HZ02")[1])
+    assert answer("SH03") == ([], []), "a site the EAM does not know has no assets"
 
 
 BAD_SOAP = {

@@ -97,7 +97,8 @@ def test_replayed_eam_record_keeps_its_receive_time(tmp_path):
     runner = CliRunner()
     done = runner.invoke(app, ["quarantine", "replay", "--database-url", url])
     assert done.exit_code == 0, done.output
-    [record] = store.load_maintenance_records(["NJ-P-101"])
+    [record] = store.load_maintenance_records("NJ01", ["NJ-P-101"])
+    assert record.site == "NJ01"
     assert record.status == "approved"
     from sqlalchemy import text
     with store.engine.connect() as conn:

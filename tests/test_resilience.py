@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from dagster import AssetSelection, DagsterInstance
+from lxml import etree
 from sqlalchemy import create_engine, text
 
 from hub.assets.erp import erp_ledger_reconciled
@@ -503,11 +504,16 @@ def test_credentials_from_settings_pass_every_system(
         result = run_all(settings, instance)
 
     assert result.success
-    assert len(admin_state(authed_mocks, "ptw")["holds"]) == 14
+    assert len(admin_state(authed_mocks, "ptw")["holds"]) == 20
     assert len(admin_state(authed_mocks, "erp")["documents"]) == 44
     systems = ("ptw", "eam", "mes", "erp")
     statuses = {system: {e["status"] for e in received(authed_mocks, system)} for system in systems}
     assert statuses == dict.fromkeys(systems, {200})
+    # Each site's EAM request names its site.
+    requests = received(authed_mocks, "eam")
+    assert sorted(etree.fromstring(e["body"].encode()).findtext(f".//{{{TNS}}}siteid") for e in requests) == sorted(
+        settings.sites
+    )
 
 
 # -- ERP ledger reconciliation -------------------------------------------------------------------
@@ -726,7 +732,7 @@ def test_write_back_check_shows_holds_not_yet_written(fresh_mocks: Any, sqlite_u
 
         passed, metadata = check_evaluation(run_all(settings, instance, only_check), "gate_decisions_written_back")
         assert not passed
-        assert metadata["not_written_back"] == 22  # 14 blocks and 8 allows
+        assert metadata["not_written_back"] == 28  # 20 blocks and 8 allows
         assert "PTW-NJ-2026-0004" in metadata["permit_ids"].split(", ")
 
         set_faults(fresh_mocks, "ptw")
