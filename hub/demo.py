@@ -19,6 +19,7 @@ from dagster import DagsterEventType, DagsterInstance
 import mock_systems
 from hub.instance import ensure_dagster_home
 from hub.settings import HubSettings, SystemEndpoint
+from hub.steps.gate import permits_in_scope
 from hub.store.repository import HubStore
 from hub.sync import run_full_sync
 from mock_systems.servers import start_systems
@@ -46,6 +47,7 @@ class DemoReport:
     quarantined: list[str] = field(default_factory=list)
     holds_written: int = 0
     erp_posts_received: int = 0
+    site_problems: list[str] = field(default_factory=list)  # permits or sites outside the gate
 
 
 def _requests(base_url: str, path_prefix: str = "", method: str | None = None) -> list[dict]:
@@ -93,7 +95,8 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "
 
     store = HubStore(database_url)
     decisions = store.latest_gate_decisions()
-    devices = {d for p in store.load_permits(statuses=("submitted", "approved", "active", "suspended")) for d in p.device_ids}
+    # A device is (site, number): the same number at two sites is two lookups.
+    devices = {(p.site, d) for site in settings.sites for p in permits_in_scope(store, site) for d in p.device_ids}
     report = DemoReport(
         success=result.success,
         permits_synced=permits_synced,
@@ -102,6 +105,7 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "
         mes_calls=len(mes_requests),
         holds_written=len(holds),
         erp_posts_received=len(erp_posts),
+        site_problems=[*result.unconfigured_sites, *result.unknown_sites],
     )
     for decision in decisions:
         if decision.decision == "block":

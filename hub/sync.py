@@ -36,7 +36,7 @@ import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from celery.exceptions import DuplicateTaskNameWarning
@@ -52,7 +52,10 @@ from hub.celery_workers import STOP_TIMEOUT_S as CELERY_STOP_TIMEOUT_S
 from hub.celery_workers import celery_workers
 from hub.definitions import build_definitions
 from hub.settings import HubSettings, settings_environment
+from hub.logic.rules import load_gate_rules
+from hub.steps.sites import site_coverage
 from hub.store.locks import SiteBusy, site_lock
+from hub.store.repository import HubStore
 from hub.store.migrate import upgrade
 
 EXECUTORS = ("in_process", "multiprocess", "celery")
@@ -83,14 +86,27 @@ class SiteRun:
 @dataclass(frozen=True)
 class SyncOutcome:
     runs: list[SiteRun]
+    # The gate run again, on what the store knows, for each site whose sync failed.
+    gate_reruns: list[SiteRun] = field(default_factory=list)
+    # The run that blocks gated permits of sites outside HUB_SITES (a whole-plant sync only).
+    other_sites: SiteRun | None = None
+    # What leaves a permit or a configured site outside the gate (hub.steps.sites).
+    unconfigured_sites: list[str] = field(default_factory=list)
+    unknown_sites: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
-        return bool(self.runs) and all(run.success for run in self.runs)
+        return (
+            bool(self.runs)
+            and all(run.success for run in [*self.runs, *self.gate_reruns])
+            and (self.other_sites is None or self.other_sites.success)
+            and not self.unknown_sites
+        )
 
     @property
     def run_ids(self) -> list[str]:
-        return [run.run_id for run in self.runs if run.run_id]
+        extra = [self.other_sites] if self.other_sites else []
+        return [run.run_id for run in [*self.runs, *self.gate_reruns, *extra] if run.run_id]
 
     @property
     def failed_sites(self) -> list[str]:
@@ -114,7 +130,8 @@ def run_full_sync(
     log_level: str = "WARNING",
     lock_wait_s: float = LOCK_WAIT_S,
 ) -> SyncOutcome:
-    """Migrate the store if needed, then run the full-sync job once for each site (default: all).
+    """Migrate the store if needed, then run the full-sync job once for each site (default: all),
+    then make sure no permit is left outside the gate (`_close_the_gate`).
 
     Each site's run holds the site's lock; a site another process holds for longer than
     `lock_wait_s` is not run (its `SiteRun.message` says who holds it). Raises SyncInterrupted
@@ -126,6 +143,13 @@ def run_full_sync(
         raise ValueError(f"lock_wait_s must be >= 0, got {lock_wait_s}")
     chosen = _chosen_sites(settings, sites)
     upgrade(settings.database_url)
+    outcome = _site_runs(settings, instance, executor, chosen, log_level, lock_wait_s)
+    return _close_the_gate(settings, instance, outcome, whole_plant=sites is None, log_level=log_level, lock_wait_s=lock_wait_s)
+
+
+def _site_runs(
+    settings: HubSettings, instance: DagsterInstance, executor: str, chosen: list[str], log_level: str, lock_wait_s: float
+) -> SyncOutcome:
     if executor == "in_process":
         return _in_process(settings, instance, chosen, log_level, lock_wait_s)
     if instance.is_ephemeral:
@@ -150,6 +174,36 @@ def run_full_sync(
         return _outcome(instance, tag, chosen, notes)
     finally:
         shutil.rmtree(notes, ignore_errors=True)
+
+
+def _close_the_gate(
+    settings: HubSettings, instance: DagsterInstance, outcome: SyncOutcome, *, whole_plant: bool, log_level: str, lock_wait_s: float
+) -> SyncOutcome:
+    """No permit left outside the gate by the site runs: a site whose run failed is gated again
+    on what the store knows (Dagster skips the steps after a failed one); a whole-plant sync
+    also blocks the permits of sites outside HUB_SITES and names configured sites nobody knows."""
+    definitions = build_definitions(settings)
+    reruns = []
+    for run in outcome.runs:
+        if run.run_id is None or run.success:
+            continue  # never started (busy or interrupted): its last decisions and holds stand
+        with site_lock(settings.database_url, run.site, wait_s=lock_wait_s):
+            result = definitions.resolve_job_def("gate_only").execute_in_process(
+                instance=instance, partition_key=run.site, raise_on_error=False, run_config=_logging(log_level)
+            )
+        reruns.append(_site_run(run.site, instance.get_run_record_by_id(result.run_id)))
+    other = None
+    if whole_plant:
+        result = definitions.resolve_job_def("other_sites_sync").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=_logging(log_level)
+        )
+        other = _site_run("(other sites)", instance.get_run_record_by_id(result.run_id))
+    coverage = site_coverage(
+        HubStore(settings.database_url), settings.sites, settings.sites_left_to_others, load_gate_rules(settings.gate_rules_file)
+    )
+    unconfigured = [p for p in coverage.problems if "is not configured" in p]
+    unknown = [p for p in coverage.problems if p not in unconfigured]
+    return replace(outcome, gate_reruns=reruns, other_sites=other, unconfigured_sites=unconfigured, unknown_sites=unknown)
 
 
 def _chosen_sites(settings: HubSettings, sites: Sequence[str] | None) -> list[str]:

@@ -36,10 +36,20 @@ EXPECTED_BLOCKS = {
     "PTW-NJ-2026-0026": {("PERMIT_RECORD_INVALID", None)},
     "PTW-NJ-2026-0027": {("PERMIT_RECORD_INVALID", None)},
     "PTW-HZ-2026-0016": {("PERMIT_RECORD_INVALID", None)},
+    # A cancelled work order still holding a lock: the lock is the physical fact.
+    "PTW-NJ-2026-0008": {("ISOLATION_NOT_RELEASED", "NJ-F-101")},
+    "PTW-NJ-2026-0031": {("EQUIPMENT_NOT_IN_SERVICE", "NJ-F-102")},
+    "PTW-NJ-2026-0032": {("EQUIPMENT_NOT_IN_SERVICE", "NJ-V-401")},
+    # CT-701 at HZ02, not the clean CT-701 at NJ01.
+    "PTW-HZ-2026-0020": {("OPEN_WORK_ORDER", "CT-701")},
+    # NJ-F-101 exists at NJ01 only; the permit is at HZ02.
+    "PTW-HZ-2026-0021": {("DEVICE_UNKNOWN", "NJ-F-101")},
+    "PTW-HZ-2026-0022": {("EAM_RECORD_INVALID", "HZ-C-601")},
+    "PTW-SH-2026-0001": {("SITE_NOT_CONFIGURED", None)},
 }
 EXPECTED_ALLOWED = {
-    "PTW-NJ-2026-0007", "PTW-NJ-2026-0008", "PTW-NJ-2026-0009", "PTW-NJ-2026-0010",
-    "PTW-NJ-2026-0011", "PTW-HZ-2026-0005", "PTW-HZ-2026-0006", "PTW-HZ-2026-0018",
+    "PTW-NJ-2026-0007", "PTW-NJ-2026-0009", "PTW-NJ-2026-0010", "PTW-NJ-2026-0011",
+    "PTW-HZ-2026-0005", "PTW-HZ-2026-0006", "PTW-HZ-2026-0018", "PTW-NJ-2026-0033",
 }
 
 
@@ -130,8 +140,9 @@ def test_second_run_posts_nothing_and_writes_no_holds(two_runs):
 def test_malformed_records_are_quarantined_with_reasons(two_runs):
     first, *_ = two_runs
     quarantined = "\n".join(first.quarantined)
-    assert len(first.quarantined) == 5
+    assert len(first.quarantined) == 6
     for expected in (
+        "HZ-C-601: status (from status): unknown value 'UNDER REPAIR'",
         "PTW-NJ-2026-0026: device_ids (from equipmentCodes): missing",
         "PTW-HZ-2026-0016: permit_type (from ticketType): unknown value 'XX'",
         "PTW-NJ-2026-0027: planned_start (from planStartTime): cannot parse '2026-13-45 25:00:00'",
@@ -158,8 +169,11 @@ def test_cli_demo_prints_the_summary(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Permits synced: 46" in done.stdout
+    assert "Permits synced: 52" in done.stdout
     assert "in 2 EAM call(s)" in done.stdout and "in 2 MES call(s)" in done.stdout
-    assert "Blocked permits (14)" in done.stdout
+    assert "Blocked permits (21)" in done.stdout
+    assert "Outside the gate: site SH03 is not configured (HUB_SITES): 1 gated permit(s) blocked" in done.stdout
+    for code in ("EQUIPMENT_NOT_IN_SERVICE NJ-F-102", "SITE_NOT_CONFIGURED", "ISOLATION_NOT_RELEASED NJ-F-101"):
+        assert code in done.stdout, code
     assert "DEVICE_UNKNOWN NJ-P-199" in done.stdout
     assert "ERP safety-cost entries (44)" in done.stdout

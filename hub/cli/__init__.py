@@ -51,6 +51,8 @@ def demo(
         blocked.add_row(permit_id, "\n".join(reasons))
     console.print(blocked)
     console.print(f"[bold]Allowed work-at-height permits:[/] {', '.join(sorted(report.allowed)) or 'none'}")
+    for problem in report.site_problems:
+        console.print(f"[bold yellow]Outside the gate:[/] {problem}", highlight=False, soft_wrap=True)
     console.print(f"[bold]Holds written to the PTW this run:[/] {report.holds_written}")
     postings = Table(title=f"ERP safety-cost entries ({len(report.postings)})")
     for column in ("entry", "amount", "document"):
@@ -112,7 +114,8 @@ def sync(
             raise typer.Exit(code) from None
     _print_runs(outcome)
     if not outcome.success:
-        console.print(f"[red]Sites not synced:[/] {', '.join(outcome.failed_sites)}")
+        if outcome.failed_sites:
+            console.print(f"[red]Sites not synced:[/] {', '.join(outcome.failed_sites)}")
         raise typer.Exit(1)
 
 
@@ -121,9 +124,20 @@ def _print_runs(outcome) -> None:
         if run.run_id is None and run.message:
             console.print(f"full_sync {run.site}: not run: {run.message}", markup=False)
             continue
-        took = f"{run.duration_s:.1f} s" if run.duration_s is not None else "-"
-        state = "succeeded" if run.success else "FAILED"
-        console.print(f"full_sync {run.site}: run {run.run_id or '(not started)'} {state} in {took}")
+        console.print(f"full_sync {run.site}: {_run_line(run)}")
+    for run in outcome.gate_reruns:
+        console.print(f"gate_only {run.site} (its sync failed; gated again on stored data): {_run_line(run)}")
+    if outcome.other_sites is not None:
+        console.print(f"other_sites_sync: {_run_line(outcome.other_sites)}")
+    for problem in outcome.unconfigured_sites:
+        console.print(f"[yellow]{problem}[/]", highlight=False)
+    for problem in outcome.unknown_sites:
+        console.print(f"[red]{problem}[/]", highlight=False)
+
+
+def _run_line(run) -> str:
+    took = f"{run.duration_s:.1f} s" if run.duration_s is not None else "-"
+    return f"run {run.run_id or '(not started)'} {'succeeded' if run.success else 'FAILED'} in {took}"
 
 
 def _interrupted_exit_code() -> int:

@@ -2,7 +2,8 @@
 
 Each run draws a fault schedule from the seed (1 to 4 faults: latency, 5xx, 429, dropped
 connections, read timeouts, SOAP faults, garbled or cut replies, failed PTW write-backs, ERP
-commits whose answer is lost, holds lifted or edited at the PTW), runs the full sync in this
+commits whose answer is lost, holds lifted or edited at the PTW, EAM replies that come back
+empty or with only a share of their records), runs the full sync in this
 process against a fresh store and freshly reset mocks, clears the faults, lets any delayed
 request land, and recovers with up to `MAX_RECOVERY_RUNS` clean syncs. Timeouts and retry waits
 are short so a run takes seconds.
@@ -49,8 +50,15 @@ FAULT_KINDS = (
     "commit_then_drop",
     "commit_then_status",
     "hold drift",
+    "empty",
+    "shrink",
 )
+# Empty and shrunken replies go to the EAM, where the hub can tell them from the truth (the
+# assets it asked for are missing, open work orders vanish). A PTW listing page carries no count,
+# so a page that silently lost permits cannot be told from a short one.
 ONLY_ON = {
+    "empty": "eam",
+    "shrink": "eam",
     "soap_fault": "eam",
     "ptw write-back": "ptw",
     "commit_then_drop": "erp",
@@ -140,11 +148,13 @@ def _rule(kind: str, rng: random.Random) -> dict[str, Any]:
             )
         )
         return {**failure, **HOLD_WRITES}
+    if kind == "shrink":
+        return {"kind": kind, "keep": rng.choice((0.2, 0.5, 0.8)), "seed": rng.randrange(2**31)}
     if kind == "commit_then_drop":
         return {"kind": kind, **ERP_POSTS}
     if kind == "commit_then_status":
         return {"kind": kind, "status": rng.choice((500, 503)), **ERP_POSTS}
-    return {"kind": kind}  # reset, soap_fault, malformed, truncate
+    return {"kind": kind}  # reset, soap_fault, malformed, truncate, empty
 
 
 def draw_schedule(seed: int, index: int) -> FaultSchedule:

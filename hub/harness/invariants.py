@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,12 +20,12 @@ from typing import Any
 
 import httpx
 
-from hub.assets.common import SYNC_SCOPE_STATUSES
-from hub.logic.clearance import build_profiles
+from hub.logic.clearance import SiteEam, build_profiles
 from hub.logic.costs import CostError, cost_entries
 from hub.logic.gate import decide_all
 from hub.logic.rules import load_cost_rules, load_gate_rules
 from hub.mappings.engine import load_mapping
+from hub.steps.gate import SYNC_SCOPE_STATUSES, evaluate_unconfigured
 from hub.store.repository import HubStore, SchemaNotReadyError
 
 LEDGER, OUTBOX, BLOCKED, NO_STRAY_BLOCK, REASONS, QUARANTINE = (
@@ -39,6 +40,8 @@ INVARIANTS = {
     QUARANTINE: "every rejected record is quarantined with a reason, no valid one is",
 }
 
+#: The sites of the fixture plant the hub is configured for (HUB_SITES' default).
+FIXTURE_SITES = ("NJ01", "HZ02")
 LedgerLine = tuple[Decimal, str, str]  # Amount, CostCenter, GLAccount
 ReasonKey = tuple[str, str | None]  # reason code, device
 
@@ -77,33 +80,40 @@ def _fixture(fixtures: Path, name: str) -> list[dict[str, Any]]:
     return json.loads((fixtures / name).read_text(encoding="utf-8"))
 
 
-def expected_outcome(fixtures: Path, now: datetime) -> Expected:
+def expected_outcome(fixtures: Path, now: datetime, sites: Collection[str] = FIXTURE_SITES) -> Expected:
     """Map the fixture records as the hub would receive them and run the pure logic over them."""
     ptw, eam, mes = load_mapping("ptw"), load_mapping("eam"), load_mapping("mes")
     gate_rules, cost_rules = load_gate_rules(), load_cost_rules()
     permits = ptw.inbound("permit", _fixture(fixtures, "ptw/permits.json"))
-    in_scope = [p for p in permits.records if p.status in SYNC_SCOPE_STATUSES]
+    in_scope = [p for p in permits.records if p.status in SYNC_SCOPE_STATUSES and p.site in sites]
     devices = {d for p in in_scope for d in p.device_ids}
     materials = {m for p in in_scope for m in p.material_names}
     equipment = eam.inbound("equipment", _fixture(fixtures, "eam/assets.json"))
     work_orders = eam.inbound("maintenance_record", _fixture(fixtures, "eam/workorders.json"))
     parameters = mes.inbound("process_parameter", _fixture(fixtures, "mes/materials.json"))
 
-    # The EAM answers for every device asked, so each was looked up now.
-    unreadable: dict[str, list[str]] = defaultdict(list)
-    for rejected in work_orders.quarantined:
-        if rejected.partial.get("device_id"):
-            unreadable[rejected.partial["device_id"]].append(rejected.reason)
-    profiles = build_profiles(
-        devices,
-        {e.device_id: e for e in equipment.records if e.device_id in devices},
-        work_orders.records,
-        {d: now for d in devices},
-        unreadable,
-        gate_rules,
-        now,
-    )
-    decisions = decide_all(permits.records, profiles, gate_rules, now)
+    # The EAM answers for every device asked, so each was looked up now; a device is (site, number).
+    decisions = []
+    for site in sorted({p.site for p in permits.records}):
+        site_permits = [p for p in permits.records if p.site == site]
+        if site not in sites:
+            decisions += evaluate_unconfigured(site_permits, gate_rules, now)
+            continue
+        devices = {d for p in in_scope if p.site == site for d in p.device_ids}
+        unreadable: dict[str, list[str]] = defaultdict(list)
+        for rejected in work_orders.quarantined + equipment.quarantined:
+            partial = rejected.partial or {}
+            if partial.get("device_id") and partial.get("site", site) == site:
+                unreadable[partial["device_id"]].append(rejected.reason)
+        eam_view = SiteEam(
+            site,
+            {e.device_id: e for e in equipment.records if e.site == site and e.device_id in devices},
+            work_orders.records,
+            {d: now for d in devices},
+            unreadable,
+        )
+        profiles = build_profiles(devices, eam_view, gate_rules, now)
+        decisions += decide_all(site_permits, profiles, gate_rules, now)
     blocks = {d.permit_id: frozenset((r.code, r.device_id) for r in d.reasons) for d in decisions if d.decision == "block"}
     allowed = frozenset(d.permit_id for d in decisions if d.decision == "allow")
     # Fail closed: an unreadable permit is blocked unless what could be read shows it is not gated.
