@@ -198,9 +198,14 @@ def _close_the_gate(
             instance=instance, raise_on_error=False, run_config=_logging(log_level)
         )
         other = _site_run("(other sites)", instance.get_run_record_by_id(result.run_id))
-    coverage = site_coverage(
-        HubStore(settings.database_url), settings.sites, settings.sites_left_to_others, load_gate_rules(settings.gate_rules_file)
-    )
+    with HubStore(settings.database_url) as store:
+        coverage = site_coverage(
+            store,
+            settings.sites,
+            settings.sites_left_to_others,
+            load_gate_rules(settings.gate_rules_file),
+            synced=[run.site for run in outcome.runs if run.success],
+        )
     unconfigured = [p for p in coverage.problems if "is not configured" in p]
     unknown = [p for p in coverage.problems if p not in unconfigured]
     return replace(outcome, gate_reruns=reruns, other_sites=other, unconfigured_sites=unconfigured, unknown_sites=unknown)

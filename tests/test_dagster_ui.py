@@ -49,4 +49,4 @@ def test_webserver_shows_the_lineage_graph(tmp_path):
     assert ("permits", "equipment") in edges
     assert ("equipment_clearance", "permit_gate_decisions") in edges
     assert ("safety_cost_entries", "erp_postings") in edges
-    assert len({"/".join(n["assetKey"]["path"]) for n in nodes}) == 8
+    assert len({"/".join(n["assetKey"]["path"]) for n in nodes}) == 9

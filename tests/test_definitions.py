@@ -32,7 +32,8 @@ def test_workspace_points_at_the_definitions_module():
 def test_asset_graph_keys_and_edges():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {node for edge in EDGES for node in edge}
+    # The permits of sites outside HUB_SITES stand alone: nothing downstream, a job of their own.
+    assert keys == {node for edge in EDGES for node in edge} | {"permits_of_other_sites"}
     edges = {
         (parent.to_user_string(), key.to_user_string())
         for key in graph.get_all_asset_keys()
@@ -50,10 +51,18 @@ def test_checks_job_and_schedule():
         ("permit_gate_decisions", "gate_decisions_written_back"),
         ("erp_postings", "erp_entries_confirmed"),
         ("erp_postings", "erp_ledger_reconciled"),
-        *((asset, "vendor_fields_mapped") for asset in ("permits", "equipment", "maintenance_records", "process_parameters")),
+        ("maintenance_records", "eam_replies_trusted"),
+        ("permit_gate_decisions", "gate_switched_on"),
+        ("permits_of_other_sites", "every_permit_within_the_gate"),
+        *(
+            (asset, "vendor_fields_mapped")
+            for asset in ("permits", "equipment", "maintenance_records", "process_parameters", "permits_of_other_sites")
+        ),
     }
-    blocking = graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "clearance_covers_every_device"))
-    assert blocking.blocking
+    # Not blocking: the gate blocks a device without a profile itself, and a blocking check
+    # would keep the gate from running at all.
+    coverage = graph.get_check_spec(next(k for k in graph.asset_check_keys if k.name == "clearance_covers_every_device"))
+    assert not coverage.blocking
     job = defs.resolve_job_def("full_sync")
     assert {AssetKey(k) for k in ("permits", "erp_postings")} <= set(job.asset_layer.selected_asset_keys)
     schedule = defs.resolve_schedule_def("full_sync_schedule")
@@ -105,9 +114,13 @@ def test_sync_is_partitioned_by_site_and_scheduled_once_per_site():
 
     assert defs.resolve_job_def("full_sync").partitions_def.get_partition_keys() == ["NJ01", "HZ02"]
     graph = defs.resolve_asset_graph()
-    assert {graph.get(key).partitions_def for key in graph.get_all_asset_keys()} == {
-        defs.resolve_job_def("full_sync").partitions_def
+    site_assets = [key for key in graph.get_all_asset_keys() if key.to_user_string() != "permits_of_other_sites"]
+    assert {graph.get(key).partitions_def for key in site_assets} == {defs.resolve_job_def("full_sync").partitions_def}
+    assert graph.get(AssetKey("permits_of_other_sites")).partitions_def is None
+    assert set(defs.resolve_job_def("gate_only").asset_layer.selected_asset_keys) == {
+        AssetKey("equipment_clearance"), AssetKey("permit_gate_decisions")
     }
+    assert defs.resolve_sensor_def("gate_after_failed_sync").job_name == "gate_only"
     tick = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
     for name in ("full_sync_schedule", "health_checks_schedule"):
         context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())

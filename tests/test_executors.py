@@ -102,9 +102,12 @@ def sync(executor, mocks, make_settings, fresh_schema, dagster_instance) -> dict
         (d["DocumentReferenceID"], d["CompanyCode"], d["GLAccount"], d["CostCenter"], d["Amount"])
         for d in admin_state(mocks, "erp")["documents"]
     )
-    runs = [instance.get_run_by_id(run_id) for run_id in outcome.run_ids]
+    every_run = [instance.get_run_by_id(run_id) for run_id in outcome.run_ids]
+    # The sites' runs; the permits of sites outside HUB_SITES are one more run, made in this process.
+    runs = [run for run in every_run if run.job_name == "full_sync"]
+    others = [run.job_name for run in every_run if run.job_name != "full_sync"]
     events = {run.run_id: instance.all_logs(run.run_id) for run in runs}
-    return {"decisions": decisions, "holds": holds, "ledger": ledger, "runs": runs, "events": events}
+    return {"decisions": decisions, "holds": holds, "ledger": ledger, "runs": runs, "others": others, "events": events}
 
 
 def assert_same_outcome(expected: dict, actual: dict) -> None:
@@ -117,6 +120,8 @@ def assert_same_outcome(expected: dict, actual: dict) -> None:
 def assert_one_run_per_site(synced: dict) -> None:
     assert sorted(run.tags["dagster/partition"] for run in synced["runs"]) == sorted(SITES)
     assert len({run.run_id for run in synced["runs"]}) == len(SITES)
+    # Then the permits of sites outside HUB_SITES, once for the whole plant.
+    assert synced["others"] == ["other_sites_sync"]
 
 
 def pids_of(entries, event_type: DagsterEventType) -> set[int]:
@@ -138,7 +143,7 @@ def in_process(fresh_mocks, make_settings, fresh_schema, dagster_instance) -> di
     synced = sync("in_process", fresh_mocks, make_settings, fresh_schema, dagster_instance)
     assert_one_run_per_site(synced)
     # The fixture plant's gate and ledger, so that "the same" cannot mean "the same nothing".
-    assert Counter(decision for decision, _ in synced["decisions"].values()) == {"block": 14, "allow": 8}
+    assert Counter(decision for decision, _ in synced["decisions"].values()) == {"block": 21, "allow": 8}
     assert len(synced["ledger"]) == 44 and {key[1] for key in synced["ledger"]} == set(SITES)
     for run_id, entries in synced["events"].items():
         assert step_pids(entries) == {os.getpid()}, run_id

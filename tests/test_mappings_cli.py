@@ -188,14 +188,19 @@ def test_preview_live_reads_the_configured_system(fresh_mocks, monkeypatch):
     """`--live` fetches through the flavor's endpoint from the system in the HUB_* settings."""
     monkeypatch.setenv("HUB_EAM__URL", fresh_mocks.urls["eam_oslc"])
     result = CliRunner().invoke(
-        app, ["preview", "eam-maximo-oslc", "--live", "--ids", "NJ-P-101,HZ-E-101"], terminal_width=200
+        app, ["preview", "eam-maximo-oslc", "--live", "--ids", "HZ-P-101,HZ-E-101", "--site", "HZ02"], terminal_width=200
     )
     assert result.exit_code == 0, result.output
-    assert "NJ-P-101" in result.output
+    assert "HZ-P-101" in result.output
     # HZ-E-101 carries the malformed work order: shown with its reason, not dropped.
     assert "BOGUS" in result.output
     received = httpx.get(f"{fresh_mocks.base_urls['eam_oslc']}/_admin/received", timeout=10).json()
     assert {r["path"] for r in received} == {"/maximo/oslc/os/mxasset", "/maximo/oslc/os/mxwo"}
+    # Equipment is (site, number): the EAM is asked at the one site named.
+    assert all('siteid="HZ02"' in r["query"]["oslc.where"] for r in received)
+    # By default at the first configured site, where HZ-E-101 does not exist.
+    default = CliRunner().invoke(app, ["preview", "eam-maximo-oslc", "--live", "--ids", "HZ-E-101"], terminal_width=200)
+    assert default.exit_code == 0 and "BOGUS" not in default.output
 
 
 def test_preview_needs_a_source():

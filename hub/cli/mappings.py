@@ -106,7 +106,7 @@ def _render_preview(console: Console, result: PreviewResult) -> None:
 LIVE_READS = {"ptw": "permits_changed", "eam": "maintenance", "mes": "parameters"}
 
 
-def _live(system_or_path: str, mapping: Mapping, ids: list[str]) -> dict[str, list[Any]]:
+def _live(system_or_path: str, mapping: Mapping, ids: list[str], site: str | None) -> dict[str, list[Any]]:
     """Records straight from the configured system (HUB_* settings), through this mapping's endpoint."""
     from hub.resources import resources_from_settings
     from hub.settings import HubSettings
@@ -118,10 +118,12 @@ def _live(system_or_path: str, mapping: Mapping, ids: list[str]) -> dict[str, li
     settings = HubSettings()
     endpoint = getattr(settings, mapping.system).model_copy(update={"mapping": system_or_path})
     client = resources_from_settings(settings.model_copy(update={mapping.system: endpoint}))[mapping.system].client()
+    # Equipment is (site, number): the EAM is asked at one site, the first configured by default.
+    where = {"site": (site or settings.sites[0]).strip().upper()} if mapping.system == "eam" else {}
     with client:
         if mapping.system == "ptw":
             return next(client.pages(LIVE_READS["ptw"], since=None), {})
-        return client.fetch(LIVE_READS[mapping.system], ids=ids)
+        return client.fetch(LIVE_READS[mapping.system], ids=ids, **where)
 
 
 @app.command("preview")
@@ -130,6 +132,7 @@ def preview_command(
     sample: Path = typer.Option(None, "--sample", help="JSON: a list of vendor records, or {kind: [records]}."),
     live: bool = typer.Option(False, "--live", help="Fetch records from the system configured by HUB_* settings."),
     ids: str = typer.Option("", "--ids", help="With --live on eam or mes: comma-separated device IDs or materials."),
+    site: str = typer.Option(None, "--site", help="With --live on eam: the site the devices are at (default: the first of HUB_SITES)."),
     kind: str = typer.Option(None, "--kind", help="Record kind, when the mapping maps several."),
 ) -> None:
     """Show vendor records (a sample file or live) next to the canonical records they become."""
@@ -137,7 +140,7 @@ def preview_command(
         raise typer.BadParameter("give exactly one of --sample FILE or --live")
     mapping = _load(system_or_path)
     if live:
-        fetched = _live(system_or_path, mapping, [i.strip() for i in ids.split(",") if i.strip()])
+        fetched = _live(system_or_path, mapping, [i.strip() for i in ids.split(",") if i.strip()], site)
         records_by_kind = {k: v for k, v in fetched.items() if kind in (None, k)}
     else:
         records_by_kind = _sample(sample, mapping, kind)

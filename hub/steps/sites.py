@@ -46,8 +46,14 @@ def other_site_permits(hub_store, configured: Collection[str], rules: GateRules)
 
 
 def site_coverage(
-    hub_store, configured: Collection[str], left_to_others: Collection[str], rules: GateRules
+    hub_store,
+    configured: Collection[str],
+    left_to_others: Collection[str],
+    rules: GateRules,
+    synced: Collection[str] | None = None,
 ) -> SiteCoverage:
+    """What is outside the gate; only the `synced` sites (default: all configured) are asked
+    whether anyone knows them, since a site not synced yet holds nothing."""
     coverage = SiteCoverage()
     ungated: dict[str, list[str]] = defaultdict(list)
     left: dict[str, int] = defaultdict(int)
@@ -57,5 +63,6 @@ def site_coverage(
         else:
             ungated[permit.site].append(permit.permit_id)
     coverage.ungated, coverage.left_to_others = dict(ungated), dict(left)
-    coverage.unknown_sites = sorted(site for site, held in hub_store.site_footprint(configured).items() if held == (0, 0))
+    asked = configured if synced is None else synced
+    coverage.unknown_sites = sorted(site for site, held in hub_store.site_footprint(asked).items() if held == (0, 0))
     return coverage
