@@ -82,12 +82,14 @@ def test_naive_connector_calls_per_record_and_decides_as_the_hub(hub_run, fresh_
     outcome = run_naive(settings)
 
     permits = load_mapping("ptw").inbound("permit", json.loads((FIXTURES / "ptw/permits.json").read_text())).records
-    in_scope = [p for p in permits if p.status in SYNC_SCOPE_STATUSES]
+    # Permits of sites outside HUB_SITES are blocked without a lookup, by the hub and the naive connector alike.
+    in_scope = [p for p in permits if p.status in SYNC_SCOPE_STATUSES and p.site in settings.sites]
     rules = load_cost_rules(None)
     entries = [e for p in permits if p.status == "closed" for e in cost_entries(p, rules)]
     eam, mes, erp, ptw = (received(fresh_mocks, s) for s in ("eam", "mes", "erp", "ptw"))
     assert len(eam) == sum(len(p.device_ids) for p in in_scope)  # one call per device occurrence
     assert all(e["body"].count("assetnum>") == 2 for e in eam)  # one assetnum each: opening and closing tag
+    assert all("siteid>" in e["body"] for e in eam)  # each asked at its permit's site
     assert len(mes) == sum(len(p.material_names) for p in in_scope)
     assert [e["path"] for e in erp] == ["/api/v1/journal-entries"] * len(entries)
     assert outcome.erp_entries == len(entries) > 0
@@ -135,8 +137,8 @@ def test_naive_sample_is_spread_over_the_whole_listing(fresh_mocks, make_setting
     settings = make_settings(f"sqlite:///{tmp_path / 'naive.db'}", fresh_mocks.urls)
     outcome = run_naive(settings, every=5)
     listed = json.loads((FIXTURES / "ptw/permits.json").read_text())
-    assert outcome.permits_listed == len(listed) == 49
-    assert outcome.permits_synced == 10  # positions 0, 5, ..., 45
+    assert outcome.permits_listed == len(listed) == 56
+    assert outcome.permits_synced == 12  # positions 0, 5, ..., 55
     assert outcome.listing_calls == sum(1 for e in received(fresh_mocks, "ptw") if e["method"] == "GET") >= 1
 
 

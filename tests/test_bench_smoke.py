@@ -18,7 +18,7 @@ import pytest
 from dagster import DagsterInstance
 
 from hub.demo import EAM_WSDL
-from hub.logic.clearance import build_profiles
+from hub.logic.clearance import SiteEam, build_profiles
 from hub.logic.costs import cost_entries
 from hub.logic.gate import decide, invalid_permit_decision
 from hub.logic.rules import load_cost_rules, load_gate_rules
@@ -45,25 +45,28 @@ def expected_decisions(plant: Path, now: datetime) -> dict[str, tuple]:
     rules = load_gate_rules()
     permits = load_mapping("ptw").inbound("permit", read(plant, "ptw/permits.json"))
     in_scope = [p for p in permits.records if p.status in SCOPE]
-    devices = sorted({d for p in in_scope for d in p.device_ids})
-    wanted = set(devices)
+    wanted = {d for p in in_scope for d in p.device_ids}
     eam = load_mapping("eam")
     equipment = eam.inbound("equipment", [a for a in read(plant, "eam/assets.json") if a["assetnum"] in wanted])
     orders = eam.inbound(
         "maintenance_record", [o for o in read(plant, "eam/workorders.json") if o["assetnum"] in wanted]
     )
-    invalid = defaultdict(list)
-    for rejected in orders.quarantined:
-        invalid[rejected.partial["device_id"]].append(rejected.reason)
-    profiles = build_profiles(
-        devices, {e.device_id: e for e in equipment.records}, orders.records, dict.fromkeys(devices, now),
-        invalid, rules, now,
-    )
     expected = {}
-    for permit in permits.records:
-        decision = decide(permit, profiles, rules, now)
-        if decision is not None:
-            expected[permit.permit_id] = decision_summary(decision)
+    for site in sorted({p.site for p in permits.records}):
+        # A device is (site, number): each site's permits are judged on that site's equipment only.
+        devices = sorted({d for p in in_scope if p.site == site for d in p.device_ids})
+        invalid = defaultdict(list)
+        for rejected in orders.quarantined + equipment.quarantined:
+            if rejected.partial.get("device_id") and rejected.partial.get("site", site) == site:
+                invalid[rejected.partial["device_id"]].append(rejected.reason)
+        view = SiteEam(
+            site, {e.device_id: e for e in equipment.records if e.site == site}, orders.records,
+            dict.fromkeys(devices, now), invalid,
+        )
+        profiles = build_profiles(devices, view, rules, now)
+        for permit in permits.records:
+            if permit.site == site and (decision := decide(permit, profiles, rules, now)) is not None:
+                expected[permit.permit_id] = decision_summary(decision)
     for rejected in permits.quarantined:
         partial = rejected.partial
         if partial.get("status", "approved") in rules.gated_statuses and (

@@ -82,7 +82,7 @@ def test_failpoint_spec_is_checked():
 
 
 def test_every_failpoint_is_placed_in_the_hub_and_drawn_by_the_crash_test():
-    sources = "".join(p.read_text(encoding="utf-8") for p in (REPO / "hub" / "assets").glob("*.py"))
+    sources = "".join(p.read_text(encoding="utf-8") for p in (REPO / "hub").rglob("*.py"))
     for name in NAMES:
         assert f'failpoint("{name}")' in sources, name
     drawn = {p.failpoint for p in draw_kill_points(200, seed=3) if p.failpoint}

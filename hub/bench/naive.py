@@ -70,6 +70,7 @@ class NaiveConnector:
         upgrade(settings.database_url)
         self.store = HubStore(settings.database_url)
         self.hold_source = settings.hold_source
+        self.sites = set(settings.sites)
         self.ptw_mapping, self.eam_mapping = load_mapping("ptw"), load_mapping("eam")
         self.mes_mapping, self.erp_mapping = load_mapping("mes"), load_mapping("erp")
         self.gate_rules = load_gate_rules(settings.gate_rules_file)
@@ -126,13 +127,13 @@ class NaiveConnector:
     def _sync_permit(self, permit: Permit) -> None:
         self.store.upsert_permits([permit], _now(), lineage_of(self.ptw_mapping))
         profiles: dict[str, DeviceProfile] = {}
-        if permit.status in SYNC_SCOPE_STATUSES:
+        if permit.status in SYNC_SCOPE_STATUSES and permit.site in self.sites:
             self.outcome.permits_in_scope += 1
             for device in permit.device_ids:
                 profiles[device] = self._device_profile(permit.site, device)
             for name in permit.material_names:
                 self._fetch_material(name)
-        decision = decide(permit, profiles, self.gate_rules, _now())
+        decision = decide(permit, profiles, self.gate_rules, _now(), site_configured=permit.site in self.sites)
         if decision is not None:
             self._record_decision(decision)
         if permit.status == "closed":
@@ -159,7 +160,7 @@ class NaiveConnector:
         self.store.record_lookups(EAM_ANSWERED, [device], fetched_at, site=site)
         for rejected in equipment.quarantined + orders.quarantined:
             quarantine_rejects(self.store, "eam", self.eam_mapping, [rejected])
-        invalid = [r.reason for r in orders.quarantined if r.partial.get("device_id") == device]
+        invalid = [r.reason for r in orders.quarantined + equipment.quarantined if r.partial.get("device_id") == device]
         found = {item.device_id: item for item in equipment.records}
         eam = SiteEam(site, found, orders.records, {device: fetched_at}, {device: invalid})
         profiles = build_profiles([device], eam, self.gate_rules, _now())

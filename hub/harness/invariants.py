@@ -86,7 +86,6 @@ def expected_outcome(fixtures: Path, now: datetime, sites: Collection[str] = FIX
     gate_rules, cost_rules = load_gate_rules(), load_cost_rules()
     permits = ptw.inbound("permit", _fixture(fixtures, "ptw/permits.json"))
     in_scope = [p for p in permits.records if p.status in SYNC_SCOPE_STATUSES and p.site in sites]
-    devices = {d for p in in_scope for d in p.device_ids}
     materials = {m for p in in_scope for m in p.material_names}
     equipment = eam.inbound("equipment", _fixture(fixtures, "eam/assets.json"))
     work_orders = eam.inbound("maintenance_record", _fixture(fixtures, "eam/workorders.json"))
@@ -99,7 +98,7 @@ def expected_outcome(fixtures: Path, now: datetime, sites: Collection[str] = FIX
         if site not in sites:
             decisions += evaluate_unconfigured(site_permits, gate_rules, now)
             continue
-        devices = {d for p in in_scope if p.site == site for d in p.device_ids}
+        site_devices = {d for p in in_scope if p.site == site for d in p.device_ids}
         unreadable: dict[str, list[str]] = defaultdict(list)
         for rejected in work_orders.quarantined + equipment.quarantined:
             partial = rejected.partial or {}
@@ -107,12 +106,12 @@ def expected_outcome(fixtures: Path, now: datetime, sites: Collection[str] = FIX
                 unreadable[partial["device_id"]].append(rejected.reason)
         eam_view = SiteEam(
             site,
-            {e.device_id: e for e in equipment.records if e.site == site and e.device_id in devices},
+            {e.device_id: e for e in equipment.records if e.site == site and e.device_id in site_devices},
             work_orders.records,
-            {d: now for d in devices},
+            {d: now for d in site_devices},
             unreadable,
         )
-        profiles = build_profiles(devices, eam_view, gate_rules, now)
+        profiles = build_profiles(site_devices, eam_view, gate_rules, now)
         decisions += decide_all(site_permits, profiles, gate_rules, now)
     blocks = {d.permit_id: frozenset((r.code, r.device_id) for r in d.reasons) for d in decisions if d.decision == "block"}
     allowed = frozenset(d.permit_id for d in decisions if d.decision == "allow")
@@ -134,8 +133,9 @@ def expected_outcome(fixtures: Path, now: datetime, sites: Collection[str] = FIX
             continue
         ledger.update({e.entry_key: (e.amount, e.cost_center, e.gl_account) for e in entries})
 
+    site_device_pairs = {(p.site, d) for p in in_scope for d in p.device_ids}
     asked = {
-        "eam": lambda r: r.partial.get("device_id") in devices,
+        "eam": lambda r: (r.partial.get("site"), r.partial.get("device_id")) in site_device_pairs,
         "mes": lambda r: r.partial.get("material_name") in materials,
         "ptw": lambda r: True,
     }
