@@ -215,3 +215,54 @@ def test_rules_diff_names_the_blocks_a_new_rule_file_would_lift(fresh_mocks, sql
     assert "PTW-NJ-2026-0002" not in result.output  # preventive work still counts
     same = CliRunner().invoke(app, ["rules", "diff", str(shipped), str(shipped)])
     assert same.exit_code == 0 and "0 block(s) lifted, 0 added" in same.output
+
+
+# --------------------------------------------------------------------------- the gate always decides
+
+
+def test_a_failed_eam_step_still_leaves_every_gated_permit_held(fresh_mocks, sqlite_url, make_settings, tmp_path):
+    """A WSDL the hub rightly refuses fails the EAM step; Dagster then skips clearance and the
+    gate, so the sync gates the site again on what the store knows: nothing, so all block."""
+    from hub.sync import run_full_sync
+
+    evil = tmp_path / "eam.wsdl"
+    evil.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
+        '<definitions xmlns="http://schemas.xmlsoap.org/wsdl/">&x;</definitions>\n',
+        encoding="utf-8",
+    )
+    settings = make_settings(sqlite_url, fresh_mocks.urls).model_copy(update={"eam_wsdl": str(evil)})
+    with DagsterInstance.ephemeral() as instance:
+        outcome = run_full_sync(settings, instance, log_level="CRITICAL")
+        failed_steps = {
+            e.step_key for run in outcome.runs for e in instance.all_logs(run.run_id) if e.is_dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"
+        }
+    assert not outcome.success and failed_steps == {"eam_pull"}
+    assert [(run.site, run.success) for run in outcome.gate_reruns] == [("NJ01", True), ("HZ02", True)]
+    holds = ptw_holds(fresh_mocks)
+    decisions = latest(sqlite_url)
+    gated = [d for d in decisions.values() if d.permit_id != "PTW-SH-2026-0001"]
+    assert len(gated) == 28 and all(d.decision == "block" for d in gated)
+    assert set(decisions) <= set(holds)  # every decision is held at the PTW
+    assert holds["PTW-NJ-2026-0007"] == ["EAM_UNAVAILABLE"]
+
+
+def test_a_failed_scheduled_sync_requests_the_gate_for_its_site(fresh_mocks, sqlite_url, make_settings, tmp_path):
+    """Runs the daemon starts go past `hub sync`: a sensor asks for the gate of a failed site's run."""
+    from dagster import DagsterEventType, build_run_status_sensor_context
+
+    from hub.definitions import build_definitions, gate_after_failed_sync
+
+    dead = make_settings(sqlite_url, fresh_mocks.urls).model_copy(update={"eam_wsdl": str(tmp_path / "missing.wsdl")})
+    with DagsterInstance.ephemeral() as instance:
+        result = build_definitions(dead).resolve_job_def("full_sync").execute_in_process(
+            instance=instance, partition_key="HZ02", raise_on_error=False
+        )
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        [failure] = instance.all_logs(result.run_id, of_type=DagsterEventType.RUN_FAILURE)
+        context = build_run_status_sensor_context(
+            sensor_name="gate_after_failed_sync", dagster_event=failure.dagster_event, dagster_instance=instance, dagster_run=run
+        ).for_run_failure()
+        request = gate_after_failed_sync(context)
+    assert request.tags["dagster/partition"] == "HZ02" and request.run_key == f"gate-after/{result.run_id}"
