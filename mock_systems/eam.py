@@ -220,6 +220,7 @@ class EamSystem(MockSystem):
             _append_record(response, "asset", asset, xsd_sequence("Asset"))
         for workorder in self.records.workorders(query):
             _append_record(response, "workorder", workorder, xsd_sequence("WorkOrder"))
+        response.set("rsCount", str(len(response)))  # as Maximo's query services count their records
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
     def add_routes(self, app: FastAPI) -> None:

@@ -750,7 +750,7 @@ def fault_envelope(code: str, message: str) -> bytes:
 def test_eam_server_fault_is_transient_and_retried(stub_server: tuple[str, _Stub]) -> None:
     url, stub = stub_server
     ok = (
-        f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}">'
+        f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}" rsCount="1">'
         "<asset><assetnum>NJ-P-101</assetnum></asset></GetAssetMaintenanceResponse></soap:Body></soap:Envelope>"
     ).encode()
     stub.replies = [(500, fault_envelope("soap:Server", "database busy")), (200, b"<not-xml"), (200, ok)]
@@ -868,7 +868,7 @@ def test_eam_credentials_reach_the_server(stub_server: tuple[str, _Stub]) -> Non
     """Basic auth and API key from settings travel on the SOAP request too."""
     url, stub = stub_server
     ok = (
-        f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}"/>'
+        f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}" rsCount="0"/>'
         "</soap:Body></soap:Envelope>"
     ).encode()
     stub.replies = [(200, ok)]
@@ -890,3 +890,19 @@ def test_eam_refusal_is_not_retried(stub_server: tuple[str, _Stub]) -> None:
     with pytest.raises(VendorRejected, match="401"):
         client.fetch("maintenance", ids=["NJ-P-101"])
     assert client.calls == 1
+
+
+@pytest.mark.parametrize(("declared", "complete"), [('rsCount="2"', True), ('rsCount="3"', False), ("", False)])
+def test_an_eam_reply_must_carry_as_many_records_as_it_counts(declared, complete) -> None:
+    """A reply that lost records on the way is incomplete, never the whole answer."""
+    reply = (
+        f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}" {declared}>'
+        "<asset><assetnum>P-1</assetnum></asset><workorder><wonum>WO-1</wonum></workorder>"
+        "</GetAssetMaintenanceResponse></soap:Body></soap:Envelope>"
+    ).encode()
+    if complete:
+        assert len(parse_reply(reply, "rsCount")["workorder"]) == 1
+    else:
+        with pytest.raises(TransientError, match="incomplete"):
+            parse_reply(reply, "rsCount")
+    assert len(parse_reply(reply)["asset"]) == 1  # a flavor that declares no count is not checked

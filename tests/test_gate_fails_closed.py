@@ -150,15 +150,22 @@ def test_eam_down_past_the_freshness_limit_blocks_on_a_warm_store(fresh_mocks, s
     assert all(d.decision == "block" for d in decisions.values())
 
 
+def all_records(store) -> list:
+    return [*store.load_maintenance_records("NJ01", None), *store.load_maintenance_records("HZ02", None)]
+
+
 def test_an_empty_eam_reply_deletes_nothing_refreshes_nothing_and_blocks(fresh_mocks, sqlite_url, make_settings):
-    settings = make_settings(sqlite_url, fresh_mocks.urls, eam_full_pull_every_h=0)  # every pull is whole
+    """A well-formed, self-consistent empty reply (Maximo OSLC, totalCount 0) on a warm store."""
+    from hub.settings import SystemEndpoint
+
+    oslc = SystemEndpoint(url=fresh_mocks.urls["eam_oslc"], mapping="eam-maximo-oslc")
+    settings = make_settings(sqlite_url, fresh_mocks.urls, eam_full_pull_every_h=0).model_copy(update={"eam": oslc})
     store = HubStore(sqlite_url)
     with DagsterInstance.ephemeral() as instance:
         assert site_runs(settings, instance).success
-        before = ptw_holds(fresh_mocks)
-        records = len(store.load_maintenance_records("NJ01", None)) + len(store.load_maintenance_records("HZ02", None))
+        before, records = ptw_holds(fresh_mocks), all_records(store)
         answered = store.lookup_times("eam", ["NJ-C-101", "NJ-F-101"], site="NJ01")
-        set_faults(fresh_mocks, "eam", {"rules": [{"kind": "empty"}]})
+        set_faults(fresh_mocks, "eam_oslc", {"rules": [{"kind": "empty"}]})
         result = site_runs(settings, instance)
     assert result.success
     after = ptw_holds(fresh_mocks)
@@ -166,25 +173,61 @@ def test_an_empty_eam_reply_deletes_nothing_refreshes_nothing_and_blocks(fresh_m
     for ticket, codes in before.items():
         assert set(codes) <= set(after[ticket]), ticket
     assert "EAM_REPLY_SUSPECT" in after["PTW-NJ-2026-0007"] and "EAM_REPLY_SUSPECT" in after["PTW-HZ-2026-0018"]
-    assert records == len(store.load_maintenance_records("NJ01", None)) + len(store.load_maintenance_records("HZ02", None))
+    assert all_records(store) == records
     assert store.lookup_times("eam", ["NJ-C-101", "NJ-F-101"], site="NJ01") == answered
     evaluation = check(result, "eam_replies_trusted")
     assert not evaluation.passed and evaluation.severity.value == "ERROR"
 
 
-def test_a_reply_dropping_most_open_work_orders_is_held_as_suspect(fresh_mocks, sqlite_url, make_settings):
+@pytest.mark.parametrize("fault", [{"kind": "empty"}, {"kind": "shrink", "keep": 0.3, "seed": 3}])
+def test_a_reply_missing_records_it_counts_is_incomplete_and_changes_nothing(
+    fresh_mocks, sqlite_url, make_settings, fault
+):
+    settings = make_settings(sqlite_url, fresh_mocks.urls, eam_full_pull_every_h=0, retry_attempts=1)
+    store = HubStore(sqlite_url)
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(settings, instance).success
+        before, records = ptw_holds(fresh_mocks), all_records(store)
+        answered = store.lookup_times("eam", ["NJ-C-101", "NJ-F-101"], site="NJ01")
+        set_faults(fresh_mocks, "eam", {"rules": [fault]})
+        result = site_runs(settings, instance)
+    assert result.success
+    errors = [m.materialization.metadata["eam_error"].value for m in result.get_asset_materialization_events()
+              if m.asset_key.to_user_string() == "equipment"]
+    assert all("incomplete" in error for error in errors), errors
+    assert all_records(store) == records
+    assert store.lookup_times("eam", ["NJ-C-101", "NJ-F-101"], site="NJ01") == answered
+    assert ptw_holds(fresh_mocks) == before
+
+
+def test_a_reply_dropping_most_open_work_orders_is_held_as_suspect(fresh_mocks, sqlite_url, make_settings, tmp_path):
+    """The EAM answers consistently, but most open work orders of NJ01 are gone at once."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from mock_systems.servers import start_systems
+
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    shrunk = tmp_path / "fixtures"
+    shutil.copytree(fixtures, shrunk)
+    orders = json.loads((fixtures / "eam/workorders.json").read_text(encoding="utf-8"))
+    kept = [w for w in orders if w["siteid"] != "NJ01" or w["status_maxvalue"] in ("COMP", "CLOSE", "CAN")]
+    (shrunk / "eam/workorders.json").write_text(json.dumps(kept, ensure_ascii=False), encoding="utf-8")
     settings = make_settings(sqlite_url, fresh_mocks.urls, eam_full_pull_every_h=0)
     store = HubStore(sqlite_url)
     with DagsterInstance.ephemeral() as instance:
         assert site_runs(settings, instance, sites=("NJ01",)).success
         open_before = store.load_maintenance_records("NJ01", None, unfinished_or_isolated=True)
-        # Assets all come back; only one work order in ten does.
-        set_faults(fresh_mocks, "eam", {"rules": [{"kind": "shrink", "keep": 0.1, "seed": 3}]})
-        result = site_runs(settings, instance, sites=("NJ01",))
+        with start_systems(shrunk) as other:
+            result = site_runs(make_settings(sqlite_url, {**fresh_mocks.urls, "eam": other.urls["eam"]}, eam_full_pull_every_h=0), instance, sites=("NJ01",))
     assert result.success
     assert store.load_maintenance_records("NJ01", None, unfinished_or_isolated=True) == open_before
-    assert "OPEN_WORK_ORDER" in ptw_holds(fresh_mocks)["PTW-NJ-2026-0001"]  # WO-1058 was not deleted
-    assert not check(result, "eam_replies_trusted").passed
+    holds = ptw_holds(fresh_mocks)
+    assert "OPEN_WORK_ORDER" in holds["PTW-NJ-2026-0001"]  # WO-1058 was not deleted
+    assert "EAM_REPLY_SUSPECT" in holds["PTW-NJ-2026-0001"]
+    evaluation = check(result, "eam_replies_trusted")
+    assert not evaluation.passed and "dropped" in evaluation.metadata["suspect_replies"].value
 
 
 # --------------------------------------------------------------------------- rule changes

@@ -88,8 +88,12 @@ def _local(tag: str) -> str:
     return etree.QName(tag).localname
 
 
-def parse_reply(xml: bytes) -> dict[str, list[dict[str, str | None]]]:
-    """Flatten the response element: each child becomes a dict of its leaf values."""
+def parse_reply(xml: bytes, count_at: str | None = None) -> dict[str, list[dict[str, str | None]]]:
+    """Flatten the response element: each child becomes a dict of its leaf values.
+
+    With `count_at`, the response element's attribute of that name must count exactly the
+    records it carries: a reply that lost some on the way is incomplete, and retried.
+    """
     try:
         root = etree.fromstring(xml, _safe_parser())
     except etree.XMLSyntaxError as exc:
@@ -107,6 +111,13 @@ def parse_reply(xml: bytes) -> dict[str, list[dict[str, str | None]]]:
         if isinstance(element.tag, str):
             grouped[_local(element.tag)].append(
                 {_local(leaf.tag): leaf.text for leaf in element if isinstance(leaf.tag, str)}
+            )
+    if count_at is not None:
+        carried = sum(len(records) for records in grouped.values())
+        declared = response.get(count_at)
+        if declared is None or not declared.strip().isdigit() or int(declared) != carried:
+            raise TransientError(
+                f"EAM reply is incomplete: it carries {carried} records but counts {declared!r} in {count_at}"
             )
     return grouped
 
@@ -173,7 +184,7 @@ class EamClient:
                 retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
             )
         try:
-            return parse_reply(response.content)
+            return parse_reply(response.content, soap.count_at)
         except SoapFault as fault:
             if "Server" in fault.faultcode:
                 raise TransientError(str(fault)) from None

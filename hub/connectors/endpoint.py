@@ -97,6 +97,7 @@ _STYLE_KEYS: dict[str, frozenset[str]] = {
     "page": frozenset({"page_param"}),
 }
 _STYLE_OPTIONAL: dict[str, frozenset[str]] = {
+    "next_link": frozenset({"total_at"}),
     "offset": frozenset({"total_at"}),
     "page": frozenset({"total_at", "first_page"}),
 }
@@ -113,7 +114,9 @@ class PagesSpec(_Strict):
     - ``page``: ``page_param`` numbers the pages from ``first_page``.
 
     ``size`` records are asked for in ``size_param``. Offset and page listings end on a short
-    page, or once ``total_at`` (the reply's count of all records) is reached.
+    page, or once ``total_at`` (the reply's count of all records) is reached. With ``total_at``
+    the records read over all pages must add up to that count: a listing that comes up short
+    is incomplete, never taken as the whole answer.
     """
 
     style: PagingStyle
@@ -147,6 +150,9 @@ class SoapSpec(_Strict):
     binding: str = Field(pattern=r"^\{[^}]+\}\S+$", description="{namespace}BindingName, as in the WSDL")
     batch_param: str | None = Field(default=None, min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    # The response element's attribute counting the records it carries: a reply that carries
+    # fewer (or more) is incomplete, never taken as the whole answer.
+    count_at: str | None = Field(default=None, min_length=1)
 
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]

@@ -190,18 +190,23 @@ class SystemClient:
         position: int | None = 0 if pages.style == "offset" else pages.first_page
         seen: set[str] = set()
         target = path
+        read, total = 0, None
         while position is not None:
             if counter is not None:
                 params[counter] = str(position)
             reply = self._send(request, target, params, values)
             page = self._records(name, request, reply)
+            read += sum(len(records) for records in page.values())
+            if pages.total_at is not None and total is None:
+                total = self._total(name, pages, reply)
             yield page
             if counter is not None:
                 position = self._next_position(name, pages, position, size, page, reply)
                 continue
             following = value_at(reply, pages.token_at or pages.next_at or "")
             if not following:
-                return
+                break
+
             if str(following) in seen:
                 raise TransientError(f"{self.system} {name}: the reply points back to a page already read")
             seen.add(str(following))
@@ -209,6 +214,15 @@ class SystemClient:
                 params = {**params, pages.token_param: str(following)}
             else:
                 target, params = self._next_link(name, str(following)), {}
+        if total is not None and read != total:
+            # Absence of evidence is not clearance: a listing that lost records is not the whole answer.
+            raise TransientError(f"{self.system} {name}: read {read} records over the pages, but the reply counts {total}; incomplete")
+
+    def _total(self, name: str, pages: PagesSpec, reply: Any) -> int:
+        try:
+            return int(value_at(reply, pages.total_at or ""))
+        except (TypeError, ValueError):
+            raise TransientError(f"{self.system} {name}: the reply has no count at {pages.total_at!r}") from None
 
     def _next_position(
         self, name: str, pages: PagesSpec, position: int, size: int, page: Records, reply: Any
@@ -217,13 +231,8 @@ class SystemClient:
         if sum(len(records) for records in page.values()) < size:
             return None
         read = position + size if pages.style == "offset" else (position - pages.first_page + 1) * size
-        if pages.total_at is not None:
-            total = value_at(reply, pages.total_at)
-            try:
-                if read >= int(total):
-                    return None
-            except (TypeError, ValueError):
-                raise TransientError(f"{self.system} {name}: the reply has no count at {pages.total_at!r}") from None
+        if pages.total_at is not None and read >= self._total(name, pages, reply):
+            return None
         return position + (size if pages.style == "offset" else 1)
 
     def _next_link(self, name: str, link: str) -> str:
