@@ -22,6 +22,7 @@ from lxml import etree
 
 from .base import PLANT_TZ, MockSystem
 from .fixtures import FixtureError, load_fixture
+from .xmlsafe import hardened_parser
 
 WSDL_PATH = Path(__file__).with_name("eam.wsdl")
 TNS = "urn:plant:eam:maintenance:v1"
@@ -38,23 +39,10 @@ MALFORMED_XML = (
 ).encode()
 
 
-def _hardened_parser() -> etree.XMLParser:
-    # A fresh parser per request: lxml parsers must not be shared between threads.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-
-
 @cache
 def xsd_sequence(type_name: str) -> tuple[str, ...]:
     """Element names of a complexType's sequence in eam.wsdl, in declared order."""
-    tree = etree.parse(str(WSDL_PATH), _hardened_parser())
+    tree = etree.parse(str(WSDL_PATH), hardened_parser())
     found = tree.xpath(
         "//xs:complexType[@name=$name]/xs:sequence/xs:element/@name", namespaces={"xs": XSD}, name=type_name
     )
@@ -102,7 +90,7 @@ class AssetQuery:
 def parse_request(body: bytes) -> AssetQuery:
     """The asset numbers, `siteid` and `changedsince` of a request."""
     try:
-        root = etree.fromstring(body, _hardened_parser())
+        root = etree.fromstring(body, hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise SoapClientError(f"request is not well-formed XML: {exc}") from None
     if root.getroottree().docinfo.doctype:
@@ -240,7 +228,7 @@ class EamSystem(MockSystem):
 
     def wsdl_for(self, address: str) -> bytes:
         """eam.wsdl with the service address pointing at this server."""
-        tree = etree.parse(str(WSDL_PATH), _hardened_parser())
+        tree = etree.parse(str(WSDL_PATH), hardened_parser())
         for element in tree.iter(f"{{{WSDL_SOAP}}}address"):
             element.set("location", address)
         return etree.tostring(tree, xml_declaration=True, encoding="utf-8")

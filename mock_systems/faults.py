@@ -35,6 +35,8 @@ from typing import Any
 
 from lxml import etree
 
+from .xmlsafe import hardened_parser
+
 REFUSING_KINDS = ("status", "rate_limit", "reset", "malformed", "soap_fault")
 COMMITTING_KINDS = ("timeout", "truncate", "commit_then_drop", "commit_then_status", "empty", "shrink")
 KINDS = REFUSING_KINDS + COMMITTING_KINDS
@@ -238,19 +240,6 @@ _NEXT_DROPPED = ("nextPage", "__next", "@odata.nextLink")  # OSLC responseInfo.n
 _COUNTS = ("totalCount", "__count", "@odata.count", "total")
 
 
-def _hardened_parser() -> etree.XMLParser:
-    # A fresh parser per answer: lxml parsers must not be shared between threads.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-
-
 def _record_lists(value: Any) -> list[list]:
     """The answer's record lists: the shallowest non-empty lists of objects (all of that depth)."""
     level = [value]
@@ -294,7 +283,7 @@ def _json_dumps(value: Any) -> bytes:
 def _soap_records(body: bytes) -> tuple[etree._Element, etree._Element] | None:
     """(envelope, the Body's answer element) of a SOAP answer that is not a Fault, else None."""
     try:
-        root = etree.fromstring(body, _hardened_parser())
+        root = etree.fromstring(body, hardened_parser())
     except etree.XMLSyntaxError:
         return None
     if root.tag != f"{{{SOAP_ENV}}}Envelope":
