@@ -309,3 +309,25 @@ def test_a_failed_scheduled_sync_requests_the_gate_for_its_site(fresh_mocks, sql
         ).for_run_failure()
         request = gate_after_failed_sync(context)
     assert request.tags["dagster/partition"] == "HZ02" and request.run_key == f"gate-after/{result.run_id}"
+
+
+def test_hub_sync_names_a_configured_site_nobody_knows_and_exits_non_zero(fresh_mocks, sqlite_url, make_settings, tmp_path):
+    """A typo in HUB_SITES (HZ2 for HZ02): the command says so and fails, and HZ02's permits are still blocked."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hub.settings import settings_environment
+
+    settings = make_settings(sqlite_url, fresh_mocks.urls, sites=("NJ01", "HZ2"))
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k != "DAGSTER_HOME"}
+    (tmp_path / "home").mkdir()
+    env = {**inherited, **settings_environment(settings), "DAGSTER_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("hub")), "sync"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "site HZ2 is unknown to the PTW and the EAM (check HUB_SITES)" in done.stdout
+    assert "site HZ02 is not configured (HUB_SITES)" in done.stdout
+    assert ptw_holds(fresh_mocks)["PTW-HZ-2026-0001"] == ["SITE_NOT_CONFIGURED"]
