@@ -331,3 +331,25 @@ def test_hub_sync_names_a_configured_site_nobody_knows_and_exits_non_zero(fresh_
     assert "site HZ2 is unknown to the PTW and the EAM (check HUB_SITES)" in done.stdout
     assert "site HZ02 is not configured (HUB_SITES)" in done.stdout
     assert ptw_holds(fresh_mocks)["PTW-HZ-2026-0001"] == ["SITE_NOT_CONFIGURED"]
+
+
+def test_an_unreadable_permit_of_an_unconfigured_site_is_blocked_too(fresh_mocks, sqlite_url, make_settings, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from mock_systems.servers import start_systems
+
+    fixtures = tmp_path / "fixtures"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures", fixtures)
+    permits = json.loads((fixtures / "ptw/permits.json").read_text(encoding="utf-8"))
+    broken = dict(next(p for p in permits if p["ticketNo"] == "PTW-SH-2026-0001"), ticketNo="PTW-SH-2026-0002")
+    broken["planStartTime"] = "2026-13-45 25:00:00"
+    (fixtures / "ptw/permits.json").write_text(json.dumps([*permits, broken], ensure_ascii=False), encoding="utf-8")
+    with start_systems(fixtures) as systems, DagsterInstance.ephemeral() as instance:
+        settings = make_settings(sqlite_url, {**fresh_mocks.urls, "ptw": systems.urls["ptw"]})
+        assert site_runs(settings, instance).success
+        other_sites_run(settings, instance)
+        state = httpx.get(f"{systems.base_urls['ptw']}/_admin/state", timeout=10).json()["holds"]
+    assert [r["code"] for r in state["PTW-SH-2026-0002"][0]["reasons"]] == ["PERMIT_RECORD_INVALID"]
+    assert [r["code"] for r in state["PTW-SH-2026-0001"][0]["reasons"]] == ["SITE_NOT_CONFIGURED"]

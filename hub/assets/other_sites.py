@@ -17,7 +17,7 @@ from dagster import (
 from hub.assets.common import drift_result, drift_spec, mapping_label, preview
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource, RulesResource, SitesResource
-from hub.steps.gate import evaluate_unconfigured, record_decisions
+from hub.steps.gate import evaluate_unconfigured, quarantined_permits_outside, record_decisions
 from hub.steps.ptw import ingest_permits
 from hub.steps.sites import OTHER_SITES_CURSOR, other_site_permits, site_coverage
 from hub.writers.ptw_holds import write_holds
@@ -39,7 +39,12 @@ def permits_of_other_sites(
     pulled = ingest_permits(hub_store, client, mapping, OTHER_SITES_CURSOR, exclude_sites=",".join(sites.configured))
     now = datetime.now(timezone.utc)
     other = other_site_permits(hub_store, sites.configured, gate_rules)
-    decisions = evaluate_unconfigured([p for p in other if p.site not in sites.left_to_others], gate_rules, now)
+    decisions = evaluate_unconfigured(
+        [p for p in other if p.site not in sites.left_to_others],
+        gate_rules,
+        now,
+        quarantined_permits_outside(hub_store, [*sites.configured, *sites.left_to_others]),
+    )
     record_decisions(hub_store, decisions, now)
     written_back = write_holds(hub_store, ptw.client(), mapping, ptw.hold_source, decisions)
     coverage = site_coverage(hub_store, sites.configured, sites.left_to_others, gate_rules)

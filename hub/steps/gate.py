@@ -7,7 +7,7 @@ through `evaluate_site`, which calls the one pure decision function in `hub.logi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
 from hub.logic.clearance import DeviceProfile, SiteEam, build_profiles
@@ -112,10 +112,24 @@ def evaluate_site(
     return [by_id[k] for k in sorted(by_id)]
 
 
-def evaluate_unconfigured(permits: Iterable[Permit], rules: GateRules, now: datetime) -> list[GateDecision]:
-    """Decisions for permits of sites the hub is not configured for: every gated one blocks."""
-    decisions = (decide(p, {}, rules, now, site_configured=False) for p in permits)
-    return sorted((d for d in decisions if d is not None), key=lambda d: d.permit_id)
+def evaluate_unconfigured(
+    permits: Iterable[Permit], rules: GateRules, now: datetime, quarantined: Iterable[Mapping] = ()
+) -> list[GateDecision]:
+    """Decisions for permits of sites the hub is not configured for: every gated one blocks, and
+    so does an unreadable one of such a site (no configured site's gate would take it)."""
+    by_id = {d.permit_id: d for p in permits if (d := decide(p, {}, rules, now, site_configured=False)) is not None}
+    for decision in invalid_permit_decisions(quarantined, rules, now):
+        by_id[decision.permit_id] = decision
+    return [by_id[k] for k in sorted(by_id)]
+
+
+def quarantined_permits_outside(hub_store, sites: Collection[str]) -> list[dict]:
+    """Quarantined permit records whose readable site is none of `sites`."""
+    return [
+        row
+        for row in quarantined_permits(hub_store, None)
+        if (site := (row.get("partial") or {}).get("site")) is not None and site not in sites
+    ]
 
 
 def record_decisions(hub_store, decisions: list[GateDecision], now: datetime) -> None:
