@@ -17,11 +17,12 @@ from dagster import (
 
 from hub.assets.common import preview
 from hub.assets.sites import site_of, site_partitions, sites_of
+from hub.connectors.retry import TransientError, VendorRejected
 from hub.logic.gate import decision_fingerprint, unblocked_by
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource, RulesResource
 from hub.steps.gate import evaluate_site, quarantined_permits, record_decisions, stored_profiles
-from hub.writers.ptw_holds import write_holds
+from hub.writers.ptw_holds import hold_drift, read_ptw_holds, write_holds
 
 GATE_ON_CHECK = "gate_switched_on"
 
@@ -63,6 +64,7 @@ def permit_gate_decisions(
         "allowed": len(decisions) - len(blocked),
         "holds_written": written_back.holds_placed,
         "hold_drift_repaired": written_back.drift,
+        "holds_listing_error": written_back.reconcile_error or "none",
         "write_back_failures": len(failed),
         "rule_version": gate_rules.version,
         "allowed_by_rule_change": ", ".join(lifted[:50]) or "none",
@@ -93,9 +95,6 @@ def permit_gate_decisions(
 def gate_decisions_written_back(
     context: AssetCheckExecutionContext, store: HubStoreResource, ptw: PtwResource
 ) -> AssetCheckResult:
-    from hub.connectors.retry import TransientError, VendorRejected
-    from hub.writers.ptw_holds import hold_drift, read_ptw_holds
-
     hub_store = store.store()
     site = site_of(context)
     latest = hub_store.latest_gate_decisions()
