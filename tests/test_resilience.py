@@ -67,7 +67,7 @@ MAINTENANCE = SoapSpec(
     batch_param="assetnum",
 )
 SOAP_OK = (
-    f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}">'
+    f'<soap:Envelope xmlns:soap="{SOAP_ENV}"><soap:Body><GetAssetMaintenanceResponse xmlns="{TNS}" rsCount="1">'
     "<asset><assetnum>NJ-P-101</assetnum></asset></GetAssetMaintenanceResponse></soap:Body></soap:Envelope>"
 ).encode()
 
