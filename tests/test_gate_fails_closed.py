@@ -353,3 +353,25 @@ def test_an_unreadable_permit_of_an_unconfigured_site_is_blocked_too(fresh_mocks
         state = httpx.get(f"{systems.base_urls['ptw']}/_admin/state", timeout=10).json()["holds"]
     assert [r["code"] for r in state["PTW-SH-2026-0002"][0]["reasons"]] == ["PERMIT_RECORD_INVALID"]
     assert [r["code"] for r in state["PTW-SH-2026-0001"][0]["reasons"]] == ["SITE_NOT_CONFIGURED"]
+
+
+def test_a_sync_with_nothing_changed_appends_no_decisions_and_writes_no_holds(fresh_mocks, sqlite_url, make_settings):
+    from hub.audit import verify
+
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(settings, instance).success
+        with HubStore(sqlite_url) as store:
+            trail, audit = len(store.load_gate_decisions()), len(list(store.iter_audit()))
+        received = httpx.get(f"{fresh_mocks.base_urls['ptw']}/_admin/received", timeout=10).json()
+        writes = sum(1 for r in received if r["method"] in ("PUT", "DELETE"))
+        again = site_runs(settings, instance)
+    assert again.success
+    with HubStore(sqlite_url) as store:
+        assert len(store.load_gate_decisions()) == trail and len(list(store.iter_audit())) == audit
+        assert verify(store.iter_audit()).ok
+    received = httpx.get(f"{fresh_mocks.base_urls['ptw']}/_admin/received", timeout=10).json()
+    assert sum(1 for r in received if r["method"] in ("PUT", "DELETE")) == writes
+    changed = [m.materialization.metadata["decisions_changed"].value for m in again.get_asset_materialization_events()
+               if m.asset_key.to_user_string() == "permit_gate_decisions"]
+    assert changed == [0, 0]

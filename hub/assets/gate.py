@@ -50,7 +50,7 @@ def permit_gate_decisions(
     for site in sites_of(context):
         decisions += evaluate_site(hub_store, site, gate_rules, now, stored_profiles(hub_store, site, None))
     previous = hub_store.latest_gate_decisions()
-    record_decisions(hub_store, decisions, now)
+    recorded = record_decisions(hub_store, decisions, now)
     written_back = write_holds(hub_store, ptw.client(), load_mapping(ptw.mapping), ptw.hold_source, decisions)
     failed = written_back.failed
     lifted = unblocked_by(previous, decisions)
@@ -60,6 +60,7 @@ def permit_gate_decisions(
     blocked = [d for d in decisions if d.decision == "block"]
     metadata = {
         "row_count": len(decisions),
+        "decisions_changed": recorded,
         "blocked": len(blocked),
         "allowed": len(decisions) - len(blocked),
         "holds_written": written_back.holds_placed,

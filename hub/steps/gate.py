@@ -132,8 +132,18 @@ def quarantined_permits_outside(hub_store, sites: Collection[str]) -> list[dict]
     ]
 
 
-def record_decisions(hub_store, decisions: list[GateDecision], now: datetime) -> None:
-    """Append the decisions to the trail, each with its audit row."""
-    fingerprints = [decision_fingerprint(d) for d in decisions]
-    audited = [(d.permit_id, {**d.model_dump(mode="json"), "fingerprint": fp}) for d, fp in zip(decisions, fingerprints)]
-    hub_store.append_gate_decisions(decisions, fingerprints, audit=AuditBatch("gate_decision", audited, now))
+def record_decisions(hub_store, decisions: list[GateDecision], now: datetime, *, only_changed: bool = True) -> int:
+    """Append the decisions to the trail, each with its audit row; how many were appended.
+
+    The trail records a decision when it changes (its fingerprint: outcome, reasons, rule
+    version), so unchanged syncs add nothing; `only_changed=False` records every one (a
+    decision someone asked for)."""
+    fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}
+    if only_changed:
+        recorded = hub_store.latest_fingerprints(list(fingerprints))
+        decisions = [d for d in decisions if recorded.get(d.permit_id) != fingerprints[d.permit_id]]
+    audited = [(d.permit_id, {**d.model_dump(mode="json"), "fingerprint": fingerprints[d.permit_id]}) for d in decisions]
+    hub_store.append_gate_decisions(
+        decisions, [fingerprints[d.permit_id] for d in decisions], audit=AuditBatch("gate_decision", audited, now)
+    )
+    return len(decisions)

@@ -579,6 +579,17 @@ class HubStore:
             rows = [dict(r._mapping) for r in conn.execute(select(g).where(g.c.id.in_(newest)).order_by(g.c.permit_id))]
         return [row.decision for row in _decision_rows(rows)]
 
+    def latest_fingerprints(self, permit_ids: Collection[str]) -> dict[str, str]:
+        """The fingerprint of each permit's newest decision in the trail; permits never decided are absent."""
+        g = t.gate_decisions
+        out: dict[str, str] = {}
+        with self._read() as conn:
+            for chunk in _chunks(_unique(permit_ids), IN_CHUNK):
+                newest = select(func.max(g.c.id)).where(g.c.permit_id.in_(chunk)).group_by(g.c.permit_id)
+                rows = conn.execute(select(g.c.permit_id, g.c.fingerprint).where(g.c.id.in_(newest.scalar_subquery())))
+                out.update({r.permit_id: r.fingerprint for r in rows})
+        return out
+
     def holds_needing_write(self, fingerprints: Mapping[str, str]) -> set[str]:
         """Permit ids whose fingerprint differs from what was last written back (or none was)."""
         if not fingerprints:
