@@ -28,6 +28,7 @@ from hub.assets.permits import permits
 from hub.assets.process import process_parameters
 from hub.assets.sites import site_partitions
 from hub.resources import resources_from_settings
+from hub.sensors import regate_sensor
 from hub.settings import HubSettings
 
 # What one site's run materializes and checks; the permits of other sites have a job of their own.
@@ -53,6 +54,13 @@ gate_only = define_asset_job(
     "gate_only",
     selection=AssetSelection.assets(equipment_clearance, permit_gate_decisions),
     description="Recompute clearance and gate every permit of a site from stored data (after a failed sync).",
+)
+
+# What a change calls for: the site's changed permits, its devices' changed work orders, the gate.
+regate = define_asset_job(
+    "regate",
+    selection=AssetSelection.assets(permits, eam_pull, equipment_clearance, permit_gate_decisions),
+    description="Re-gate one site after its permits or work orders changed (started by the regate_on_change sensor).",
 )
 
 other_sites_sync = define_asset_job(
@@ -124,9 +132,9 @@ def build_definitions(settings: HubSettings | None = None) -> Definitions:
     return Definitions(
         assets=[*ASSETS, permits_of_other_sites],
         asset_checks=[*CHECKS, every_permit_within_the_gate],
-        jobs=[full_sync, gate_only, other_sites_sync, health_checks],
+        jobs=[full_sync, gate_only, regate, other_sites_sync, health_checks],
         schedules=[full_sync_schedule, health_checks_schedule, other_sites_schedule],
-        sensors=[gate_after_failed_sync],
+        sensors=[gate_after_failed_sync, regate_sensor(regate, (settings or HubSettings()).regate_interval_s)],
         resources=resources_from_settings(settings or HubSettings()),
     )
 

@@ -28,6 +28,21 @@ class SystemEndpoint(BaseModel):
     mapping: str | None = None
 
 
+class GateApiSettings(BaseModel):
+    """The gate-check service (`hub serve`): who may call it and how much it takes."""
+
+    model_config = {"extra": "forbid"}
+
+    # The Bearer token the PTW presents (HUB_GATE_API__TOKEN); without one the service will not start.
+    token: SecretStr | None = None
+    # A request body larger than this is refused (413) before it is read whole.
+    max_body_bytes: int = Field(default=65536, ge=1)
+    # Gate checks taken per second across all callers; more are refused (429).
+    requests_per_second: float = Field(default=200, gt=0)
+    # The most a gate check waits for the EAM when it must ask again, all of it.
+    eam_deadline_s: float = Field(default=2.0, gt=0)
+
+
 class HubSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HUB_",
@@ -84,8 +99,12 @@ class HubSettings(BaseSettings):
     gate_rules_file: Path | None = None
     cost_rules_file: Path | None = None
     hold_source: str = "integration-hub"
+    # How often the regate_on_change sensor looks for changed permits and work orders (Dagster's
+    # daemon loop runs every 5 s, so less gains nothing).
+    regate_interval_s: int = Field(default=5, ge=5)
     # Sites of the PTW that another team's hub gates: their permits are counted, never decided.
     sites_left_to_others: Annotated[tuple[str, ...], NoDecode] = ()
+    gate_api: GateApiSettings = GateApiSettings()
 
     @field_validator("sites", "sites_left_to_others", mode="before")
     @classmethod
@@ -121,8 +140,8 @@ def settings_environment(settings: HubSettings) -> dict[str, str]:
 
     for name in type(settings).model_fields:
         value = getattr(settings, name)
-        if isinstance(value, SystemEndpoint):
-            for field in SystemEndpoint.model_fields:
+        if isinstance(value, (SystemEndpoint, GateApiSettings)):
+            for field in type(value).model_fields:
                 put(f"HUB_{name}__{field}", getattr(value, field))
         else:
             put(f"HUB_{name}", value)

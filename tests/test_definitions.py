@@ -121,6 +121,11 @@ def test_sync_is_partitioned_by_site_and_scheduled_once_per_site():
         AssetKey("equipment_clearance"), AssetKey("permit_gate_decisions")
     }
     assert defs.resolve_sensor_def("gate_after_failed_sync").job_name == "gate_only"
+    regate = defs.resolve_sensor_def("regate_on_change")
+    assert regate.job_name == "regate" and regate.minimum_interval_seconds == 5
+    assert set(defs.resolve_job_def("regate").asset_layer.selected_asset_keys) == {
+        AssetKey(k) for k in ("permits", "equipment", "maintenance_records", "equipment_clearance", "permit_gate_decisions")
+    }
     tick = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
     for name in ("full_sync_schedule", "health_checks_schedule"):
         context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
