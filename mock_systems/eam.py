@@ -6,10 +6,19 @@ real SOAP stack does (HTTP 500 with a SOAP 1.1 Fault). The element order of `ass
 `workorder` is read from the WSDL itself, so the two cannot drift apart.
 
 Incoming XML is parsed with a hardened parser: no entity resolution, no network, no DTDs.
+
+The plant can change while the mock runs: admin endpoints (`/_admin/workorders`,
+`/_admin/assets/...`) open and change work orders and change assets, in memory (`/_admin/reset`
+goes back to the fixtures). A changed work order gets `changedate` = now, so both faces'
+changes-since queries see it; the OSLC face started with this one serves the same records.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -17,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from lxml import etree
 
-from .base import PLANT_TZ, MockSystem
+from .base import ADMIN_PREFIX, PLANT_TZ, MockSystem, error
 from .fixtures import FixtureError, load_fixture
 from .xmlsafe import hardened_parser
 
@@ -151,16 +160,85 @@ class EamRecords:
     """
 
     def __init__(self, fixtures_dir: Path):
-        self._assets: dict[tuple[str, str], dict] = {}
-        for asset in load_fixture(fixtures_dir, "eam/assets.json"):
+        self._fixture_assets = load_fixture(fixtures_dir, "eam/assets.json")
+        for asset in self._fixture_assets:
             if not asset.get("assetnum"):
                 raise FixtureError(f"eam/assets.json: asset without assetnum: {asset}")
-            self._assets[_asset_key(asset)] = asset
-        self._workorders: dict[tuple[str, str], list[dict]] = {}
-        for workorder in load_fixture(fixtures_dir, "eam/workorders.json"):
-            self._workorders.setdefault(_asset_key(workorder), []).append(workorder)
-        for records in self._workorders.values():
+        self._fixture_workorders = load_fixture(fixtures_dir, "eam/workorders.json")
+        self._write_lock = threading.Lock()  # the two faces serve from different threads
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the fixture records."""
+        assets = {_asset_key(asset): copy.deepcopy(asset) for asset in self._fixture_assets}
+        workorders: dict[tuple[str, str], list[dict]] = {}
+        for workorder in self._fixture_workorders:
+            workorders.setdefault(_asset_key(workorder), []).append(copy.deepcopy(workorder))
+        for records in workorders.values():
             records.sort(key=lambda wo: str(wo.get("wonum", "")))
+        # Changes replace whole records and lists rather than editing them, so a reader on the
+        # other face's thread always iterates a consistent list.
+        self._assets: dict[tuple[str, str], dict] = assets
+        self._workorders: dict[tuple[str, str], list[dict]] = workorders
+
+    # -- changes (admin) --------------------------------------------------------------------
+    def open_workorder(self, fields: dict) -> dict:
+        """A new work order on an existing asset, `changedate` now; raises `RecordChangeError`."""
+        unknown = sorted(set(fields) - set(WORKORDER_FIELDS))
+        if unknown:
+            raise RecordChangeError(400, f"fields a work order does not have or the EAM sets itself: {unknown}")
+        missing = [name for name in WORKORDER_REQUIRED if not fields.get(name)]
+        if missing:
+            raise RecordChangeError(400, f"a work order needs {missing}")
+        _check_values(fields)
+        key = _asset_key(fields)
+        with self._write_lock:
+            if key not in self._assets:
+                raise RecordChangeError(404, f"no asset {key[1]} at site {key[0]}")
+            if self._find_workorder(key[0], str(fields["wonum"])) is not None:
+                raise RecordChangeError(409, f"work order {fields['wonum']} already exists at site {key[0]}")
+            values = {"isolationstate": "NONE", **fields, "changedate": _eam_now()}
+            workorder = {name: values[name] for name in xsd_sequence("WorkOrder") if values.get(name) is not None}
+            records = sorted([*self._workorders.get(key, []), workorder], key=lambda wo: str(wo.get("wonum", "")))
+            self._workorders[key] = records
+        return workorder
+
+    def change_workorder(self, siteid: str, wonum: str, changes: dict) -> dict:
+        """Change fields of a work order (None removes an optional one), `changedate` now."""
+        _check_changes(changes, WORKORDER_CHANGEABLE, WORKORDER_REQUIRED)
+        with self._write_lock:
+            found = self._find_workorder(normalise_assetnum(siteid), wonum)
+            if found is None:
+                raise RecordChangeError(404, f"no work order {wonum} at site {normalise_assetnum(siteid)}")
+            key, index = found
+            changed = _changed(self._workorders[key][index], changes)
+            changed["changedate"] = _eam_now()
+            records = list(self._workorders[key])
+            records[index] = {name: changed[name] for name in xsd_sequence("WorkOrder") if changed.get(name) is not None}
+            self._workorders[key] = records
+        return records[index]
+
+    def change_asset(self, siteid: str, assetnum: str, changes: dict) -> dict:
+        """Change fields of an asset (None removes an optional one). Assets carry no `changedate`:
+        a query always returns the requested assets, so the change is seen on the next read."""
+        _check_changes(changes, ASSET_CHANGEABLE, ("status",))
+        key = (normalise_assetnum(siteid), normalise_assetnum(assetnum))
+        with self._write_lock:
+            asset = self._assets.get(key)
+            if asset is None:
+                raise RecordChangeError(404, f"no asset {key[1]} at site {key[0]}")
+            changed = _changed(asset, changes)
+            self._assets[key] = {name: changed[name] for name in xsd_sequence("Asset") if changed.get(name) is not None}
+        return self._assets[key]
+
+    def _find_workorder(self, siteid: str, wonum: str) -> tuple[tuple[str, str], int] | None:
+        for key, records in self._workorders.items():
+            if key[0] != siteid:
+                continue
+            for index, workorder in enumerate(records):
+                if str(workorder.get("wonum", "")) == wonum:
+                    return key, index
+        return None
 
     def _keys(self, query: AssetQuery) -> list[tuple[str, str]]:
         """The requested assets that exist, in request order, site by site."""
@@ -187,12 +265,88 @@ def _asset_key(record: dict) -> tuple[str, str]:
     return normalise_assetnum(record.get("siteid", "")), normalise_assetnum(record.get("assetnum", ""))
 
 
+class RecordChangeError(ValueError):
+    """An admin change the EAM refuses, with the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+WORKORDER_FIELDS = (
+    "wonum", "assetnum", "siteid", "worktype", "status", "status_maxvalue",
+    "schedstart", "schedfinish", "actfinish", "isolationstate",
+)  # what a client gives; `changedate` is the EAM's
+WORKORDER_REQUIRED = ("wonum", "assetnum", "siteid", "worktype", "status", "status_maxvalue")
+WORKORDER_CHANGEABLE = ("status", "status_maxvalue", "isolationstate", "schedstart", "schedfinish", "actfinish")
+ASSET_CHANGEABLE = ("status", "nextinspdate", "datasyncdate")
+DATE_FIELDS = frozenset({"schedstart", "schedfinish", "actfinish", "nextinspdate", "datasyncdate"})
+
+
+def _eam_now() -> str:
+    return datetime.now(PLANT_TZ).replace(microsecond=0).isoformat()
+
+
+def _check_values(fields: dict) -> None:
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise RecordChangeError(400, f"{name} must be a non-empty string or null")
+        if name in DATE_FIELDS:
+            try:
+                parsed = datetime.fromisoformat(value.strip()) if "T" in value else None
+            except ValueError:
+                parsed = None
+            if parsed is None or parsed.tzinfo is None:
+                raise RecordChangeError(400, f"{name} must be ISO 8601 with an offset, e.g. +08:00: {value!r}")
+
+
+def _check_changes(changes: Any, changeable: tuple[str, ...], required: tuple[str, ...]) -> None:
+    if not isinstance(changes, dict) or not changes:
+        raise RecordChangeError(400, f"a change is a JSON object naming some of {list(changeable)}")
+    unknown = sorted(set(changes) - set(changeable))
+    if unknown:
+        raise RecordChangeError(400, f"fields that cannot be changed here: {unknown}; changeable: {list(changeable)}")
+    removed = [name for name in required if name in changes and changes[name] is None]
+    if removed:
+        raise RecordChangeError(400, f"{removed} cannot be removed")
+    _check_values(changes)
+
+
+def _changed(record: dict, changes: dict) -> dict:
+    return {**record, **changes}
+
+
+# The SOAP face's records, waiting for the OSLC face started next (as `start_systems` does) to
+# serve the same plant. Weak, so records of a face that is gone are never handed out.
+_RECORDS_FOR_SECOND_FACE: dict[Path, weakref.ref[EamRecords]] = {}
+_SECOND_FACE_LOCK = threading.Lock()
+
+
+def offer_to_second_face(fixtures_dir: Path, records: EamRecords) -> None:
+    with _SECOND_FACE_LOCK:
+        _RECORDS_FOR_SECOND_FACE[Path(fixtures_dir).resolve()] = weakref.ref(records)
+
+
+def records_for_second_face(fixtures_dir: Path) -> EamRecords:
+    """The records of the latest SOAP face on these fixtures not yet shared, or new ones."""
+    with _SECOND_FACE_LOCK:
+        offered = _RECORDS_FOR_SECOND_FACE.pop(Path(fixtures_dir).resolve(), None)
+    records = offered() if offered is not None else None
+    return records if records is not None else EamRecords(fixtures_dir)
+
+
 class EamSystem(MockSystem):
     name = "eam"
     url_path = "/eam/soap"
 
     def load_fixtures(self) -> None:
         self.records = EamRecords(self.fixtures_dir)
+        offer_to_second_face(self.fixtures_dir, self.records)
+
+    def clear_state(self) -> None:
+        self.records.reset()
 
     def malformed_response(self) -> Response:
         return Response(MALFORMED_XML, 200, media_type=XML_CONTENT_TYPE)
@@ -212,6 +366,8 @@ class EamSystem(MockSystem):
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
     def add_routes(self, app: FastAPI) -> None:
+        self._add_change_routes(app)
+
         @app.post("/eam/soap")
         async def soap(request: Request) -> Response:
             try:
@@ -225,6 +381,34 @@ class EamSystem(MockSystem):
             if "wsdl" not in {key.lower() for key in request.query_params}:
                 return Response("POST SOAP 1.1 requests here; the WSDL is at ?wsdl\n", 405, media_type="text/plain")
             return Response(self.wsdl_for(str(request.url.replace(query=""))), media_type=XML_CONTENT_TYPE)
+
+    def _add_change_routes(self, app: FastAPI) -> None:
+        async def change(request: Request, apply: Any, status: int = 200) -> JSONResponse:
+            try:
+                body = json.loads(await request.body())
+            except ValueError as exc:
+                return error(400, f"body is not JSON: {exc}")
+            try:
+                return JSONResponse(apply(body), status_code=status)
+            except RecordChangeError as exc:
+                return error(exc.status, str(exc))
+
+        @app.post(f"{ADMIN_PREFIX}/workorders")
+        async def open_workorder(request: Request) -> JSONResponse:
+            def apply(body: Any) -> dict:
+                if not isinstance(body, dict):
+                    raise RecordChangeError(400, "a work order is a JSON object")
+                return self.records.open_workorder(body)
+
+            return await change(request, apply, 201)
+
+        @app.patch(f"{ADMIN_PREFIX}/workorders/{{siteid}}/{{wonum}}")
+        async def change_workorder(siteid: str, wonum: str, request: Request) -> JSONResponse:
+            return await change(request, lambda body: self.records.change_workorder(siteid, wonum, body))
+
+        @app.patch(f"{ADMIN_PREFIX}/assets/{{siteid}}/{{assetnum}}")
+        async def change_asset(siteid: str, assetnum: str, request: Request) -> JSONResponse:
+            return await change(request, lambda body: self.records.change_asset(siteid, assetnum, body))
 
     def wsdl_for(self, address: str) -> bytes:
         """eam.wsdl with the service address pointing at this server."""

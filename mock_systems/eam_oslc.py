@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .base import MockSystem
-from .eam import AssetQuery, EamRecords, normalise_assetnum, parse_datetime, xsd_sequence
+from .eam import AssetQuery, EamRecords, normalise_assetnum, parse_datetime, records_for_second_face, xsd_sequence
 
 OSLC_ROOT = "/maximo/oslc"
 MAX_IDS = 100
@@ -150,7 +150,12 @@ class EamOslcSystem(MockSystem):
     url_path = OSLC_ROOT
 
     def load_fixtures(self) -> None:
-        self.records = EamRecords(self.fixtures_dir)
+        # The SOAP face started just before on the same fixtures (as `start_systems` does) shares
+        # its records, so changes made through its admin surface are served here too.
+        self.records = records_for_second_face(self.fixtures_dir)
+
+    def clear_state(self) -> None:
+        self.records.reset()
 
     def collection(self, structure: ObjectStructure, request: Request) -> JSONResponse:
         """One page of an object structure's members for this request's query."""
