@@ -43,6 +43,8 @@ ReasonCode = Literal[
     "SITE_NOT_CONFIGURED",
     "EAM_REPLY_SUSPECT",
     "GATE_DISABLED",
+    "EAM_UNREACHABLE",
+    "GATE_ERROR",
 ]
 
 PERMIT_TYPES: tuple[str, ...] = PermitType.__args__  # type: ignore[attr-defined]

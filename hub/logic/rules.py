@@ -64,6 +64,8 @@ class GateRules(_Rules):
     )
     # Canonical equipment statuses (as the EAM mapping writes them) in which equipment may be worked on.
     equipment_statuses_in_service: frozenset[Status] = frozenset({"operating"})
+    # The gate-check service asks the EAM again for a device whose last answer is older than this.
+    decision_data_age: timedelta = timedelta(seconds=60)
 
     @property
     def disabled(self) -> bool:
@@ -98,6 +100,16 @@ class GateRules(_Rules):
                 "must be at most PT24H: older EAM data cannot clear equipment; "
                 "to switch the gate off, state gate_disabled_reason"
             )
+        return value
+
+    @field_validator("decision_data_age")
+    @classmethod
+    def _decision_age(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration, e.g. PT60S")
+        most = info.data.get("max_eam_data_age")
+        if most is not None and value > most:
+            raise ValueError("must be at most max_eam_data_age: the gate-check service refreshes data before it is stale")
         return value
 
 
