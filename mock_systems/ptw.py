@@ -245,6 +245,9 @@ class PtwSystem(MockSystem):
         self._revisions: dict[str, dict[str, int]] = {}  # last revision, kept after a DELETE
         self._gate_refusals: dict[str, list[dict]] = {}  # ticketNo -> what the gate hook refused or warned
         self.gate_hook: GateHookConfig | None = None
+        # Off by default, so the fixture plant keeps its states under a batch sync; a live PTW
+        # (PUT /_admin/suspend-on-block) suspends work that a BLOCK hold lands on.
+        self.suspend_on_block = False
 
     def _sort_key(self, permit: dict) -> SortKey:
         return parse_vendor_time(permit.get("updateTime")) or self._loaded_at, permit["ticketNo"]
@@ -423,6 +426,15 @@ class PtwSystem(MockSystem):
                 return error(422, "malformed gate hook", detail=_validation_problems(exc))
             return JSONResponse(self.gate_hook.model_dump(exclude={"token"}))
 
+        @app.put(f"{ADMIN_PREFIX}/suspend-on-block")
+        async def set_suspend_on_block(request: Request) -> JSONResponse:
+            try:
+                enabled = json.loads(await request.body())["enabled"]
+            except (ValueError, KeyError, TypeError):
+                return error(422, 'body must be {"enabled": true|false}')
+            self.suspend_on_block = bool(enabled)
+            return JSONResponse({"enabled": self.suspend_on_block})
+
         @app.delete(f"{ADMIN_PREFIX}/gate-hook")
         async def delete_gate_hook() -> JSONResponse:
             removed, self.gate_hook = self.gate_hook is not None, None
@@ -552,7 +564,9 @@ class PtwSystem(MockSystem):
         """A BLOCK hold on a permit IN_PROGRESS suspends the work; the change to journal, if any."""
         permit = self._permits[ticket_no]
         held = self._holds.get(ticket_no, {}).values()
-        if permit.get("state") != "IN_PROGRESS" or not any(hold["action"] == "BLOCK" for hold in held):
+        if not self.suspend_on_block or permit.get("state") != "IN_PROGRESS" or not any(
+            hold["action"] == "BLOCK" for hold in held
+        ):
             return []
         moved = self._moved(permit, TRANSITIONS["suspend"])
         self._store_permit(moved)

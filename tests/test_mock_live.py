@@ -372,6 +372,10 @@ def test_reset_removes_the_hook(live, http, hook):
 
 def test_block_hold_suspends_an_active_permit(live, http):
     ticket = "PTW-NJ-2026-0009"
+    # Off by default: a BLOCK leaves the state alone until the PTW is told to suspend.
+    http.put(f"{ptw(live)}/api/v1/permits/PTW-NJ-2026-0013/holds/integration-hub", json=BLOCK).raise_for_status()
+    assert permit(http, live, "PTW-NJ-2026-0013")["state"] == "IN_PROGRESS"
+    http.put(f"{live.base_urls['ptw']}/_admin/suspend-on-block", json={"enabled": True}).raise_for_status()
     before = permit(http, live, ticket)
     assert before["state"] == "IN_PROGRESS"
     newest = newest_listed(http, live)
@@ -528,6 +532,7 @@ def test_state_dir_keeps_permit_changes_across_a_restart(tmp_path, http):
         created = http.post(f"{ptw(first)}/api/v1/permits", json=NEW_PERMIT).json()
         act(http, first, created["ticketNo"], "approve").raise_for_status()
         closed = act(http, first, "PTW-NJ-2026-0009", "close", closeResult="COMPLETED", workHours=7).json()
+        http.put(f"{first.base_urls['ptw']}/_admin/suspend-on-block", json={"enabled": True}).raise_for_status()
         http.put(f"{ptw(first)}/api/v1/permits/PTW-HZ-2026-0004/holds/integration-hub", json=BLOCK).raise_for_status()
         config = {"url": "http://127.0.0.1:9/gate", "deadline_s": 0.5}
         http.put(f"{first.base_urls['ptw']}/_admin/gate-hook", json=config).raise_for_status()

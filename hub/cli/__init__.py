@@ -199,6 +199,10 @@ from hub.cli.rules import app as rules_app  # noqa: E402
 
 app.add_typer(rules_app, name="rules")
 
+from hub.cli.serve import register as register_serve  # noqa: E402
+
+register_serve(app)  # adds the serve command
+
 import hub.cli.harness  # noqa: E402,F401  (adds the crashtest and chaos commands)
 
 import hub.cli.generate  # noqa: E402,F401  (adds the generate command)
