@@ -49,7 +49,7 @@ def permit_gate_decisions(
     decisions = []
     for site in sites_of(context):
         decisions += evaluate_site(hub_store, site, gate_rules, now, stored_profiles(hub_store, site, None))
-    previous = hub_store.latest_gate_decisions()
+    previous = hub_store.latest_gate_decisions([d.permit_id for d in decisions])
     recorded = record_decisions(hub_store, decisions, now)
     written_back = write_holds(hub_store, ptw.client(), load_mapping(ptw.mapping), ptw.hold_source, decisions)
     failed = written_back.failed
@@ -98,11 +98,12 @@ def gate_decisions_written_back(
 ) -> AssetCheckResult:
     hub_store = store.store()
     site = site_of(context)
-    latest = hub_store.latest_gate_decisions()
     if site:
         # The site's permits, and its unreadable ones, which its gate run blocked.
         ours = hub_store.permit_ids(site) | {row["source_key"] for row in quarantined_permits(hub_store, site)}
-        latest = [d for d in latest if d.permit_id in ours]
+        latest = hub_store.latest_gate_decisions(ours)
+    else:
+        latest = hub_store.latest_gate_decisions()
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in latest}
     pending = sorted(hub_store.holds_needing_write(fingerprints))
     # Written, by our records: does the PTW still show it? One paged listing of our holds.

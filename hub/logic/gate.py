@@ -17,11 +17,21 @@ from hub.logic.rules import GateRules
 from hub.model import GateDecision, Permit, Reason
 
 
+def _ordered(reasons: Iterable[Reason]) -> tuple[Reason, ...]:
+    """Each reason once, in a stable order: the same findings always make the same decision."""
+    unique = {reason_sort_key(r): r for r in reasons}
+    return tuple(unique[k] for k in sorted(unique))
+
+
+def with_reasons(decision: GateDecision, extra: Iterable[Reason]) -> GateDecision:
+    """The decision with more blocking reasons found after it was made: it blocks, whatever it said."""
+    return decision.model_copy(update={"decision": "block", "reasons": _ordered([*decision.reasons, *extra])})
+
+
 def _blocked_or_allowed(
     permit_id: str, reasons: Iterable[Reason], rules: GateRules, now: datetime, as_of: datetime | None = None
 ) -> GateDecision:
-    unique = {reason_sort_key(r): r for r in reasons}
-    ordered = tuple(unique[k] for k in sorted(unique))
+    ordered = _ordered(reasons)
     return GateDecision(
         permit_id=permit_id,
         decision="block" if ordered else "allow",

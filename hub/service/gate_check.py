@@ -22,8 +22,8 @@ from typing import Any
 
 from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
-from hub.logic.clearance import DeviceProfile, iso, reason_sort_key
-from hub.logic.gate import decide, decision_fingerprint, invalid_permit_decisions, is_gated
+from hub.logic.clearance import DeviceProfile, iso
+from hub.logic.gate import decide, decision_fingerprint, invalid_permit_decisions, is_gated, with_reasons
 from hub.logic.rules import GateRules, load_gate_rules
 from hub.mappings.engine import MappingAbort, load_mapping
 from hub.model import GateDecision, Permit, Reason
@@ -91,12 +91,6 @@ def _eam_unreachable(site: str, devices: list[str], error: str, asked_at: dateti
         )
         for device in devices
     ]
-
-
-def _with_reasons(decision: GateDecision, extra: list[Reason]) -> GateDecision:
-    """The decision with more blocking reasons: it blocks, whatever it said before."""
-    unique = {reason_sort_key(r): r for r in [*decision.reasons, *extra]}
-    return decision.model_copy(update={"decision": "block", "reasons": tuple(unique[k] for k in sorted(unique))})
 
 
 def _gate_error(permit_id: str, problem: str, rules_version: str, now: datetime) -> GateDecision:
@@ -227,7 +221,7 @@ class GateCheckService:
             return GateAnswer(permit.permit_id, NOT_GATED, now, rules.version, site=permit.site)
         if eam_error is not None:
             # Never an allow on old data: each device asked about and not answered blocks.
-            decision = _with_reasons(decision, _eam_unreachable(permit.site, refreshed, eam_error, now))
+            decision = with_reasons(decision, _eam_unreachable(permit.site, refreshed, eam_error, now))
         answer = self._finish(decision, profiles, now, site=permit.site if site_configured else None)
         answer.eam_refreshed, answer.eam_error = refreshed, eam_error
         if eam_error:

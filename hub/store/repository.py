@@ -571,24 +571,30 @@ class HubStore:
             rows = self._select_in(conn, t.gate_decisions, "permit_id", permit_ids)
         return _decision_rows(sorted(rows, key=lambda r: r["id"]))
 
-    def latest_gate_decisions(self) -> list[GateDecision]:
-        """The newest decision per permit, by permit id."""
+    def _latest_decision_rows(self, permit_ids: Collection[str] | None, *columns: Any) -> list[dict[str, Any]]:
+        """The newest trail row per permit (of `permit_ids`, all if None), as `columns` (all if none)."""
         g = t.gate_decisions
-        newest = select(func.max(g.c.id)).group_by(g.c.permit_id).scalar_subquery()
+        chosen = columns or (g,)
+        chunks = [None] if permit_ids is None else list(_chunks(_unique(permit_ids), IN_CHUNK))
+        rows: list[dict[str, Any]] = []
         with self._read() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(select(g).where(g.c.id.in_(newest)).order_by(g.c.permit_id))]
-        return [row.decision for row in _decision_rows(rows)]
+            for chunk in chunks:
+                newest = select(func.max(g.c.id)).group_by(g.c.permit_id)
+                if chunk is not None:
+                    newest = newest.where(g.c.permit_id.in_(chunk))
+                query = select(*chosen).where(g.c.id.in_(newest.scalar_subquery()))
+                rows.extend(dict(r._mapping) for r in conn.execute(query))
+        return sorted(rows, key=lambda r: r["permit_id"])
+
+    def latest_gate_decisions(self, permit_ids: Collection[str] | None = None) -> list[GateDecision]:
+        """The newest decision per permit (of `permit_ids`, all if None), by permit id."""
+        return [row.decision for row in _decision_rows(self._latest_decision_rows(permit_ids))]
 
     def latest_fingerprints(self, permit_ids: Collection[str]) -> dict[str, str]:
         """The fingerprint of each permit's newest decision in the trail; permits never decided are absent."""
         g = t.gate_decisions
-        out: dict[str, str] = {}
-        with self._read() as conn:
-            for chunk in _chunks(_unique(permit_ids), IN_CHUNK):
-                newest = select(func.max(g.c.id)).where(g.c.permit_id.in_(chunk)).group_by(g.c.permit_id)
-                rows = conn.execute(select(g.c.permit_id, g.c.fingerprint).where(g.c.id.in_(newest.scalar_subquery())))
-                out.update({r.permit_id: r.fingerprint for r in rows})
-        return out
+        rows = self._latest_decision_rows(permit_ids, g.c.permit_id, g.c.fingerprint)
+        return {r["permit_id"]: r["fingerprint"] for r in rows}
 
     def holds_needing_write(self, fingerprints: Mapping[str, str]) -> set[str]:
         """Permit ids whose fingerprint differs from what was last written back (or none was)."""
