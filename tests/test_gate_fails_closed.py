@@ -375,3 +375,34 @@ def test_a_sync_with_nothing_changed_appends_no_decisions_and_writes_no_holds(fr
     changed = [m.materialization.metadata["decisions_changed"].value for m in again.get_asset_materialization_events()
                if m.asset_key.to_user_string() == "permit_gate_decisions"]
     assert changed == [0, 0]
+
+
+def test_a_blocking_work_order_that_comes_back_unreadable_keeps_its_block(fresh_mocks, sqlite_url, make_settings, tmp_path):
+    """A whole pull deletes the stored copies of work orders it did not bring back. A work order
+    that comes back unreadable is not brought back (it is quarantined), so its good copy goes:
+    the quarantined record must keep the block, and the hold must stay."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from mock_systems.servers import start_systems
+
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    spoilt = tmp_path / "fixtures"
+    shutil.copytree(fixtures, spoilt)
+    orders = json.loads((fixtures / "eam/workorders.json").read_text(encoding="utf-8"))
+    for order in orders:
+        if order["wonum"] == "WO-1058":  # the open corrective work behind PTW-NJ-2026-0001
+            order["status_maxvalue"] = "NOT-A-STATUS"
+    (spoilt / "eam/workorders.json").write_text(json.dumps(orders, ensure_ascii=False), encoding="utf-8")
+    settings = make_settings(sqlite_url, fresh_mocks.urls, eam_full_pull_every_h=0)  # every pull is whole
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(settings, instance, sites=("NJ01",)).success
+        assert ptw_holds(fresh_mocks)["PTW-NJ-2026-0001"] == ["OPEN_WORK_ORDER"]
+        with start_systems(spoilt) as other:
+            moved = make_settings(sqlite_url, {**fresh_mocks.urls, "eam": other.urls["eam"]}, eam_full_pull_every_h=0)
+            assert site_runs(moved, instance, sites=("NJ01",)).success
+    assert "WO-1058" not in {r.record_id for r in HubStore(sqlite_url).load_maintenance_records("NJ01", ["NJ-C-101"])}
+    decision = latest(sqlite_url)["PTW-NJ-2026-0001"]
+    assert decision.decision == "block" and {r.code for r in decision.reasons} == {"EAM_RECORD_INVALID"}
+    assert ptw_holds(fresh_mocks)["PTW-NJ-2026-0001"] == ["EAM_RECORD_INVALID"]
