@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -72,6 +72,14 @@ STOP_GRACE_S = 20.0
 REPEAT_S = 1.0
 # Exit code of a site process that did not get its site's lock.
 BUSY_EXIT = 75
+
+# Told (label, state) as each run starts and ends: the label is a site, or "(other sites)";
+# the state is "started", "succeeded", "failed" or "not run".
+Progress = Callable[[str, str], None]
+
+
+def _quiet(label: str, state: str) -> None:
+    """The progress of a caller that shows none."""
 
 
 @dataclass(frozen=True)
@@ -129,13 +137,15 @@ def run_full_sync(
     sites: Sequence[str] | None = None,
     log_level: str = "WARNING",
     lock_wait_s: float = LOCK_WAIT_S,
+    progress: Progress | None = None,
 ) -> SyncOutcome:
     """Migrate the store if needed, then run the full-sync job once for each site (default: all),
     then make sure no permit is left outside the gate (`_close_the_gate`).
 
     Each site's run holds the site's lock; a site another process holds for longer than
     `lock_wait_s` is not run (its `SiteRun.message` says who holds it). Raises SyncInterrupted
-    on Ctrl-C or SIGTERM, once the run in progress has stopped.
+    on Ctrl-C or SIGTERM, once the run in progress has stopped. `progress`, if given, is told as
+    each run starts and ends (see `Progress`), so a terminal can show the sites as they go.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
@@ -143,15 +153,24 @@ def run_full_sync(
         raise ValueError(f"lock_wait_s must be >= 0, got {lock_wait_s}")
     chosen = _chosen_sites(settings, sites)
     upgrade(settings.database_url)
-    outcome = _site_runs(settings, instance, executor, chosen, log_level, lock_wait_s)
-    return _close_the_gate(settings, instance, outcome, whole_plant=sites is None, log_level=log_level, lock_wait_s=lock_wait_s)
+    progress = progress or _quiet
+    outcome = _site_runs(settings, instance, executor, chosen, log_level, lock_wait_s, progress)
+    return _close_the_gate(
+        settings, instance, outcome, whole_plant=sites is None, log_level=log_level, lock_wait_s=lock_wait_s, progress=progress
+    )
 
 
 def _site_runs(
-    settings: HubSettings, instance: DagsterInstance, executor: str, chosen: list[str], log_level: str, lock_wait_s: float
+    settings: HubSettings,
+    instance: DagsterInstance,
+    executor: str,
+    chosen: list[str],
+    log_level: str,
+    lock_wait_s: float,
+    progress: Progress,
 ) -> SyncOutcome:
     if executor == "in_process":
-        return _in_process(settings, instance, chosen, log_level, lock_wait_s)
+        return _in_process(settings, instance, chosen, log_level, lock_wait_s, progress)
     if instance.is_ephemeral:
         raise ValueError(f"the {executor} executor needs a persistent Dagster instance (DAGSTER_HOME or --dagster-yaml)")
     tag = uuid.uuid4().hex
@@ -166,9 +185,9 @@ def _site_runs(
         try:
             if executor == "celery":
                 with celery_workers(env, settings.celery_broker, count=CELERY_WORKERS) as queue:
-                    _site_processes(chosen, [*common, queue], env, settings.parallel_sites)
+                    _site_processes(chosen, [*common, queue], env, settings.parallel_sites, progress)
             else:
-                _site_processes(chosen, common, env, settings.parallel_sites)
+                _site_processes(chosen, common, env, settings.parallel_sites, progress)
         except KeyboardInterrupt as exc:
             raise SyncInterrupted(_outcome(instance, tag, chosen, notes)) from exc
         return _outcome(instance, tag, chosen, notes)
@@ -177,7 +196,14 @@ def _site_runs(
 
 
 def _close_the_gate(
-    settings: HubSettings, instance: DagsterInstance, outcome: SyncOutcome, *, whole_plant: bool, log_level: str, lock_wait_s: float
+    settings: HubSettings,
+    instance: DagsterInstance,
+    outcome: SyncOutcome,
+    *,
+    whole_plant: bool,
+    log_level: str,
+    lock_wait_s: float,
+    progress: Progress,
 ) -> SyncOutcome:
     """No permit left outside the gate by the site runs: a site whose run failed is gated again
     on what the store knows (Dagster skips the steps after a failed one); a whole-plant sync
@@ -187,17 +213,21 @@ def _close_the_gate(
     for run in outcome.runs:
         if run.run_id is None or run.success:
             continue  # never started (busy or interrupted): its last decisions and holds stand
+        progress(run.site, "started")
         with site_lock(settings.database_url, run.site, wait_s=lock_wait_s):
             result = definitions.resolve_job_def("gate_only").execute_in_process(
                 instance=instance, partition_key=run.site, raise_on_error=False, run_config=_logging(log_level)
             )
         reruns.append(_site_run(run.site, instance.get_run_record_by_id(result.run_id)))
+        progress(run.site, _state(reruns[-1]))
     other = None
     if whole_plant:
+        progress("(other sites)", "started")
         result = definitions.resolve_job_def("other_sites_sync").execute_in_process(
             instance=instance, raise_on_error=False, run_config=_logging(log_level)
         )
         other = _site_run("(other sites)", instance.get_run_record_by_id(result.run_id))
+        progress(other.site, _state(other))
     with HubStore(settings.database_url) as store:
         coverage = site_coverage(
             store,
@@ -223,12 +253,17 @@ def _logging(log_level: str) -> dict:
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
+def _state(run: SiteRun) -> str:
+    return "succeeded" if run.success else "failed" if run.run_id else "not run"
+
+
 def _in_process(
-    settings: HubSettings, instance: DagsterInstance, sites: list[str], log_level: str, lock_wait_s: float
+    settings: HubSettings, instance: DagsterInstance, sites: list[str], log_level: str, lock_wait_s: float, progress: Progress
 ) -> SyncOutcome:
     job = build_definitions(settings).resolve_job_def("full_sync")
     runs: list[SiteRun] = []
     for site in sites:
+        progress(site, "started")
         try:
             with site_lock(settings.database_url, site, wait_s=lock_wait_s):
                 result = job.execute_in_process(
@@ -236,12 +271,14 @@ def _in_process(
                 )
         except SiteBusy as busy:
             runs.append(SiteRun(site, None, False, None, str(busy)))
+            progress(site, "not run")
             continue
         except KeyboardInterrupt as exc:  # outside the run (waiting for the lock): nothing started
             runs.append(SiteRun(site, None, False, None, "interrupted"))
             raise SyncInterrupted(_with_not_started(runs, sites)) from exc
         record = instance.get_run_record_by_id(result.run_id)
         runs.append(_site_run(site, record))
+        progress(site, _state(runs[-1]))
         # Dagster takes the interrupt inside the run and returns; the remaining sites must not start.
         if _interrupted(record) or stop_requested():
             raise SyncInterrupted(_with_not_started(runs, sites))
@@ -263,7 +300,7 @@ def _interrupted(record) -> bool:
     )
 
 
-def _site_processes(sites: list[str], args: list[str], env: dict[str, str], at_once: int) -> None:
+def _site_processes(sites: list[str], args: list[str], env: dict[str, str], at_once: int, progress: Progress) -> None:
     """One process per site, `at_once` side by side (each brings its own step processes, so a
     group of many sites would otherwise swamp the machine); on Ctrl-C or an error here, each
     running one is interrupted and awaited."""
@@ -271,8 +308,13 @@ def _site_processes(sites: list[str], args: list[str], env: dict[str, str], at_o
     try:
         while waiting or running:
             while waiting and len(running) < at_once:
-                running.append(subprocess.Popen([sys.executable, "-m", "hub.sync", waiting.pop(0), *args], env=env))
+                site = waiting.pop(0)
+                progress(site, "started")
+                running.append(subprocess.Popen([sys.executable, "-m", "hub.sync", site, *args], env=env))
             time.sleep(0.2)  # not os.wait(): that would also reap the Celery workers' processes
+            for process in [process for process in running if process.poll() is not None]:
+                code = process.returncode
+                progress(process.args[3], "succeeded" if code == 0 else "not run" if code == BUSY_EXIT else "failed")
             running = [process for process in running if process.poll() is None]
     finally:
         for process in running:
