@@ -1,8 +1,9 @@
 """Dagster resources: the only place assets get clients, store and rules from.
 
 Assets ask a resource for a client and never see URLs or credentials; the values
-are bound from `HUB_*` settings in `hub.definitions`, secrets as `EnvVar` so the
-Dagster UI shows the variable name, never the value.
+are bound from `HUB_*` settings in `hub.definitions`, secrets (the database URL among
+them) as `EnvVar` wherever they came from, so the Dagster UI, GraphQL and run records
+show the variable name, never the value.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from functools import lru_cache
 
 from dagster import ConfigurableResource, EnvVar
+from pydantic import Field, SecretStr
 
 from hub.connectors.auth import REDACTED, for_scheme
 from hub.connectors.breaker import SystemBreaker, breaker_for
@@ -28,6 +30,17 @@ from hub.store.repository import HubStore
 SECRET_FIELDS = ("password", "token", "api_key")
 
 
+def _resolved(value: str | None) -> str | None:
+    """The value behind an `EnvVar`: a resource used outside a run (a CLI preview, a service)
+    is not initialised by Dagster, so its secrets are still bound by name."""
+    if not isinstance(value, EnvVar):
+        return value
+    resolved = value.get_value()
+    if resolved is None:
+        raise ValueError(f"{value.env_var_name} is not set in the environment")
+    return resolved
+
+
 @lru_cache(maxsize=16)
 def _store_for(database_url: str) -> HubStore:
     """One engine (and connection pool) per database per process, shared by all assets."""
@@ -35,15 +48,25 @@ def _store_for(database_url: str) -> HubStore:
 
 
 class HubStoreResource(ConfigurableResource):
-    database_url: str
+    """The hub's own database: canonical records, gate decisions, audit trail and quarantine."""
+
+    database_url: str = Field(
+        description="SQLAlchemy URL of the hub database, bound from HUB_DATABASE_URL by name: it may hold a password."
+    )
 
     def store(self) -> HubStore:
-        return _store_for(self.database_url)
+        return _store_for(_resolved(self.database_url))
 
 
 class RulesResource(ConfigurableResource):
-    gate_rules_file: str | None = None
-    cost_rules_file: str | None = None
+    """The gate and cost rule files the hub decides by (the packaged rules when none is given)."""
+
+    gate_rules_file: str | None = Field(
+        default=None, description="Gate rule file (HUB_GATE_RULES_FILE); None: the packaged rules."
+    )
+    cost_rules_file: str | None = Field(
+        default=None, description="Cost rule file (HUB_COST_RULES_FILE); None: the packaged rules."
+    )
 
     def gate(self) -> GateRules:
         return load_gate_rules(self.gate_rules_file)
@@ -55,8 +78,10 @@ class RulesResource(ConfigurableResource):
 class SitesResource(ConfigurableResource):
     """The sites this hub gates (HUB_SITES) and those the group leaves to other hubs."""
 
-    configured: list[str]
-    left_to_others: list[str] = []
+    configured: list[str] = Field(description="Sites this hub gates, one run per site (HUB_SITES).")
+    left_to_others: list[str] = Field(
+        default=[], description="Sites another team's hub gates: counted, never decided (HUB_SITES_LEFT_TO_OTHERS)."
+    )
 
 
 class PlantSystemResource(ConfigurableResource):
@@ -64,29 +89,31 @@ class PlantSystemResource(ConfigurableResource):
 
     How the system is spoken to (paths, paging, batching, REST or SOAP) is the `endpoint:`
     section of its flavor file, `mapping`; `batch_size` may only lower the flavor's size.
+    Credentials are bound by variable name (`HUB_<SYSTEM>__PASSWORD`, ...), never by value.
     """
 
-    url: str
-    username: str | None = None
-    password: str | None = None
-    token: str | None = None
-    api_key: str | None = None
-    api_key_header: str = "X-API-Key"
-    mapping: str
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    retry_attempts: int = 5
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 30.0
-    retry_budget_s: float = 120.0
-    breaker_failures: int = 5
-    breaker_reset_s: float = 30.0
-    max_response_bytes: int = 50 * 1024 * 1024
-    # The most one request may take, all of it (HUB_REQUEST_DEADLINE_S).
-    request_deadline_s: float = 60.0
-    ca_bundle: str | None = None
-    wsdl: str | None = None  # for a flavor that speaks SOAP; default: the URL with ?wsdl
-    batch_size: int | None = None
+    url: str = Field(description="Base URL of the system (HUB_<SYSTEM>__URL).")
+    username: str | None = Field(default=None, description="User for basic auth (HUB_<SYSTEM>__USERNAME).")
+    password: str | None = Field(default=None, description="Basic-auth password, bound from HUB_<SYSTEM>__PASSWORD.")
+    token: str | None = Field(default=None, description="Bearer token, bound from HUB_<SYSTEM>__TOKEN.")
+    api_key: str | None = Field(default=None, description="API key, bound from HUB_<SYSTEM>__API_KEY.")
+    api_key_header: str = Field(default="X-API-Key", description="Header the API key travels in, unless the flavor names one.")
+    mapping: str = Field(description="Flavor to speak: a packaged mapping name or a mapping file path.")
+    connect_timeout_s: float = Field(default=5.0, description="Seconds to wait for a connection.")
+    read_timeout_s: float = Field(default=30.0, description="Seconds to wait between bytes of a reply.")
+    retry_attempts: int = Field(default=5, description="Tries of one request, the first included.")
+    retry_initial_s: float = Field(default=0.5, description="First wait between tries; it doubles up to retry_max_s.")
+    retry_max_s: float = Field(default=30.0, description="Longest wait between two tries.")
+    retry_budget_s: float = Field(default=120.0, description="No new try starts once waiting for it would pass this.")
+    breaker_failures: int = Field(default=5, description="Consecutive transient failures that open the circuit.")
+    breaker_reset_s: float = Field(default=30.0, description="Seconds an open circuit stays open.")
+    max_response_bytes: int = Field(default=50 * 1024 * 1024, description="A larger reply is refused before it is read whole.")
+    request_deadline_s: float = Field(
+        default=60.0, description="The most one request may take, all of it (HUB_REQUEST_DEADLINE_S)."
+    )
+    ca_bundle: str | None = Field(default=None, description="PEM bundle of the CAs to trust instead of the public ones.")
+    wsdl: str | None = Field(default=None, description="WSDL for a SOAP flavor; None: the URL with ?wsdl.")
+    batch_size: int | None = Field(default=None, description="Fewer items per request than the flavor's size; never more.")
 
     def __repr_args__(self):
         """Secrets show as stars; one bound by `EnvVar` shows the variable's name, which is no secret."""
@@ -121,9 +148,9 @@ class PlantSystemResource(ConfigurableResource):
         return SystemEndpoint(
             url=self.url,
             username=self.username,
-            password=self.password,
-            token=self.token,
-            api_key=self.api_key,
+            password=_resolved(self.password),
+            token=_resolved(self.token),
+            api_key=_resolved(self.api_key),
             api_key_header=self.api_key_header,
         )
 
@@ -155,37 +182,53 @@ class PlantSystemResource(ConfigurableResource):
 
 
 class PtwResource(PlantSystemResource):
-    hold_source: str = "integration-hub"
+    """The permit-to-work system: permits are read from it and holds written back to it."""
+
+    hold_source: str = Field(default="integration-hub", description="Source the hub's holds carry at the PTW (HUB_HOLD_SOURCE).")
 
     def client(self) -> SystemClient:
         return self.operations("PTW", tuned="permits_changed")
 
 
 class EamResource(PlantSystemResource):
-    # A device asked about within this many hours is asked only for changed work orders.
-    full_pull_every_h: float = 24.0
-    # A whole pull dropping more than this share of a site's open work orders is held as suspect.
-    suspect_drop_share: float = 0.5
+    """The maintenance system: equipment and its open work orders, per site."""
+
+    full_pull_every_h: float = Field(
+        default=24.0, description="A device asked about within this many hours is asked only for changed work orders."
+    )
+    suspect_drop_share: float = Field(
+        default=0.5, description="A whole pull dropping more than this share of a site's open work orders is held as suspect."
+    )
 
     def client(self) -> SystemClient:
         return self.operations("EAM", tuned="maintenance")
 
 
 class MesResource(PlantSystemResource):
+    """The manufacturing execution system: the process parameters of the permits' equipment."""
+
     def client(self) -> SystemClient:
         return self.operations("MES", tuned="parameters")
 
 
 class ErpResource(PlantSystemResource):
+    """The ERP: safety costs are posted to it as journal entries."""
+
     def client(self) -> ErpClient:
         return ErpClient(self.operations("ERP", tuned="post_entries"))
 
 
-def _secret(env_name: str, value: object) -> EnvVar | None:
-    """Bind a secret by variable name when it came from the environment."""
+def _secret(env_name: str, value: SecretStr | str | None) -> EnvVar | None:
+    """Bind a secret by its variable's name, so Dagster shows the name and never the value.
+
+    A secret from hub.env or given in code is not in the environment yet: it is put there under
+    that name, where Dagster resolves it when a run initialises the resource, and where the run
+    and step processes started from this one find it.
+    """
     if value is None:
         return None
-    return EnvVar(env_name) if env_name in os.environ else value.get_secret_value()  # type: ignore[attr-defined]
+    os.environ[env_name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return EnvVar(env_name)
 
 
 def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, batch_size: int | None, **extra: object):
@@ -217,7 +260,7 @@ def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, ba
 
 def resources_from_settings(settings: HubSettings) -> dict[str, ConfigurableResource]:
     return {
-        "store": HubStoreResource(database_url=settings.database_url),
+        "store": HubStoreResource(database_url=_secret("HUB_DATABASE_URL", settings.database_url)),
         "sites": SitesResource(configured=list(settings.sites), left_to_others=list(settings.sites_left_to_others)),
         "rules": RulesResource(
             gate_rules_file=str(settings.gate_rules_file) if settings.gate_rules_file else None,

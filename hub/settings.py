@@ -1,22 +1,68 @@
 """Every endpoint, credential and tuning knob, from `HUB_*` variables or one settings file.
 
 Secrets are `SecretStr`, so printing settings (or an exception that carries them)
-shows `**********` rather than the value.
+shows `**********` rather than the value; a password inside a URL is starred in the
+settings' repr, and a settings error names variables and problems, never the values given.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REDACTED = "**********"
+
+
+def without_password(url: str) -> str:
+    """The URL as it may be shown anywhere: a password in it becomes stars."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{userinfo.partition(':')[0]}:{REDACTED}@{host}").geturl()
+
+
+def variable_for(loc: tuple[int | str, ...]) -> str:
+    """The `HUB_*` variable that sets the field at `loc` (`("erp", "url")` is `HUB_ERP__URL`)."""
+    return "HUB_" + "__".join(str(part) for part in loc if isinstance(part, str)).upper()
+
+
+class SettingsError(ValidationError):
+    """Invalid settings, told by variable and problem only.
+
+    Pydantic's own message repeats what was given (`input_value={'token': ...}`), and a settings
+    error is shown in the Dagster UI, its logs and the CLI; so the inputs are dropped from the
+    error's data as well as its text. Still a `ValidationError`, for callers that catch one.
+    """
+
+    @classmethod
+    def scrubbed(cls, exc: ValidationError) -> "SettingsError":
+        return cls.from_exception_data(
+            exc.title,
+            [
+                {"type": PydanticCustomError(e["type"], e["msg"]), "loc": e["loc"], "input": REDACTED}
+                for e in exc.errors(include_url=False, include_context=False, include_input=False)
+            ],
+            hide_input=True,
+        )
+
+    def __str__(self) -> str:
+        problems = [
+            f"  {variable_for(e['loc'])} ({'.'.join(map(str, e['loc']))}): {e['msg']}" if e["loc"] else f"  {e['msg']}"
+            for e in self.errors(include_url=False)
+        ]
+        return "\n".join(["HUB_* settings are not valid (from the environment or hub.env):", *problems])
 
 
 class SystemEndpoint(BaseModel):
     """How to reach one plant system; the same shape for all four keeps config uniform."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "hide_input_in_errors": True}
 
     url: str
     username: str | None = None
@@ -31,7 +77,7 @@ class SystemEndpoint(BaseModel):
 class GateApiSettings(BaseModel):
     """The gate-check service (`hub serve`): who may call it and how much it takes."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "hide_input_in_errors": True}
 
     # The Bearer token the PTW presents (HUB_GATE_API__TOKEN); without one the service will not start.
     token: SecretStr | None = None
@@ -49,7 +95,15 @@ class HubSettings(BaseSettings):
         env_nested_delimiter="__",
         env_file=("hub.env",),
         extra="ignore",
+        hide_input_in_errors=True,
     )
+
+    def __init__(self, **values: Any) -> None:
+        """Every way settings are built (CLI, code location, run process) raises the scrubbed error."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError.scrubbed(exc) from None
 
     database_url: str = "sqlite:///.hub/hub.db"
     dagster_home: Path = Path(".hub/dagster_home")
@@ -105,6 +159,24 @@ class HubSettings(BaseSettings):
     # Sites of the PTW that another team's hub gates: their permits are counted, never decided.
     sites_left_to_others: Annotated[tuple[str, ...], NoDecode] = ()
     gate_api: GateApiSettings = GateApiSettings()
+
+    def __repr_args__(self):
+        """A password inside a URL (database, broker) is starred like any other secret."""
+        for name, value in super().__repr_args__():
+            yield name, without_password(value) if name in ("database_url", "celery_broker") else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nested_defaults(cls, values: Any) -> Any:
+        """`HUB_ERP__TOKEN` alone arrives as `{"token": ...}`: `erp`'s other fields keep their defaults."""
+        if not isinstance(values, dict):
+            return values
+        merged = dict(values)
+        for name, field in cls.model_fields.items():
+            given = values.get(name)
+            if isinstance(given, dict) and isinstance(field.default, BaseModel):
+                merged[name] = {**field.default.model_dump(exclude_unset=True), **given}
+        return merged
 
     @field_validator("sites", "sites_left_to_others", mode="before")
     @classmethod

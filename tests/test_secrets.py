@@ -10,15 +10,17 @@ takes on the wire.
 from __future__ import annotations
 
 import base64
+import os
 import traceback
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
 import respx
 from conftest import materialize_sites
-from dagster import DagsterInstance, serialize_value
+from dagster import DagsterInstance, EnvVar, serialize_value
 
 from hub.connectors.retry import VendorRejected
 from hub.definitions import ASSETS, CHECKS
@@ -48,6 +50,13 @@ ALL_FORMS = wire_forms(PTW_TOKEN, EAM_API_KEY, MES_API_KEY, ERP_PASSWORD, WRONG_
 def assert_no_secret(where: str, text: str) -> None:
     leaked = [form for form in ALL_FORMS if form in text]
     assert not leaked, f"{where} holds a secret"
+
+
+@pytest.fixture(autouse=True)
+def environment_restored() -> Iterator[None]:
+    """Binding resources puts secrets into os.environ; the next test must not inherit them."""
+    with mock.patch.dict(os.environ):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -150,11 +159,14 @@ def test_refusals_and_reprs_hide_secrets_given_directly() -> None:
 
     resources = resources_from_settings(settings)
 
-    assert resources["erp"].password == ERP_PASSWORD  # bound as a value, not from the environment
-    for text in (repr(settings), str(settings), repr(endpoint), *map(repr, resources.values())):
+    # Given in code, yet bound by name: the value waits in this process's environment for the run.
+    assert isinstance(resources["erp"].password, EnvVar) and resources["erp"].password.env_var_name == "HUB_ERP__PASSWORD"
+    initialised = {name: resources[name].process_config_and_initialize() for name in ("erp", "mes")}
+    assert initialised["erp"].password == ERP_PASSWORD
+    for text in (repr(settings), str(settings), repr(endpoint), *map(repr, resources.values()), *map(repr, initialised.values())):
         assert_no_secret("repr", text)
-    assert "password='**********'" in repr(resources["erp"]) and "token='**********'" in repr(resources["erp"])
-    assert "api_key='**********'" in repr(resources["mes"])
+    assert "password='**********'" in repr(initialised["erp"]) and "token='**********'" in repr(initialised["erp"])
+    assert "api_key='**********'" in repr(initialised["mes"])
 
 
 @respx.mock(base_url="http://erp.invalid")
