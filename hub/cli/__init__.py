@@ -1,44 +1,107 @@
-"""The `hub` command: the demo run and store administration."""
+"""The `hub` command: the demo run, the sync and store administration.
+
+Every command's failures go through `hub.cli.errors` (one or two lines, a documented exit
+code; `hub --verbose` for the trace) and its output through `hub.cli.output.console`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(help="Permit integration hub: PTW, EAM, MES and ERP on Dagster.", no_args_is_help=True)
+from hub.cli.errors import EXIT_CODES_HELP, FAILED, HubGroup, Problem, database_errors, fail, run_problem, targets
+from hub.cli.output import console, emit_json
+
+app = typer.Typer(
+    cls=HubGroup,
+    help=f"Permit integration hub: PTW, EAM, MES and ERP on Dagster.\n\n{EXIT_CODES_HELP}",
+    no_args_is_help=True,
+)
 db_app = typer.Typer(help="The hub's own store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console()
 
 # Command groups that live in their own modules are registered at the end of this file.
 
 REPO_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
-@app.command()
+class Flavor(str, Enum):
+    """`hub.demo.FLAVORS`: which faces of the mock EAM and MES the demo talks to."""
+
+    standard = "standard"
+    alternate = "alternate"
+
+
+class Executor(str, Enum):
+    """`hub.sync.EXECUTORS`."""
+
+    in_process = "in_process"
+    multiprocess = "multiprocess"
+    celery = "celery"
+
+
+class LogLevel(str, Enum):
+    """The least severe Dagster log line shown in the terminal (the run log keeps them all)."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON (keys in docs/cli.md).")]
+DatabaseUrlOption = Annotated[
+    str | None, typer.Option("--database-url", envvar="HUB_DATABASE_URL", help="Defaults to the hub's settings.")
+]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="On an error, show the full trace.")] = False,
+) -> None:
+    """Permit integration hub: PTW, EAM, MES and ERP on Dagster."""
+
+
+@app.command(epilog=EXIT_CODES_HELP)
 def demo(
-    fixtures: Path = typer.Option(REPO_FIXTURES, help="Fixture plant loaded into the mock systems."),
-    workdir: Path = typer.Option(Path(".hub"), help="Where the SQLite store, Dagster home and mock state live."),
-    fresh: bool = typer.Option(False, "--fresh", help="Start from an empty store and fresh mock systems."),
-    flavor: str = typer.Option(
-        "standard",
-        help="standard: EAM over SOAP, MES over B2MML REST; alternate: EAM over Maximo OSLC, MES over SAP OData.",
-    ),
+    fixtures: Annotated[Path, typer.Option(help="Fixture plant loaded into the mock systems.")] = REPO_FIXTURES,
+    workdir: Annotated[Path, typer.Option(help="Where the SQLite store, Dagster home and mock state live.")] = Path(".hub"),
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start from an empty store and fresh mock systems.")] = False,
+    flavor: Annotated[
+        Flavor,
+        typer.Option(help="standard: EAM over SOAP, MES over B2MML REST; alternate: EAM over Maximo OSLC, MES over SAP OData."),
+    ] = Flavor.standard,
+    as_json: JsonOption = False,
 ) -> None:
     """Start the mock systems, materialize every asset once and print what happened."""
-    from hub.demo import FLAVORS, run_demo
+    from hub.demo import run_demo
     from hub.sync import stop_on_signals
 
-    if flavor not in FLAVORS:
-        raise typer.BadParameter(f"choose one of {', '.join(FLAVORS)}", param_hint="--flavor")
     with stop_on_signals():
         try:
-            report = run_demo(fixtures, workdir, fresh=fresh, flavor=flavor)
+            report = run_demo(fixtures, workdir, fresh=fresh, flavor=flavor.value)
         except KeyboardInterrupt:
             raise typer.Exit(_interrupted_exit_code()) from None
+    if as_json:
+        emit_json(asdict(report))
+    else:
+        _print_demo(report)
+    if not report.success:
+        if not as_json:
+            console.print("[red]The sync run failed; see the Dagster run log.[/]")
+        raise typer.Exit(FAILED)
+
+
+def _print_demo(report) -> None:
     console.print(f"[bold]Permits synced:[/] {report.permits_synced}")
     console.print(
         f"[bold]Devices looked up:[/] {report.devices_looked_up} in {report.eam_calls} EAM call(s); "
@@ -64,47 +127,106 @@ def demo(
     console.print(f"[bold]Quarantined records ({len(report.quarantined)}):[/]")
     for line in report.quarantined:
         console.print(f"  {line}", markup=False)
-    if not report.success:
-        console.print("[red]The sync run failed; see the Dagster run log.[/]")
-        raise typer.Exit(1)
 
 
-@app.command()
+# What `hub sync` counts, summed over its runs' materializations: (asset, metadata key) pairs,
+# "*" for every asset. The figures `hub demo` prints, read from Dagster instead of the mocks.
+SYNC_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "permits_synced": (("permits", "row_count"),),
+    "blocked": (("permit_gate_decisions", "blocked"), ("permits_of_other_sites", "blocked_site_not_configured")),
+    "holds_written": (("permit_gate_decisions", "holds_written"), ("permits_of_other_sites", "holds_written")),
+    "entries_posted": (("erp_postings", "posted_now"),),
+    "records_quarantined": (("*", "quarantined_new"),),
+}
+
+
+def sync_counts(instance, run_ids: list[str]) -> dict[str, int]:
+    """SYNC_COUNTS over the runs (a row count under Dagster's `dagster/row_count` key counts too)."""
+    from dagster import DagsterEventType
+
+    found: dict[tuple[str, str], int] = {}
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+            materialization = entry.asset_materialization
+            asset = materialization.asset_key.to_user_string()
+            for key, value in materialization.metadata.items():
+                if isinstance(value.value, (int, float)) and not isinstance(value.value, bool):
+                    key = "row_count" if key == "dagster/row_count" else key
+                    for pair in ((asset, key), ("*", key)):
+                        found[pair] = found.get(pair, 0) + int(value.value)
+    return {name: sum(found.get(pair, 0) for pair in pairs) for name, pairs in SYNC_COUNTS.items()}
+
+
+@contextmanager
+def _site_progress(shown: bool) -> Iterator[Callable[[str, str], None] | None]:
+    """Each site's run as a line that ticks while it runs (a terminal only; gone when the sync ends)."""
+    if not shown:
+        yield None
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[state]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def told(label: str, state: str) -> None:
+            if state == "started":
+                again = " (gated again on stored data)" if label in tasks else ""
+                tasks[label] = progress.add_task(f"{label}{again}", total=1, state="running")
+            else:
+                progress.update(tasks[label], completed=1, state=state)
+
+        yield told
+
+
+@app.command(epilog=EXIT_CODES_HELP)
 def sync(
-    executor: str = typer.Option(
-        "in_process", help="in_process: sites one after another here; multiprocess or celery: sites side by side."
-    ),
-    sites: str = typer.Option(None, help="Comma-separated sites to sync (default: HUB_SITES)."),
-    dagster_yaml: Path = typer.Option(
-        None, exists=True, dir_okay=False, help="Dagster instance config, e.g. deploy/dagster.yaml (default: DAGSTER_HOME's)."
-    ),
-    lock_wait: float = typer.Option(
-        5.0, "--lock-wait", min=0, help="Seconds to wait for a site another process is syncing before reporting it not run."
-    ),
+    ctx: typer.Context,
+    executor: Annotated[
+        Executor, typer.Option(help="in_process: sites one after another here; multiprocess or celery: sites side by side.")
+    ] = Executor.in_process,
+    sites: Annotated[str | None, typer.Option(help="Comma-separated sites to sync (default: HUB_SITES).")] = None,
+    dagster_yaml: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Dagster instance config, e.g. deploy/dagster.yaml (default: DAGSTER_HOME's)."),
+    ] = None,
+    lock_wait: Annotated[
+        float,
+        typer.Option("--lock-wait", min=0, help="Seconds to wait for a site another process is syncing before reporting it not run."),
+    ] = 5.0,
+    log_level: Annotated[
+        LogLevel, typer.Option("--log-level", help="Dagster log lines shown from this level up (all are in the run log).")
+    ] = LogLevel.critical,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the full-sync job once per site against the systems configured by HUB_* settings.
 
-    Exit code 0 when every site's run succeeded, 1 when one failed or was not run (another
-    process was syncing it), 130 or 143 when stopped by Ctrl-C or SIGTERM.
+    Exit code 1 when a site's run failed, whatever the cause (the first cause is named, with its system and URL), or was not run (another process was syncing it); 4 when the hub's database cannot be used before any run.
     """
     from hub.instance import open_instance
     from hub.settings import HubSettings
-    from hub.sync import EXECUTORS, SyncInterrupted, run_full_sync, stop_grace_s, stop_on_signals
+    from hub.sync import SyncInterrupted, run_full_sync, stop_grace_s, stop_on_signals
 
-    if executor not in EXECUTORS:
-        raise typer.BadParameter(f"choose one of {', '.join(EXECUTORS)}", param_hint="--executor")
+    _python_logs(log_level)
+    settings = HubSettings()
     chosen = [site for site in sites.split(",") if site.strip()] if sites else None
-    with stop_on_signals(grace_s=stop_grace_s(executor)):
+    with stop_on_signals(grace_s=stop_grace_s(executor.value)):
         try:
-            with open_instance(dagster_yaml) as instance:
+            with open_instance(dagster_yaml) as instance, _site_progress(not as_json and console.is_terminal) as progress:
                 try:
-                    outcome = run_full_sync(
-                        HubSettings(), instance, executor=executor, sites=chosen, lock_wait_s=lock_wait
-                    )
+                    with database_errors(settings.database_url):
+                        outcome = run_full_sync(
+                            settings,
+                            instance,
+                            executor=executor.value,
+                            sites=chosen,
+                            log_level=log_level.value.upper(),
+                            lock_wait_s=lock_wait,
+                            progress=progress,
+                        )
                 except ValueError as exc:
                     raise typer.BadParameter(str(exc)) from None
+                counts = sync_counts(instance, outcome.run_ids)
+                problem, trace = run_problem(instance, _failed_run_ids(outcome), targets(settings))
         except SyncInterrupted as stopped:
-            _print_runs(stopped.outcome)
             code = _interrupted_exit_code()
             console.print(f"[red]Sync stopped by {_signal_name(code)}[/]; sites not synced: {', '.join(stopped.outcome.failed_sites)}")
             raise typer.Exit(code) from None
@@ -112,32 +234,78 @@ def sync(
             code = _interrupted_exit_code()
             console.print(f"[red]Sync stopped by {_signal_name(code)}[/] before any site's run started")
             raise typer.Exit(code) from None
-    _print_runs(outcome)
+    not_synced = _not_synced(outcome)
+    if not outcome.success and problem is None:
+        problem = Problem(_not_run_text(outcome) or "; ".join(outcome.unknown_sites) or "no site was synced", FAILED)
+    if problem is not None:
+        problem = Problem(f"sync failed for {', '.join(not_synced) or 'the plant'}: {problem.message}", FAILED)
+    if as_json:
+        emit_json(_sync_json(outcome, counts, problem))
+    else:
+        _print_sync(outcome, counts)
+    if problem is not None:
+        if ctx.find_root().params.get("verbose") and trace:
+            typer.echo(trace, err=True)
+        fail(problem)
+
+
+def _python_logs(level: LogLevel) -> None:
+    """The hub's own Python log lines (e.g. a circuit opening) follow --log-level too; without a
+    handler, Python would print every warning to stderr."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(name)s - %(levelname)s - %(message)s"))
+    logger = logging.getLogger("hub")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.value.upper())
+
+
+def _failed_run_ids(outcome) -> list[str]:
+    runs = [*outcome.runs, *([outcome.other_sites] if outcome.other_sites else [])]
+    return [run.run_id for run in runs if run.run_id and not run.success]
+
+
+def _not_synced(outcome) -> list[str]:
+    other = [outcome.other_sites] if outcome.other_sites is not None else []
+    return [run.site for run in [*outcome.runs, *other] if not run.success]
+
+
+def _not_run_text(outcome) -> str:
+    return "; ".join(f"{run.site} not run: {run.message}" for run in outcome.runs if run.run_id is None and run.message)
+
+
+def _run_json(job: str, run) -> dict:
+    return {"job": job, **asdict(run)}
+
+
+def _sync_json(outcome, counts: dict[str, int], problem: Problem | None) -> dict:
+    runs = [
+        *(_run_json("full_sync", run) for run in outcome.runs),
+        *(_run_json("gate_only", run) for run in outcome.gate_reruns),
+        *([_run_json("other_sites_sync", outcome.other_sites)] if outcome.other_sites else []),
+    ]
+    return {
+        "success": problem is None,
+        "exit_code": problem.exit_code if problem else 0,
+        "error": problem.message if problem else None,
+        "runs": runs,
+        "counts": counts,
+        "outside_the_gate": [*outcome.unconfigured_sites, *outcome.unknown_sites],
+    }
+
+
+def _print_sync(outcome, counts: dict[str, int]) -> None:
+    """On success: one line for the runs, one for the counts, then whatever is outside the gate."""
     if not outcome.success:
-        if outcome.failed_sites:
-            console.print(f"[red]Sites not synced:[/] {', '.join(outcome.failed_sites)}")
-        raise typer.Exit(1)
-
-
-def _print_runs(outcome) -> None:
-    for run in outcome.runs:
-        if run.run_id is None and run.message:
-            console.print(f"full_sync {run.site}: not run: {run.message}", markup=False)
-            continue
-        console.print(f"full_sync {run.site}: {_run_line(run)}")
-    for run in outcome.gate_reruns:
-        console.print(f"gate_only {run.site} (its sync failed; gated again on stored data): {_run_line(run)}")
-    if outcome.other_sites is not None:
-        console.print(f"other_sites_sync: {_run_line(outcome.other_sites)}")
+        return  # the error says it, in one or two lines
+    runs = [*outcome.runs, *([outcome.other_sites] if outcome.other_sites else [])]
+    took = ", ".join(f"{run.site} {run.duration_s:.1f} s" if run.duration_s is not None else run.site for run in runs)
+    console.print(f"synced: {took}", highlight=False)
+    counted = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in counts.items())
+    console.print(counted, highlight=False, soft_wrap=True)
     for problem in outcome.unconfigured_sites:
-        console.print(f"[yellow]{problem}[/]", highlight=False)
-    for problem in outcome.unknown_sites:
-        console.print(f"[red]{problem}[/]", highlight=False)
-
-
-def _run_line(run) -> str:
-    took = f"{run.duration_s:.1f} s" if run.duration_s is not None else "-"
-    return f"run {run.run_id or '(not started)'} {'succeeded' if run.success else 'FAILED'} in {took}"
+        console.print(f"[yellow]{problem}[/]", highlight=False, soft_wrap=True)
 
 
 def _interrupted_exit_code() -> int:
@@ -156,7 +324,7 @@ def _signal_name(code: int) -> str:
 
 
 @app.command()
-def dev(port: int = typer.Option(3000, help="Port of the Dagster UI.")) -> None:
+def dev(port: Annotated[int, typer.Option(help="Port of the Dagster UI.")] = 3000) -> None:
     """Open the Dagster UI on this project (DAGSTER_HOME defaults to .hub/dagster_home)."""
     import os
     import sys
@@ -169,17 +337,17 @@ def dev(port: int = typer.Option(3000, help="Port of the Dagster UI.")) -> None:
     os.execv(dagster, [str(dagster), "dev", "-w", str(workspace), "-p", str(port)])
 
 
-@db_app.command("upgrade")
-def db_upgrade(
-    database_url: str = typer.Option(None, envvar="HUB_DATABASE_URL", help="Defaults to the hub's settings."),
-) -> None:
+@db_app.command("upgrade", epilog=EXIT_CODES_HELP)
+def db_upgrade(database_url: DatabaseUrlOption = None) -> None:
     """Create or migrate the hub's tables (alembic)."""
+    from hub.cli.errors import safe_url
     from hub.settings import HubSettings
     from hub.store.migrate import upgrade
 
     url = database_url or HubSettings().database_url
-    upgrade(url)
-    console.print(f"store at head: {url.split('@')[-1]}")
+    with database_errors(url):
+        upgrade(url)
+    console.print(f"store at head: {safe_url(url)}", highlight=False)
 
 
 # --- command groups in their own modules (one line each) ---
