@@ -12,6 +12,7 @@ from dagster import (
     RunRequest,
     ScheduleDefinition,
     define_asset_job,
+    in_process_executor,
     run_failure_sensor,
     schedule,
 )
@@ -56,11 +57,14 @@ gate_only = define_asset_job(
     description="Recompute clearance and gate every permit of a site from stored data (after a failed sync).",
 )
 
-# What a change calls for: the site's changed permits, its devices' changed work orders, the gate.
+# What a change calls for: the site's changed permits, its devices' changed work orders, the gate,
+# for the permits and devices the change touched (run config from the sensor). Its steps run in
+# the run's own process: a process per step would cost seconds each, and a hold is awaited.
 regate = define_asset_job(
     "regate",
     selection=AssetSelection.assets(permits, eam_pull, equipment_clearance, permit_gate_decisions),
-    description="Re-gate one site after its permits or work orders changed (started by the regate_on_change sensor).",
+    description="Re-gate the permits and devices of one site that changed (started by the regate_on_change sensor).",
+    executor_def=in_process_executor,
 )
 
 other_sites_sync = define_asset_job(

@@ -1,9 +1,10 @@
 """Re-gating on change: a sensor looks at each site's PTW and EAM changes and starts one run per
 site that changed, so a work order opened on equipment reaches the gate within a tick.
 
-The sensor only looks (one PTW page, one changes-only EAM query per site); the run pulls,
-recomputes clearance and gates the site through the same steps as the full sync, and writes
-only the holds that changed. One run per site and tick at most: a burst of changes is one run.
+The sensor only looks (one PTW page and the EAM's change feed per site); the run pulls,
+recomputes clearance and gates only the permits and devices that changed, through the same
+steps as the full sync, and writes only the holds that changed. One run per site and tick at
+most: a burst of changes is one run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from hub.connectors.retry import TransientError, VendorRejected
 from hub.mappings.engine import load_mapping
 from hub.resources import EamResource, HubStoreResource, PtwResource, SitesResource
 from hub.steps.changes import look
+
+#: When the sensor saw the changes a re-gate run was started for (how late a hold is, is measured from it).
+SEEN_AT_TAG = "hub/changes_seen_at"
 
 
 def regate_sensor(job, interval_s: int):
@@ -48,11 +52,14 @@ def regate_sensor(job, interval_s: int):
                 continue
             cursors[site] = changes.cursor()
             if changes.changed:
-                key = f"{site}:{changes.ptw_cursor}:{changes.eam_seen}"
-                requests.append(RunRequest(run_key=key, tags={PARTITION_NAME_TAG: site}))
-                context.log.info(
-                    f"{site}: permits changed={changes.permits_changed}, work orders changed={changes.work_orders_changed}"
+                requests.append(
+                    RunRequest(
+                        run_key=changes.run_key,
+                        run_config=changes.run_config(),
+                        tags={PARTITION_NAME_TAG: site, SEEN_AT_TAG: changes.seen_at},
+                    )
                 )
+                context.log.info(f"{site}: permits changed: {len(changes.permits)}, devices changed: {len(changes.devices)}")
         return SensorResult(run_requests=requests, cursor=json.dumps(cursors, sort_keys=True))
 
     return regate_on_change

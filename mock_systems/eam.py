@@ -20,7 +20,7 @@ import json
 import threading
 import weakref
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,10 @@ def parse_datetime(text: str) -> datetime:
 @dataclass(frozen=True)
 class AssetQuery:
     """What a request asks for: asset numbers (normalised, first occurrence order), an optional
-    site (normalised; None is every site) and an optional change cutoff for work orders."""
+    site (normalised; None is every site) and an optional change cutoff for work orders.
+
+    No asset numbers, with a site and a cutoff, asks for everything of the site changed since:
+    its changed assets and work orders (the feed a live gate watches)."""
 
     assetnums: list[str]
     siteid: str | None = None
@@ -129,8 +132,8 @@ def parse_request(body: bytes) -> AssetQuery:
                 raise SoapClientError(f"changedsince is not an xs:dateTime: {element.text!r}") from None
         else:
             raise SoapClientError(f"unexpected element {element.tag} in GetAssetMaintenanceRequest")
-    if not assetnums:
-        raise SoapClientError("GetAssetMaintenanceRequest needs at least one assetnum")
+    if not assetnums and (siteid is None or changedsince is None):
+        raise SoapClientError("GetAssetMaintenanceRequest needs at least one assetnum, or siteid and changedsince")
     if len(assetnums) > MAX_ASSETS:
         raise SoapClientError(f"at most {MAX_ASSETS} assetnum per request, got {len(assetnums)}")
     return AssetQuery(list(dict.fromkeys(assetnums)), siteid, changedsince)
@@ -180,6 +183,8 @@ class EamRecords:
         # other face's thread always iterates a consistent list.
         self._assets: dict[tuple[str, str], dict] = assets
         self._workorders: dict[tuple[str, str], list[dict]] = workorders
+        # Assets carry no changedate of their own here; the change feed needs to know when each changed.
+        self._asset_changed: dict[tuple[str, str], datetime] = {}
 
     # -- changes (admin) --------------------------------------------------------------------
     def open_workorder(self, fields: dict) -> dict:
@@ -219,8 +224,8 @@ class EamRecords:
         return records[index]
 
     def change_asset(self, siteid: str, assetnum: str, changes: dict) -> dict:
-        """Change fields of an asset (None removes an optional one). Assets carry no `changedate`:
-        a query always returns the requested assets, so the change is seen on the next read."""
+        """Change fields of an asset (None removes an optional one). A query for assets by number
+        always returns them; the site's change feed returns the asset from now on."""
         _check_changes(changes, ASSET_CHANGEABLE, ("status",))
         key = (normalise_assetnum(siteid), normalise_assetnum(assetnum))
         with self._write_lock:
@@ -229,6 +234,7 @@ class EamRecords:
                 raise RecordChangeError(404, f"no asset {key[1]} at site {key[0]}")
             changed = _changed(asset, changes)
             self._assets[key] = {name: changed[name] for name in xsd_sequence("Asset") if changed.get(name) is not None}
+            self._asset_changed[key] = datetime.now(timezone.utc)
         return self._assets[key]
 
     def _find_workorder(self, siteid: str, wonum: str) -> tuple[tuple[str, str], int] | None:
@@ -241,12 +247,19 @@ class EamRecords:
         return None
 
     def _keys(self, query: AssetQuery) -> list[tuple[str, str]]:
-        """The requested assets that exist, in request order, site by site."""
+        """The requested assets that exist, in request order, site by site (the site's all, for its change feed)."""
+        if not query.assetnums:
+            return sorted(key for key in self._assets if key[0] == query.siteid)
         sites = sorted({site for site, _ in self._assets}) if query.siteid is None else [query.siteid]
         return [(site, num) for num in query.assetnums for site in sites if (site, num) in self._assets]
 
     def assets(self, query: AssetQuery) -> list[dict]:
-        return [self._assets[key] for key in self._keys(query)]
+        """The requested assets; on the site's change feed, those changed at or after the cutoff."""
+        keys = self._keys(query)
+        if not query.assetnums:
+            since = query.changedsince
+            keys = [key for key in keys if (at := self._asset_changed.get(key)) is not None and since is not None and at >= since]
+        return [self._assets[key] for key in keys]
 
     def workorders(self, query: AssetQuery) -> list[dict]:
         """Work orders of the requested assets that exist, asset by asset, each by `wonum`.

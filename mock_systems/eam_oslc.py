@@ -60,7 +60,8 @@ def _asset_list(literal: str) -> list[str]:
 
 
 def parse_where(text: str | None) -> AssetQuery:
-    """`assetnum in ["A","B"]`, optionally `and siteid="S"` and `and changedate>="ISO"`, in any order."""
+    """`assetnum in ["A","B"]`, optionally `and siteid="S"` and `and changedate>="ISO"`, in any order;
+    without the assets, `siteid` and `changedate` ask for the site's changes."""
     if text is None or not text.strip():
         raise OslcQueryError('oslc.where must name the assets: assetnum in ["..."]')
     assetnums: list[str] | None = None
@@ -82,9 +83,9 @@ def parse_where(text: str | None) -> AssetQuery:
                 raise OslcQueryError(f"changedate needs an ISO 8601 date and time, got {match.group(1)!r}") from None
         else:
             raise OslcQueryError(f"cannot read the where clause {clause!r}")
-    if assetnums is None:
-        raise OslcQueryError('oslc.where must name the assets: assetnum in ["..."]')
-    return AssetQuery(assetnums, siteid, changedsince)
+    if assetnums is None and (siteid is None or changedsince is None):
+        raise OslcQueryError('oslc.where must name the assets (assetnum in ["..."]), or a siteid and a changedate')
+    return AssetQuery(assetnums or [], siteid, changedsince)
 
 
 def parse_select(text: str | None, attributes: tuple[str, ...]) -> tuple[str, ...]:

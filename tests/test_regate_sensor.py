@@ -2,9 +2,7 @@
 an EAM change becomes one run for its site, and that run writes the hold."""
 
 import json
-import shutil
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 from conftest import materialize_sites
@@ -12,9 +10,7 @@ from dagster import DagsterInstance, build_sensor_context
 
 from hub.definitions import ASSETS, CHECKS, build_definitions
 from hub.resources import resources_from_settings
-from mock_systems.servers import start_systems
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
 PLANT = timezone(timedelta(hours=8))
 
 
@@ -29,43 +25,72 @@ def holds(base_url: str) -> dict[str, list[str]]:
     return {t: sorted({r["code"] for h in hs for r in h["reasons"]}) for t, hs in state.items()}
 
 
-def test_a_work_order_opened_on_equipment_in_use_is_gated_within_a_tick(fresh_mocks, sqlite_url, make_settings, tmp_path):
+def run_requested(definitions, instance, request):
+    """Run a tick's request as the daemon would: its partition, tags and run config."""
+    run = definitions.resolve_job_def("regate").execute_in_process(
+        instance=instance, partition_key=request.tags["dagster/partition"], tags=dict(request.tags), run_config=request.run_config
+    )
+    assert run.success
+    return {
+        e.asset_key.to_user_string(): {k: v.value for k, v in e.metadata.items()}
+        for e in run.asset_materializations_for_node("permit_gate_decisions")
+    }
+
+
+def synced(settings, instance):
+    assert materialize_sites([*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance).success
+    definitions = build_definitions(settings)
+    # The first tick may see what the sync itself changed at the PTW (a hold suspends an active permit).
+    first = tick(definitions, settings, instance)
+    quiet = tick(definitions, settings, instance, first.cursor)
+    assert quiet.run_requests == []  # nothing changed since the last tick
+    return definitions, quiet.cursor
+
+
+def test_a_work_order_opened_on_equipment_in_use_is_gated_within_a_tick(fresh_mocks, sqlite_url, make_settings):
     settings = make_settings(sqlite_url, fresh_mocks.urls)
-    # The same plant, where a corrective work order has just been opened on NJ-P-101
-    # (PTW-NJ-2026-0007's only device, clear until now).
-    changed = tmp_path / "fixtures"
-    shutil.copytree(FIXTURES, changed)
-    orders = json.loads((FIXTURES / "eam/workorders.json").read_text(encoding="utf-8"))
-    now = datetime.now(PLANT).replace(microsecond=0)
-    orders.append({
-        "wonum": "WO-1999", "assetnum": "NJ-P-101", "siteid": "NJ01", "worktype": "CM", "status": "INPRG",
-        "status_maxvalue": "INPRG", "schedstart": (now - timedelta(hours=1)).isoformat(), "isolationstate": "NONE",
-        "changedate": now.isoformat(),
-    })
-    (changed / "eam/workorders.json").write_text(json.dumps(orders, ensure_ascii=False), encoding="utf-8")
-
+    eam = fresh_mocks.base_urls["eam"]
     with DagsterInstance.ephemeral() as instance:
-        assert materialize_sites([*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance).success
+        definitions, cursor = synced(settings, instance)
         assert "PTW-NJ-2026-0007" not in holds(fresh_mocks.base_urls["ptw"])
-        definitions = build_definitions(settings)
-        # The first tick may see what the sync itself changed at the PTW (a hold suspends an active permit).
-        first = tick(definitions, settings, instance)
-        quiet = tick(definitions, settings, instance, first.cursor)
-        assert quiet.run_requests == []  # nothing changed since the last tick
+        # A corrective work order is opened on NJ-P-101 (PTW-NJ-2026-0007's only device, clear until now).
+        now = datetime.now(PLANT).replace(microsecond=0)
+        opened = httpx.post(f"{eam}/_admin/workorders", timeout=10, json={
+            "wonum": "WO-1999", "assetnum": "NJ-P-101", "siteid": "NJ01", "worktype": "CM", "status": "INPRG",
+            "status_maxvalue": "INPRG", "schedstart": (now - timedelta(hours=1)).isoformat(),
+        })
+        assert opened.status_code == 201, opened.text
 
-        with start_systems(changed) as eam:
-            moved = make_settings(sqlite_url, {**fresh_mocks.urls, "eam": eam.urls["eam"]})
-            result = tick(build_definitions(moved), moved, instance, quiet.cursor)
-            assert [r.tags["dagster/partition"] for r in result.run_requests] == ["NJ01"]
-            [request] = result.run_requests
-            run = build_definitions(moved).resolve_job_def("regate").execute_in_process(
-                instance=instance, partition_key="NJ01", tags={**request.tags}
-            )
-            assert run.success
-            # The change was acted on: the next tick starts nothing more.
-            assert tick(build_definitions(moved), moved, instance, result.cursor).run_requests == []
+        result = tick(definitions, settings, instance, cursor)
+        [request] = result.run_requests
+        assert request.tags["dagster/partition"] == "NJ01"
+        # The run is scoped to what changed: that device, no permit of its own.
+        assert request.run_config["ops"]["permit_gate_decisions"]["config"] == {"permits": [], "devices": ["NJ-P-101"]}
+        # A tick repeated before the run stored the change asks for the same run (Dagster dedupes by key).
+        again = tick(definitions, settings, instance, cursor)
+        assert [r.run_key for r in again.run_requests] == [request.run_key]
+
+        gate = run_requested(definitions, instance, request)["permit_gate_decisions"]
+        # Only the permits on NJ-P-101 were decided, and only the one that changed was recorded.
+        assert gate["row_count"] < 5
+        assert gate["decisions_changed"] == 1
+        # The change was acted on: the next tick starts nothing more.
+        assert tick(definitions, settings, instance, result.cursor).run_requests == []
 
     assert holds(fresh_mocks.base_urls["ptw"])["PTW-NJ-2026-0007"] == ["OPEN_WORK_ORDER"]
+
+
+def test_equipment_taken_out_of_service_is_a_change_the_sensor_sees(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    eam = fresh_mocks.base_urls["eam"]
+    with DagsterInstance.ephemeral() as instance:
+        definitions, cursor = synced(settings, instance)
+        changed = httpx.patch(f"{eam}/_admin/assets/NJ01/NJ-P-101", json={"status": "DECOMMISSIONED"}, timeout=10)
+        assert changed.status_code == 200, changed.text
+        [request] = tick(definitions, settings, instance, cursor).run_requests
+        assert request.run_config["ops"]["eam_pull"]["config"]["devices"] == ["NJ-P-101"]
+        run_requested(definitions, instance, request)
+    assert "EQUIPMENT_NOT_IN_SERVICE" in holds(fresh_mocks.base_urls["ptw"])["PTW-NJ-2026-0007"]
 
 
 def test_a_tick_that_cannot_reach_the_eam_keeps_its_cursor(fresh_mocks, sqlite_url, make_settings):

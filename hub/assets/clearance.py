@@ -13,7 +13,7 @@ from dagster import (
     asset_check,
 )
 
-from hub.assets.common import device_ids_of, permits_in_scope, preview
+from hub.assets.common import ChangeScopeConfig, devices_in_scope, preview
 from hub.assets.sites import site_partitions, sites_of
 from hub.resources import HubStoreResource, RulesResource
 from hub.steps.gate import clearance_profiles
@@ -27,14 +27,15 @@ from hub.steps.gate import clearance_profiles
     partitions_def=site_partitions,
 )
 def equipment_clearance(
-    context: AssetExecutionContext, store: HubStoreResource, rules: RulesResource
+    context: AssetExecutionContext, config: ChangeScopeConfig, store: HubStoreResource, rules: RulesResource
 ) -> MaterializeResult:
     hub_store = store.store()
     gate_rules = rules.gate()
     now = datetime.now(timezone.utc)
     with_hazards, total = [], 0
     for site in sites_of(context):
-        device_ids = sorted(device_ids_of(permits_in_scope(hub_store, site)))
+        scope = config.scope()
+        device_ids = sorted(devices_in_scope(hub_store, site) if scope is None else scope.devices_touched(hub_store, site))
         profiles = clearance_profiles(hub_store, site, device_ids, gate_rules, now)
         hub_store.replace_device_clearance(
             site,
@@ -48,6 +49,8 @@ def equipment_clearance(
                 }
                 for p in profiles.values()
             ],
+            # A re-gate after a change replaces only the profiles of the devices it touched.
+            devices=None if scope is None else device_ids,
         )
         total += len(profiles)
         with_hazards += [
@@ -70,7 +73,7 @@ def clearance_covers_every_device(context: AssetCheckExecutionContext, store: Hu
     hub_store = store.store()
     missing, checked = [], 0
     for site in sites_of(context):
-        wanted = device_ids_of(permits_in_scope(hub_store, site))
+        wanted = devices_in_scope(hub_store, site)
         checked += len(wanted)
         missing += [f"{site}/{d}" for d in sorted(wanted - set(hub_store.load_device_clearance(site, wanted)))]
     return AssetCheckResult(

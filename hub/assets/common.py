@@ -5,14 +5,28 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Config, MetadataValue
+from pydantic import Field
 
 # Re-exported for the assets, the benchmark and the harnesses.
-from hub.steps.gate import SYNC_SCOPE_STATUSES, device_ids_of, permits_in_scope  # noqa: F401
+from hub.steps.gate import SYNC_SCOPE_STATUSES, ChangeScope, device_ids_of, devices_in_scope, permits_in_scope  # noqa: F401
 from hub.steps.records import lineage_of, mapping_label, quarantine_rejects  # noqa: F401
 
 
 DRIFT_CHECK = "vendor_fields_mapped"
+
+
+class ChangeScopeConfig(Config):
+    """Set by the regate_on_change sensor. Both lists empty, as in a sync or a launch from the
+    UI: the whole site."""
+
+    permits: list[str] = Field(default=[], description="Changed permit IDs: re-gate these.")
+    devices: list[str] = Field(default=[], description="Devices whose EAM data changed: re-gate the permits on them.")
+
+    def scope(self) -> ChangeScope | None:
+        if not self.permits and not self.devices:
+            return None
+        return ChangeScope(frozenset(self.permits), frozenset(self.devices))
 
 
 def drift_spec(asset: str) -> AssetCheckSpec:

@@ -23,7 +23,7 @@ from dagster import (
     multi_asset,
 )
 
-from hub.assets.common import device_ids_of, drift_result, drift_spec, mapping_label, permits_in_scope, preview
+from hub.assets.common import ChangeScopeConfig, devices_in_scope, drift_result, drift_spec, mapping_label, preview
 from hub.assets.sites import site_partitions, sites_of
 from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
@@ -53,7 +53,7 @@ SUSPECT_CHECK = "eam_replies_trusted"
     ],
     partitions_def=site_partitions,
 )
-def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamResource):
+def eam_pull(context: AssetExecutionContext, config: ChangeScopeConfig, store: HubStoreResource, eam: EamResource):
     hub_store = store.store()
     mapping = load_mapping(eam.mapping)
     client = eam.client()
@@ -62,7 +62,8 @@ def eam_pull(context: AssetExecutionContext, store: HubStoreResource, eam: EamRe
     pulls: list[EamPull] = []
     with client:
         for site in sites_of(context):
-            device_ids = device_ids_of(permits_in_scope(hub_store, site))
+            scope = config.scope()
+            device_ids = devices_in_scope(hub_store, site) if scope is None else scope.devices_touched(hub_store, site)
             fetched_at = datetime.now(timezone.utc)
             whole, changes_only, since = pull_plan(hub_store, site, device_ids, fetched_at, eam.full_pull_every_h)
             pulled = EamPull(site)
@@ -141,7 +142,7 @@ def devices_found_in_eam(context: AssetCheckExecutionContext, store: HubStoreRes
     hub_store = store.store()
     missing, suspect, checked = [], [], 0
     for site in sites_of(context):
-        wanted = device_ids_of(permits_in_scope(hub_store, site))
+        wanted = devices_in_scope(hub_store, site)
         checked += len(wanted)
         missing += [f"{site}/{d}" for d in sorted(wanted - set(hub_store.load_equipment(site, wanted)))]
         suspect += [f"{site}/{d}" for d in sorted(suspect_devices(hub_store, site, wanted))]

@@ -15,13 +15,13 @@ from dagster import (
     asset_check,
 )
 
-from hub.assets.common import preview
+from hub.assets.common import ChangeScopeConfig, preview
 from hub.assets.sites import site_of, site_partitions, sites_of
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.logic.gate import decision_fingerprint, unblocked_by
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource, RulesResource
-from hub.steps.gate import evaluate_site, quarantined_permits, record_decisions, stored_profiles
+from hub.steps.gate import evaluate_site, quarantined_permits, record_decisions
 from hub.writers.ptw_holds import hold_drift, read_ptw_holds, write_holds
 
 GATE_ON_CHECK = "gate_switched_on"
@@ -41,14 +41,15 @@ GATE_ON_CHECK = "gate_switched_on"
     partitions_def=site_partitions,
 )
 def permit_gate_decisions(
-    context: AssetExecutionContext, store: HubStoreResource, rules: RulesResource, ptw: PtwResource
+    context: AssetExecutionContext, config: ChangeScopeConfig, store: HubStoreResource, rules: RulesResource, ptw: PtwResource
 ) -> MaterializeResult:
     hub_store = store.store()
     gate_rules = rules.gate()
     now = datetime.now(timezone.utc)
     decisions = []
     for site in sites_of(context):
-        decisions += evaluate_site(hub_store, site, gate_rules, now, stored_profiles(hub_store, site, None))
+        # A re-gate after a change decides only the permits it affects.
+        decisions += evaluate_site(hub_store, site, gate_rules, now, stored=True, scope=config.scope())
     previous = hub_store.latest_gate_decisions([d.permit_id for d in decisions])
     recorded = record_decisions(hub_store, decisions, now)
     written_back = write_holds(hub_store, ptw.client(), load_mapping(ptw.mapping), ptw.hold_source, decisions)

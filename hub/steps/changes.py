@@ -1,16 +1,20 @@
-"""What changed since a sensor last looked, per site: the PTW's permits and the EAM's work orders.
+"""What changed since a sensor last looked, per site: the PTW's permits and the EAM's feed.
 
-A sensor tick asks each system once per site, cheaply (one page of the PTW listing, one
-changes-only EAM query for the devices of the site's permits in scope), and re-gates the site
-only when something changed. Cursors are the newest change each system showed.
+A sensor tick asks each system once per site, cheaply: one page of the PTW's changed permits,
+and the EAM's change feed of the site (its assets and work orders changed since the last look).
+A change counts only when it differs from what the hub stores, or cannot be read (unreadable is
+not clear): so a tick repeated before the re-gate run stored a change sees the same changes
+again, under the same run key, and a change the run stored is not seen twice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hub.steps.gate import device_ids_of, permits_in_scope
+from hub.steps.gate import devices_in_scope
 
 #: Leeway for clocks: changes are stamped by the systems' clocks, asked for by the hub's.
 CLOCK_LEEWAY = timedelta(minutes=1)
@@ -19,45 +23,73 @@ CLOCK_LEEWAY = timedelta(minutes=1)
 @dataclass(frozen=True)
 class SiteChanges:
     site: str
-    permits_changed: bool
-    work_orders_changed: int
-    ptw_cursor: str | None  # the newest permit change seen (the next tick's `since`)
-    eam_since: str  # the next tick asks the EAM for changes since this
-    eam_seen: str | None  # the newest work-order change seen: older ones were acted on already
+    permits: list[str] = field(default_factory=list)  # changed or unreadable permit IDs
+    devices: list[str] = field(default_factory=list)  # devices in use whose EAM data changed
+    ptw_cursor: str | None = None  # the newest permit change seen (the next tick's `since`)
+    eam_since: str = ""  # the next tick asks the EAM for changes since this
+    seen_at: str = ""  # when the EAM feed was asked (the latest change could be this old)
 
     def cursor(self) -> dict:
-        return {"ptw": self.ptw_cursor, "eam_since": self.eam_since, "eam_seen": self.eam_seen}
+        return {"ptw": self.ptw_cursor, "eam_since": self.eam_since}
 
     @property
     def changed(self) -> bool:
-        return self.permits_changed or self.work_orders_changed > 0
+        return bool(self.permits or self.devices)
+
+    @property
+    def run_key(self) -> str:
+        """The same changes give the same key, so a tick repeated before the run is deduplicated."""
+        digest = hashlib.sha256(json.dumps([self.permits, self.devices, self.ptw_cursor]).encode()).hexdigest()[:16]
+        return f"{self.site}:{digest}"
+
+    def run_config(self) -> dict:
+        """The re-gate run's scope: only these permits and devices are pulled, profiled and decided."""
+        scope = {"config": {"permits": self.permits, "devices": self.devices}}
+        return {"ops": {op: scope for op in ("eam_pull", "equipment_clearance", "permit_gate_decisions")}}
 
 
 def look(hub_store, ptw_client, ptw_mapping, eam_client, eam_mapping, site: str, cursor: dict, now: datetime) -> SiteChanges:
     """One cheap look at a site's PTW and EAM since `cursor` (a previous `SiteChanges.cursor()`)."""
     since = cursor.get("ptw") or hub_store.get_cursor(f"ptw.permits.updated_since.{site}")
     newest = since
-    permits_changed = False
+    permits: set[str] = set()
     with ptw_client:
         page = next(ptw_client.pages("permits_changed", since=since, site=site), {})
-    for permit in ptw_mapping.inbound("permit", page.get("permit", [])).records:
+    mapped = ptw_mapping.inbound("permit", page.get("permit", []))
+    for permit in mapped.records:
         stamp = permit.updated_at.isoformat()
         if since is None or stamp > since:
-            permits_changed = True
+            permits.add(permit.permit_id)
             newest = stamp if newest is None or stamp > newest else newest
-    devices = sorted(device_ids_of(permits_in_scope(hub_store, site)))
+    permits.update(item.source_key for item in mapped.quarantined if item.source_key)
+
     eam_since = cursor.get("eam_since") or (now - CLOCK_LEEWAY).isoformat()
-    seen = cursor.get("eam_seen")
-    newest_order, changed_orders = seen, 0
-    if devices:
-        with eam_client:
-            for reply in eam_client.pages("maintenance", ids=devices, site=site, changed_since=eam_since):
-                mapped = eam_mapping.inbound("maintenance_record", reply.get("maintenance_record", []))
-                # An unreadable work order is a change too: the gate blocks on it.
-                stamps = [r.updated_at.isoformat() for r in mapped.records]
-                changed_orders += len(mapped.quarantined)
-                for stamp in stamps:
-                    if seen is None or stamp > seen:
-                        changed_orders += 1
-                        newest_order = stamp if newest_order is None or stamp > newest_order else newest_order
-    return SiteChanges(site, permits_changed, changed_orders, newest, (now - CLOCK_LEEWAY).isoformat(), newest_order)
+    in_use = devices_in_scope(hub_store, site)
+    devices = changed_devices(hub_store, eam_client, eam_mapping, site, eam_since) & in_use if in_use else set()
+    return SiteChanges(
+        site, sorted(permits), sorted(devices), newest, (now - CLOCK_LEEWAY).isoformat(), now.isoformat()
+    )
+
+
+def changed_devices(hub_store, eam_client, eam_mapping, site: str, since: str) -> set[str]:
+    """Devices whose equipment or work orders on the site's EAM feed differ from the store."""
+    equipment, records, unreadable = [], [], set()
+    with eam_client:
+        for reply in eam_client.pages("changes", site=site, changed_since=since):
+            for kind, into in (("equipment", equipment), ("maintenance_record", records)):
+                result = eam_mapping.inbound(kind, reply.get(kind, []))
+                into.extend(r for r in result.records if r.site == site)
+                unreadable.update(
+                    partial["device_id"]
+                    for item in result.quarantined
+                    if (partial := item.partial or {}).get("device_id") and partial.get("site", site) == site
+                )
+    stored_equipment = hub_store.load_equipment(site, [e.device_id for e in equipment])
+    stored_records = hub_store.maintenance_records_by_id(site, [r.record_id for r in records])
+    changed = {e.device_id for e in equipment if stored_equipment.get(e.device_id) != e}
+    for record in records:
+        stored = stored_records.get(record.record_id)
+        if stored != record:
+            # A work order moved to another device changes both.
+            changed.update({record.device_id, stored.device_id} if stored else {record.device_id})
+    return changed | unreadable

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from hub.logic.clearance import DeviceProfile, SiteEam, build_profiles
@@ -29,6 +30,29 @@ def permits_in_scope(hub_store, site: str) -> list[Permit]:
 
 def device_ids_of(permits: Iterable[Permit]) -> set[str]:
     return {device for permit in permits for device in permit.device_ids}
+
+
+def devices_in_scope(hub_store, site: str) -> set[str]:
+    """The devices of the site's permits in scope (what the EAM pull and clearance cover)."""
+    return hub_store.devices_in_use(site, SYNC_SCOPE_STATUSES)
+
+
+@dataclass(frozen=True)
+class ChangeScope:
+    """What a re-gate after a change covers: the changed permits and devices. A permit is
+    affected when it changed or uses a changed device; a device when it changed or an affected
+    permit uses it. `None` for a scope means the whole site (a sync)."""
+
+    permits: frozenset[str]
+    devices: frozenset[str]
+
+    def devices_touched(self, hub_store, site: str) -> set[str]:
+        """The changed devices, and every device of the changed permits still in scope."""
+        changed = hub_store.load_permits(statuses=SYNC_SCOPE_STATUSES, site=site, permit_ids=self.permits) if self.permits else []
+        return set(self.devices) | device_ids_of(changed)
+
+    def affects(self, permit: Permit) -> bool:
+        return permit.permit_id in self.permits or not self.devices.isdisjoint(permit.device_ids)
 
 
 def quarantined_permits(hub_store, site: str | None) -> list[dict]:
@@ -98,14 +122,26 @@ def stored_profiles(hub_store, site: str, device_ids: Collection[str]) -> dict[s
 
 
 def evaluate_site(
-    hub_store, site: str, rules: GateRules, now: datetime, profiles: dict[str, DeviceProfile] | None = None
+    hub_store,
+    site: str,
+    rules: GateRules,
+    now: datetime,
+    *,
+    stored: bool = False,
+    scope: ChangeScope | None = None,
 ) -> list[GateDecision]:
-    """Decisions for every gated permit of the site, by permit ID: its stored permits against
-    their devices' profiles (recomputed from the store unless given), and its quarantined
-    permit records, which override the last good copy."""
+    """Decisions for every gated permit of the site (only those `scope` affects, if given), by
+    permit ID: its stored permits against their devices' profiles (as the clearance step stored
+    them if `stored`, else recomputed from the store), and its quarantined permit records,
+    which override the last good copy."""
     permits = hub_store.load_permits(statuses=rules.gated_statuses, site=site)
-    if profiles is None:
-        profiles = clearance_profiles(hub_store, site, device_ids_of(permits), rules, now)
+    if scope is not None:
+        permits = [p for p in permits if scope.affects(p)]
+    devices = device_ids_of(permits)
+    if stored:
+        profiles = stored_profiles(hub_store, site, devices)
+    else:
+        profiles = clearance_profiles(hub_store, site, devices, rules, now)
     by_id = {d.permit_id: d for p in permits if (d := decide(p, profiles, rules, now)) is not None}
     for decision in invalid_permit_decisions(quarantined_permits(hub_store, site), rules, now):
         by_id[decision.permit_id] = decision

@@ -333,10 +333,14 @@ class HubStore:
         site: str | None = None,
         synced_since: datetime | None = None,
         sites_not_in: Collection[str] | None = None,
+        permit_ids: Collection[str] | None = None,
     ) -> list[Permit]:
         """Permits in `statuses` (all if None) of `site` (every site if None; none of
-        `sites_not_in` if given), only those stored at or after `synced_since` if given."""
+        `sites_not_in` if given), only those stored at or after `synced_since` and, if given,
+        with one of `permit_ids`."""
         where = []
+        if permit_ids is not None:
+            where.append(t.permits.c.permit_id.in_(sorted(permit_ids)))
         if site is not None:
             where.append(t.permits.c.site == site)
         if sites_not_in is not None:
@@ -355,6 +359,13 @@ class HubStore:
         """IDs of a site's permits: what a site-scoped check needs, without reading whole permits."""
         with self._read() as conn:
             return set(conn.execute(select(t.permits.c.permit_id).where(t.permits.c.site == site)).scalars())
+
+    def devices_in_use(self, site: str, statuses: Collection[str]) -> set[str]:
+        """Device IDs named by the site's permits in `statuses`, without reading whole permits."""
+        p = t.permits
+        query = select(p.c.device_ids).where(p.c.site == site, p.c.status.in_(sorted(statuses)))
+        with self._read() as conn:
+            return {device for devices in conn.execute(query).scalars() for device in devices}
 
     def site_footprint(self, sites: Collection[str]) -> dict[str, tuple[int, int]]:
         """(permits, equipment) the hub holds of each site: (0, 0) is a site nobody knows."""
@@ -441,6 +452,12 @@ class HubStore:
             rows = self._select_in(conn, m, "device_id", device_ids, *where)
         rows.sort(key=lambda r: (r["device_id"], r["record_id"]))
         return [_canonical(MaintenanceRecord, row) for row in rows]
+
+    def maintenance_records_by_id(self, site: str, record_ids: Collection[str]) -> dict[str, MaintenanceRecord]:
+        """The site's stored work orders with these IDs."""
+        with self._read() as conn:
+            rows = self._select_in(conn, t.maintenance_records, "record_id", record_ids, t.maintenance_records.c.site == site)
+        return {row["record_id"]: _canonical(MaintenanceRecord, row) for row in rows}
 
     def upsert_process_parameters(
         self, items: Sequence[ProcessParameter], fetched_at: datetime, lineage: Lineage | None = None
