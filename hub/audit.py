@@ -9,7 +9,8 @@ Altering, removing or inserting a row, or swapping two, breaks the chain at
 that row. What the chain alone cannot show: rows removed from its end, or a
 chain rewritten from some row on by someone who can also write the table.
 Both change the head, so compare the head id and hash with a copy kept
-outside the database.
+outside the database: ``verify(rows, expect_head=...)`` does, and fails when
+the kept hash is no longer in the chain.
 
 Pure: no I/O.
 """
@@ -27,7 +28,7 @@ from typing import Any, Literal
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first row: there is no row before it."""
 
-Fault = Literal["altered", "missing", "unlinked"]
+Fault = Literal["altered", "missing", "unlinked", "truncated"]
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,17 @@ def extend_chain(
     return rows
 
 
-def verify(rows: Iterable[AuditRow]) -> AuditVerdict:
-    """Walk ``rows`` in id order (once, streaming) and report the first break, if any."""
+def verify(rows: Iterable[AuditRow], expect_head: str | None = None) -> AuditVerdict:
+    """Walk ``rows`` in id order (once, streaming) and report the first break, if any.
+
+    ``expect_head``: a head hash kept elsewhere earlier. The log may have grown since, but
+    that row must still be in the chain; if not, rows were removed from the end (or the
+    chain was rewritten), which the chain alone cannot show.
+    """
     head_id: int | None = None
     head_hash = GENESIS_HASH
     checked = 0
+    expected_seen = expect_head in (None, GENESIS_HASH)
 
     def broken(row_id: int, fault: Fault, problem: str) -> AuditVerdict:
         return AuditVerdict(checked, head_id, head_hash, row_id, fault, problem)
@@ -135,4 +142,11 @@ def verify(rows: Iterable[AuditRow]) -> AuditVerdict:
                 f"row {row.id} out of place: its prev_hash is not {before} (row inserted, replaced or moved)",
             )
         head_id, head_hash, checked = row.id, row.hash, checked + 1
+        expected_seen = expected_seen or row.hash == expect_head
+    if not expected_seen:
+        return broken(
+            (head_id or 0) + 1,
+            "truncated",
+            f"the expected head {expect_head} is not in the log: rows removed from its end, or the chain rewritten",
+        )
     return AuditVerdict(checked, head_id, head_hash)

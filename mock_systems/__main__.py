@@ -1,67 +1,102 @@
-"""`mock-systems serve`: start the plant-system mocks until Ctrl-C or SIGTERM."""
+"""`mock-systems serve`: start the plant-system mocks until Ctrl-C or SIGTERM.
+
+The same conventions as `hub`: Annotated options, an error in one line on stderr, the exit
+codes in the help, `--verbose` for the trace.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Annotated, Any
+
+import typer
 
 from .base import AuthConfigError
 from .faults import FaultPlanError
 from .fixtures import FixtureError
 from .servers import DEFAULT_PORTS, SYSTEMS, fault_plans, start_systems
 
+EXIT_CODES_HELP = (
+    "Exit codes: 0 stopped by Ctrl-C or SIGTERM; 1 a mock could not start (fixtures, port in use); "
+    "2 bad usage (an option or a --faults/--auth file)."
+)
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mock-systems", description="Mock PTW, EAM, MES and ERP systems.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="start all mocks on loopback")
-    serve.add_argument("--fixtures", type=Path, default=Path("fixtures"), help="fixtures folder (default: fixtures)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    for name in SYSTEMS:
-        serve.add_argument(
-            f"--{name.replace('_', '-')}-port",
-            type=int,
-            default=DEFAULT_PORTS[name],
-            help=f"default {DEFAULT_PORTS[name]}; 0: any free port",
-        )
-    serve.add_argument(
-        "--faults", type=Path, help=f"fault plan JSON: keyed by system ({', '.join(SYSTEMS)}) or one plan for all"
-    )
-    serve.add_argument("--state-dir", type=Path, help="keep PTW holds and ERP documents here across restarts")
-    serve.add_argument(
-        "--auth", type=Path, help='credentials JSON keyed by system, e.g. {"erp": {"bearer": "TOKEN"}}'
-    )
-    return parser
+app = typer.Typer(help="Mock PTW, EAM, MES and ERP systems.", no_args_is_help=True, add_completion=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+@app.callback()
+def options(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="On an error, show the full trace.")] = False,
+) -> None:
+    ctx.obj = {"verbose": verbose}
+
+
+def _port(name: str) -> Any:
+    return Annotated[
+        int, typer.Option(f"--{name.replace('_', '-')}-port", help=f"The {name} mock's port; 0: any free port.")
+    ]
+
+
+def _fail(ctx: typer.Context, message: str, code: int, exc: BaseException) -> None:
+    if ctx.obj["verbose"]:
+        raise exc
+    typer.echo(f"mock-systems: {str(message).strip().splitlines()[0]}", err=True)
+    raise typer.Exit(code)
+
+
+def _json_file(ctx: typer.Context, option: str, path: Path | None) -> Any:
     try:
-        faults = fault_plans(json.loads(args.faults.read_text(encoding="utf-8"))) if args.faults else None
+        return json.loads(path.read_text(encoding="utf-8")) if path else None
     except (OSError, ValueError) as exc:
-        print(f"mock-systems: cannot use --faults {args.faults}: {exc}", file=sys.stderr)
-        return 2
+        _fail(ctx, f"cannot use {option} {path}: {exc}", 2, exc)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def serve(
+    ctx: typer.Context,
+    fixtures: Annotated[Path, typer.Option(help="The fixtures folder.")] = Path("fixtures"),
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    ptw_port: _port("ptw") = DEFAULT_PORTS["ptw"],
+    eam_port: _port("eam") = DEFAULT_PORTS["eam"],
+    mes_port: _port("mes") = DEFAULT_PORTS["mes"],
+    erp_port: _port("erp") = DEFAULT_PORTS["erp"],
+    eam_oslc_port: _port("eam_oslc") = DEFAULT_PORTS["eam_oslc"],
+    mes_odata_port: _port("mes_odata") = DEFAULT_PORTS["mes_odata"],
+    faults: Annotated[
+        Path | None, typer.Option(help=f"Fault plan JSON: keyed by system ({', '.join(SYSTEMS)}) or one plan for all.")
+    ] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Keep PTW holds and ERP documents here across restarts.")] = None,
+    auth: Annotated[
+        Path | None, typer.Option(help='Credentials JSON keyed by system, e.g. {"erp": {"bearer": "TOKEN"}}.')
+    ] = None,
+) -> None:
+    """Start all mocks on loopback; print each one's URL, then serve until stopped."""
+    plan = _json_file(ctx, "--faults", faults)
     try:
-        auth = json.loads(args.auth.read_text(encoding="utf-8")) if args.auth else None
-    except (OSError, ValueError) as exc:
-        print(f"mock-systems: cannot use --auth {args.auth}: {exc}", file=sys.stderr)
-        return 2
-    ports = {name: getattr(args, f"{name}_port") for name in SYSTEMS}
+        plans = fault_plans(plan) if plan is not None else None
+    except (FaultPlanError, ValueError) as exc:
+        _fail(ctx, f"cannot use --faults {faults}: {exc}", 2, exc)
+    credentials = _json_file(ctx, "--auth", auth)
+    ports = {
+        "ptw": ptw_port, "eam": eam_port, "mes": mes_port, "erp": erp_port,
+        "eam_oslc": eam_oslc_port, "mes_odata": mes_odata_port,
+    }
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        running = start_systems(
-            args.fixtures, ports=ports, faults=faults, state_dir=args.state_dir, host=args.host, auth=auth
-        )
-    except (FixtureError, FaultPlanError, AuthConfigError, OSError, RuntimeError) as exc:
-        print(f"mock-systems: {exc}", file=sys.stderr)
-        return 1
+        running = start_systems(fixtures, ports=ports, faults=plans, state_dir=state_dir, host=host, auth=credentials)
+    except OSError as exc:
+        asked = ", ".join(f"{name} {host}:{port}" for name, port in ports.items() if port)
+        _fail(ctx, f"{exc.strerror or exc} (ports asked: {asked}; 0 picks a free one)", 1, exc)
+    except (FixtureError, FaultPlanError, AuthConfigError, RuntimeError) as exc:
+        _fail(ctx, str(exc), 1, exc)
     with running:
         for name, url in running.urls.items():
             print(f"{name}: {url}", flush=True)
@@ -69,7 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(0.5):
             pass
     print("mock systems stopped", flush=True)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `mock-systems` command; returns its exit code."""
+    try:
+        # Not standalone: an Exit comes back as its code instead of ending the process here.
+        return app(args=argv, prog_name="mock-systems", standalone_mode=False) or 0
+    except typer.TyperException as usage:
+        usage.show()
+        return usage.exit_code
 
 
 if __name__ == "__main__":

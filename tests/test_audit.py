@@ -325,7 +325,7 @@ def test_verify_names_the_first_bad_row_after_raw_sql_tampering(audited_sqlite, 
 
 def test_verify_on_an_unmigrated_database_says_so(tmp_path):
     result = run_verify(f"sqlite:///{tmp_path / 'nowhere.db'}")
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert "hub db upgrade" in result.output
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -14,17 +15,23 @@ from hub.synthetic_plant import DEFAULT_ANCHOR, MANIFEST_FILE, MAX_SITES, genera
 
 @app.command()
 def generate(
-    sites: int = typer.Option(2, "--sites", min=1, max=MAX_SITES, help="Sites (company codes); the first two are the fixture plant's."),
-    permits: int = typer.Option(1000, "--permits", min=1, help="PTW permits."),
-    devices: int = typer.Option(200, "--devices", min=1, help="EAM assets (at least 10 per site)."),
-    work_orders: int = typer.Option(2000, "--work-orders", min=0, help="EAM work orders."),
-    materials: int = typer.Option(40, "--materials", min=1, help="MES materials; the fixture's 18 come first."),
-    seed: int = typer.Option(1, "--seed", help="The same seed and arguments give byte-identical files."),
-    anchor: datetime = typer.Option(
-        DEFAULT_ANCHOR.isoformat(), "--anchor", formats=["%Y-%m-%d"],
-        help="The plant's 'today': open permits cluster around it, every change stamp lies before it.",
-    ),
-    out: Path = typer.Option(..., "--out", help="Folder to write: absent, empty, or an earlier generated plant."),
+    out: Annotated[Path, typer.Option("--out", help="Folder to write: absent, empty, or an earlier generated plant.")],
+    sites: Annotated[
+        int, typer.Option("--sites", min=1, max=MAX_SITES, help="Sites (company codes); the first two are the fixture plant's.")
+    ] = 2,
+    permits: Annotated[int, typer.Option("--permits", min=1, help="PTW permits.")] = 1000,
+    devices: Annotated[int, typer.Option("--devices", min=1, help="EAM assets (at least 10 per site).")] = 200,
+    work_orders: Annotated[int, typer.Option("--work-orders", min=0, help="EAM work orders.")] = 2000,
+    materials: Annotated[int, typer.Option("--materials", min=1, help="MES materials; the fixture's 18 come first.")] = 40,
+    seed: Annotated[int, typer.Option("--seed", help="The same seed and arguments give byte-identical files.")] = 1,
+    anchor: Annotated[
+        datetime,
+        typer.Option(
+            "--anchor",
+            formats=["%Y-%m-%d"],
+            help="The plant's 'today': open permits cluster around it, every change stamp lies before it.",
+        ),
+    ] = DEFAULT_ANCHOR.isoformat(),
 ) -> None:
     """Generate a seeded synthetic plant in the fixture format the mock systems serve (fixtures/README.md)."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_FILE).is_file())):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -19,10 +20,10 @@ def _failures(verdicts) -> str:
 
 @app.command()
 def crashtest(
-    kills: int = typer.Option(4, "--kills", min=1, help="How many kill points to draw."),
-    seed: int = typer.Option(1, "--seed", help="Draws the kill points; the same seed, the same points."),
-    keep_going: bool = typer.Option(False, "--keep-going", help="Run every kill point even after a violation."),
-    fixtures: Path = typer.Option(REPO_FIXTURES, help="Fixture plant loaded into the mock systems."),
+    kills: Annotated[int, typer.Option("--kills", min=1, help="How many kill points to draw.")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="Draws the kill points; the same seed, the same points.")] = 1,
+    keep_going: Annotated[bool, typer.Option("--keep-going", help="Run every kill point even after a violation.")] = False,
+    fixtures: Annotated[Path, typer.Option(help="Fixture plant loaded into the mock systems.")] = REPO_FIXTURES,
 ) -> None:
     """SIGKILL `hub sync` at failpoints or blindly, recover, and check the invariants after each kill."""
     from hub.harness.crash import draw_kill_points, run_crashtest
@@ -56,9 +57,9 @@ def crashtest(
 
 @app.command()
 def chaos(
-    runs: int = typer.Option(5, "--runs", min=1, help="How many fault schedules to run."),
-    seed: int = typer.Option(1, "--seed", help="Draws the fault schedules; the same seed, the same schedules."),
-    fixtures: Path = typer.Option(REPO_FIXTURES, help="Fixture plant loaded into the mock systems."),
+    runs: Annotated[int, typer.Option("--runs", min=1, help="How many fault schedules to run.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Draws the fault schedules; the same seed, the same schedules.")] = 1,
+    fixtures: Annotated[Path, typer.Option(help="Fixture plant loaded into the mock systems.")] = REPO_FIXTURES,
 ) -> None:
     """Sync through random plant faults, recover, and check the invariants after every run."""
     from hub.harness.chaos import FAULT_KINDS, MAX_RECOVERY_RUNS, run_chaos

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from hub.cli import JsonOption, console, emit_json
+from hub.cli.errors import EXIT_CODES_HELP, FAILED
 from hub.mappings import KINDS, Mapping, load_mapping, packaged_mappings, site_overlays
 from hub.mappings.preview import MappingDiff, PreviewResult, diff, preview
 from hub.mappings.source import PACKAGE_DIR
@@ -17,28 +20,42 @@ from hub.yamlfile import ConfigError
 
 app = typer.Typer(help="Mapping files: validate, preview and compare.", no_args_is_help=True)
 
+# The canonical record kinds, as the choices of --kind.
+Kind = Enum("Kind", {kind: kind for kind in KINDS}, type=str)
+KindOption = Annotated[Kind | None, typer.Option("--kind", help="Record kind, when the mapping maps several.")]
+SampleHelp = "JSON: a list of vendor records, or {kind: [records]}."
+
 
 def _default_files() -> list[Path]:
     return [PACKAGE_DIR / f"{name}.yaml" for name in packaged_mappings()] + site_overlays()
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES_HELP)
 def validate(
-    paths: list[Path] = typer.Argument(None, help="Mapping files (default: every packaged mapping and site overlay)."),
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Mapping files (default: every packaged mapping and site overlay).")
+    ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Check mapping files; print every problem as file:line:column: field: message."""
-    failed = False
+    """Check mapping files; print every problem as file:line:column: field: message. Exits 1 on any problem."""
+    files = []
     for path in paths or _default_files():
         try:
             mapping = load_mapping(path)
         except ConfigError as exc:
-            failed = True
-            for problem in exc.problems:
-                typer.echo(str(problem))
+            files.append({"path": str(path), "ok": False, "problems": [asdict(p) for p in exc.problems]})
+            if not as_json:
+                for problem in exc.problems:
+                    typer.echo(str(problem))
             continue
-        typer.echo(f"ok {path} ({mapping.name}, sha256 {mapping.sha256[:12]})")
-    if failed:
-        raise typer.Exit(1)
+        files.append({"path": str(path), "ok": True, "mapping": mapping.name, "sha256": mapping.sha256, "problems": []})
+        if not as_json:
+            typer.echo(f"ok {path} ({mapping.name}, sha256 {mapping.sha256[:12]})")
+    ok = all(f["ok"] for f in files)
+    if as_json:
+        emit_json({"ok": ok, "files": files})
+    if not ok:
+        raise typer.Exit(FAILED)
 
 
 def _load(system_or_path: str) -> Mapping:
@@ -47,7 +64,7 @@ def _load(system_or_path: str) -> Mapping:
     except ConfigError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(FAILED) from None
 
 
 def _sample(path: Path, mapping: Mapping, kind: str | None) -> dict[str, list[Any]]:
@@ -83,7 +100,7 @@ def _lines(values: dict[str, Any]) -> str:
     return "\n".join(f"{name}: {value}" for name, value in values.items() if value is not None)
 
 
-def _render_preview(console: Console, result: PreviewResult) -> None:
+def _render_preview(result: PreviewResult) -> None:
     table = Table(title=f"{result.mapping}: {result.kind} ({len(result.mapped)} mapped, "
                   f"{len(result.quarantined)} quarantined)", show_lines=True)
     for column in ("key", "vendor record", "canonical record"):
@@ -126,27 +143,29 @@ def _live(system_or_path: str, mapping: Mapping, ids: list[str], site: str | Non
         return client.fetch(LIVE_READS[mapping.system], ids=ids, **where)
 
 
-@app.command("preview")
+@app.command("preview", epilog=EXIT_CODES_HELP)
 def preview_command(
-    system_or_path: str = typer.Argument(..., help="A packaged mapping (ptw, eam, mes) or a mapping file."),
-    sample: Path = typer.Option(None, "--sample", help="JSON: a list of vendor records, or {kind: [records]}."),
-    live: bool = typer.Option(False, "--live", help="Fetch records from the system configured by HUB_* settings."),
-    ids: str = typer.Option("", "--ids", help="With --live on eam or mes: comma-separated device IDs or materials."),
-    site: str = typer.Option(None, "--site", help="With --live on eam: the site the devices are at (default: the first of HUB_SITES)."),
-    kind: str = typer.Option(None, "--kind", help="Record kind, when the mapping maps several."),
+    system_or_path: Annotated[str, typer.Argument(help="A packaged mapping (ptw, eam, mes) or a mapping file.")],
+    sample: Annotated[Path | None, typer.Option("--sample", help=SampleHelp)] = None,
+    live: Annotated[bool, typer.Option("--live", help="Fetch records from the system configured by HUB_* settings.")] = False,
+    ids: Annotated[str, typer.Option("--ids", help="With --live on eam or mes: comma-separated device IDs or materials.")] = "",
+    site: Annotated[
+        str | None, typer.Option("--site", help="With --live on eam: the site the devices are at (default: the first of HUB_SITES).")
+    ] = None,
+    kind: KindOption = None,
 ) -> None:
     """Show vendor records (a sample file or live) next to the canonical records they become."""
     if (sample is None) == (not live):
         raise typer.BadParameter("give exactly one of --sample FILE or --live")
     mapping = _load(system_or_path)
+    chosen_kind = kind.value if kind else None
     if live:
         fetched = _live(system_or_path, mapping, [i.strip() for i in ids.split(",") if i.strip()], site)
-        records_by_kind = {k: v for k, v in fetched.items() if kind in (None, k)}
+        records_by_kind = {k: v for k, v in fetched.items() if chosen_kind in (None, k)}
     else:
-        records_by_kind = _sample(sample, mapping, kind)
-    console = Console()
+        records_by_kind = _sample(sample, mapping, chosen_kind)
     for chosen, records in records_by_kind.items():
-        _render_preview(console, preview(mapping, chosen, records))
+        _render_preview(preview(mapping, chosen, records))
 
 
 def _render_diff(result: MappingDiff) -> None:
@@ -171,16 +190,16 @@ def _render_diff(result: MappingDiff) -> None:
             typer.echo(f"{change.key}: {change.change}")
 
 
-@app.command("diff")
+@app.command("diff", epilog=EXIT_CODES_HELP)
 def diff_command(
-    old: str = typer.Argument(..., help="The mapping in use (packaged name or file)."),
-    new: str = typer.Argument(..., help="The changed mapping file."),
-    sample: Path = typer.Option(..., "--sample", help="JSON: a list of vendor records, or {kind: [records]}."),
-    kind: str = typer.Option(None, "--kind", help="Record kind, when the mappings map several."),
+    old: Annotated[str, typer.Argument(help="The mapping in use (packaged name or file).")],
+    new: Annotated[str, typer.Argument(help="The changed mapping file.")],
+    sample: Annotated[Path, typer.Option("--sample", help=SampleHelp)],
+    kind: KindOption = None,
 ) -> None:
     """Map a sample with two mappings and show what changes in the canonical records."""
     old_mapping, new_mapping = _load(old), _load(new)
-    for chosen, records in _sample(sample, new_mapping, kind).items():
+    for chosen, records in _sample(sample, new_mapping, kind.value if kind else None).items():
         if chosen not in old_mapping.inbound_kinds:
             raise typer.BadParameter(f"{old_mapping.name} does not map {chosen!r} inbound", param_hint="OLD")
         _render_diff(diff(preview(old_mapping, chosen, records), preview(new_mapping, chosen, records)))
