@@ -189,7 +189,7 @@ async def ask_gate_hook(hook: GateHookConfig, ticket_no: str, permit: dict) -> t
     try:
         async with httpx.AsyncClient(timeout=hook.deadline_s) as client:
             reply = await asyncio.wait_for(
-                client.post(hook.url, json={"ticket_no": ticket_no, "permit": permit}, headers=headers),
+                client.post(hook.url, json={"permit": permit}, headers=headers),
                 hook.deadline_s,
             )
     except (asyncio.TimeoutError, httpx.TimeoutException):

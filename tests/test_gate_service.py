@@ -323,3 +323,32 @@ def test_gate_api_settings_come_from_the_environment_and_go_back_to_it(monkeypat
     assert "abc" not in repr(settings)
     env = settings_environment(settings)
     assert env["HUB_GATE_API__TOKEN"] == "abc" and "HUB_GATE_API" not in env
+
+
+def test_the_mock_ptw_hook_asks_the_real_service_and_refuses_a_blocked_approval(service, fresh_mocks):
+    """The PTW's pre-approval hook, pointed at the service: the answer decides the transition."""
+    url, _ = service()
+    ptw = fresh_mocks.base_urls["ptw"]
+    hook = httpx.put(f"{ptw}/_admin/gate-hook", json={"url": f"{url}/api/v1/gate-checks", "token": TOKEN}, timeout=10)
+    assert hook.status_code == 200, hook.text
+    start = datetime.now(timezone(timedelta(hours=8))).replace(microsecond=0)
+
+    def submitted(device: str) -> str:
+        created = httpx.post(f"{ptw}/api/v1/permits", timeout=10, json={
+            "ticketType": "GC", "siteCode": "NJ01", "workshop": "裂解车间", "equipmentCodes": [device], "applicant": "a", "guardian": "g",
+            "planStartTime": f"{start:%Y-%m-%d %H:%M:%S}", "planEndTime": f"{start + timedelta(hours=4):%Y-%m-%d %H:%M:%S}",
+        })
+        assert created.status_code == 201, created.text
+        return created.json()["ticketNo"]
+
+    blocked = submitted("NJ-C-101")  # open corrective work order WO-1058
+    refused = httpx.post(f"{ptw}/api/v1/permits/{blocked}/approve", timeout=30)
+    assert refused.status_code == 409, refused.text
+    refusal = refused.json()["refusal"]
+    assert refusal["decision"] == "block" and "OPEN_WORK_ORDER" in codes(refusal["answer"])
+    assert httpx.get(f"{ptw}/api/v1/permits/{blocked}", timeout=10).json()["state"] == "SUBMITTED"
+
+    clear = submitted("NJ-P-101")
+    approved = httpx.post(f"{ptw}/api/v1/permits/{clear}/approve", timeout=30)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "APPROVED"

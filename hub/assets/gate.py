@@ -47,12 +47,15 @@ def permit_gate_decisions(
     gate_rules = rules.gate()
     now = datetime.now(timezone.utc)
     decisions = []
+    scope = config.scope()
     for site in sites_of(context):
         # A re-gate after a change decides only the permits it affects.
-        decisions += evaluate_site(hub_store, site, gate_rules, now, stored=True, scope=config.scope())
+        decisions += evaluate_site(hub_store, site, gate_rules, now, stored=True, scope=scope)
     previous = hub_store.latest_gate_decisions([d.permit_id for d in decisions])
     recorded = record_decisions(hub_store, decisions, now)
-    written_back = write_holds(hub_store, ptw.client(), load_mapping(ptw.mapping), ptw.hold_source, decisions)
+    written_back = write_holds(
+        hub_store, ptw.client(), load_mapping(ptw.mapping), ptw.hold_source, decisions, reconcile=scope is None
+    )
     failed = written_back.failed
     lifted = unblocked_by(previous, decisions)
     if lifted:

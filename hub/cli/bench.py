@@ -31,8 +31,17 @@ def bench(
     pg_url: str | None = typer.Option(
         None, "--pg-url", envvar="BENCH_PG_URL", help="PostgreSQL server the fresh databases are made on."
     ),
+    live: bool = typer.Option(
+        False, "--live", help="Measure the live gate instead: the gate-check service under load, and plant events to holds."
+    ),
+    rate: float = typer.Option(200.0, "--rate", min=1, help="--live: gate checks per second."),
+    load_s: float = typer.Option(60.0, "--load-s", min=1, help="--live: how long the service is loaded."),
+    stream_s: float = typer.Option(120.0, "--stream-s", min=1, help="--live: how long plant events are sent."),
 ) -> None:
-    """Time a full and an incremental sync against the floor and a naive connector; print one table."""
+    """Time a full and an incremental sync against the floor and a naive connector; print one table.
+
+    With --live: the live gate on the plant (docs in hub/bench/live.py), one table and JSON
+    (default WORKDIR/bench-live-SCALE.json)."""
     from hub.bench.databases import DEFAULT_PG_URL
     from hub.bench.plant import PlantUnavailable
     from hub.bench.report import print_report
@@ -43,6 +52,9 @@ def bench(
         raise typer.BadParameter("choose in_process, multiprocess or celery", param_hint="--executor")
     if scale not in SCALES:
         raise typer.BadParameter(f"choose one of {', '.join(SCALES)}", param_hint="--scale")
+    if live:
+        _live(SCALES[scale], seed, workdir, json_path, rate, load_s, stream_s, pg_url or DEFAULT_PG_URL)
+        return
     dagster_storage = dagster_storage or db
     for value, hint in ((db, "--db"), (dagster_storage, "--dagster-storage")):
         if value not in ("sqlite", "postgres"):
@@ -65,5 +77,23 @@ def bench(
         raise typer.Exit(1) from None
     print_report(report, console)
     path = json_path or workdir / f"bench-{scale}-{db}.json"
+    report.write_json(path)
+    console.print(f"JSON: {path}")
+
+
+def _live(scale, seed: int, workdir: Path, json_path: Path | None, rate: float, load_s: float, stream_s: float, pg_url: str) -> None:
+    from hub.bench.live import LiveOptions, print_live_report, run_live_bench
+    from hub.bench.plant import PlantUnavailable
+    from hub.bench.run import BenchFailed
+    from hub.live import LiveGateFailed
+
+    options = LiveOptions(scale=scale, seed=seed, workdir=workdir, rate=rate, load_s=load_s, stream_s=stream_s, pg_url=pg_url)
+    try:
+        report = run_live_bench(options, progress=lambda message: console.print(f"[dim]{message}[/]"))
+    except (BenchFailed, PlantUnavailable, LiveGateFailed) as exc:
+        console.print(str(exc), style="red", markup=False)
+        raise typer.Exit(1) from None
+    print_live_report(report, console)
+    path = json_path or workdir / f"bench-live-{scale.name}.json"
     report.write_json(path)
     console.print(f"JSON: {path}")

@@ -71,6 +71,9 @@ class GateCheckAnswer(BaseModel):
     devices: list[DeviceOut]
     decision_id: str | None = Field(description="Recorded in the audit trail with the decision; null when not gated.")
     evaluated_at: str
+    eam_refreshed: list[str] = Field(
+        default=[], description="Devices whose data was older than decision_data_age, so the EAM was asked for them now."
+    )
 
 
 class Problem(BaseModel):

@@ -78,6 +78,7 @@ class GateAnswer:
             "devices": self.devices,
             "decision_id": self.decision_id,
             "evaluated_at": iso(self.evaluated_at),
+            "eam_refreshed": self.eam_refreshed,
         }
 
 
@@ -273,7 +274,9 @@ class GateCheckService:
             log.exception("gate check of %s: the decision could not be audited", decision.permit_id)
         if hub_store is not None and trail:
             try:
-                written = write_holds(hub_store, self.ptw.client(), self.ptw_mapping, self.ptw.hold_source, [decision])
+                written = write_holds(
+                    hub_store, self.ptw.client(), self.ptw_mapping, self.ptw.hold_source, [decision], reconcile=False
+                )
                 answer.hold_error = "; ".join(written.failed) or None
             except Exception as exc:
                 answer.hold_error = f"{type(exc).__name__}: {exc}"

@@ -114,24 +114,31 @@ def _write_hold(client, mapping, source: str, decision: GateDecision) -> str | N
     return None
 
 
-def write_holds(hub_store, client, mapping, source: str, decisions: Sequence[GateDecision]) -> WriteBack:
-    """Write the holds whose decision changed since last written, or whose hold at the PTW
-    drifted from it, and record what landed."""
+def write_holds(
+    hub_store, client, mapping, source: str, decisions: Sequence[GateDecision], *, reconcile: bool = True
+) -> WriteBack:
+    """Write the holds whose decision changed since last written, or (with `reconcile`) whose
+    hold at the PTW drifted from it, and record what landed.
+
+    Reconciling reads every hold the hub has at the PTW: a sync does it; a gate check or a
+    re-gate after a change, which must land its hold in seconds, writes what changed only and
+    leaves drift to the next sync and the write-back check."""
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}
     failpoint("gate.before_writeback")
     to_write = hub_store.holds_needing_write(fingerprints)
     result = WriteBack()
     with client:
-        try:
-            ptw_holds = read_ptw_holds(client, source)
-        except (TransientError, VendorRejected) as exc:
-            # Fall back to our records: what changed is still written, blocks included.
-            result.reconcile_error = f"PTW holds not read back: {exc}"
-        else:
-            recorded = [d for d in decisions if d.permit_id not in to_write]
-            result.drifted = hold_drift(mapping, recorded, ptw_holds)
-            result.drift = len(result.drifted)
-            to_write = to_write | set(result.drifted)
+        if reconcile:
+            try:
+                ptw_holds = read_ptw_holds(client, source)
+            except (TransientError, VendorRejected) as exc:
+                # Fall back to our records: what changed is still written, blocks included.
+                result.reconcile_error = f"PTW holds not read back: {exc}"
+            else:
+                recorded = [d for d in decisions if d.permit_id not in to_write]
+                result.drifted = hold_drift(mapping, recorded, ptw_holds)
+                result.drift = len(result.drifted)
+                to_write = to_write | set(result.drifted)
         outcomes = bounded_map(
             lambda decision: _write_hold(client, mapping, source, decision),
             [d for d in decisions if d.permit_id in to_write],

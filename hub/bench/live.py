@@ -1,0 +1,498 @@
+"""`hub bench --live`: the gate in time, on a generated plant with the service and the daemon running.
+
+1. The plant is synced once (a full sync in a child process), so the store holds what a plant's
+   hub holds before it goes live.
+2. **Service**: the gate-check service under a fixed request rate (open loop: requests are sent
+   on schedule whether or not earlier ones were answered). Answers are split by whether the
+   service had to ask the EAM (`eam_refreshed` in the answer) or answered from fresh data.
+3. **Stream**: a seeded stream of plant events for a fixed period, against devices no other
+   permit names (so the stream's effects are its own): permits created, submitted, approved and
+   started through the PTW, whose pre-approval hook asks the service; work orders opened and
+   closed, isolations applied and released, equipment taken out of service and back. For each
+   event that blocks an approved or active permit, the latency to the PTW's block hold.
+4. **Too late**: approvals and starts the PTW accepted while the EAM had shown a blocking
+   condition on the permit's equipment for more than `TOO_LATE_S`.
+5. **False allows**: after the stream settles, every permit the stream created is decided
+   again by the pure logic (`hub.logic.gate.decide`) on the mocks' final state, read fresh; a
+   permit that must be blocked and is not held at the PTW is a false allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from hub.bench.databases import DEFAULT_PG_URL, FreshDatabases
+from hub.bench.mocks_process import MocksProcess, server_root
+from hub.bench.plant import cost_rules_file, generated_plant, plant_sites
+from hub.bench.run import SQLITE_DAGSTER_YAML, BenchFailed, Environment, machine_facts, run_child
+from hub.bench.scales import Scale
+from hub.live import LiveGate
+
+#: An approval while the EAM has shown a block for longer than this is too late.
+TOO_LATE_S = 30.0
+PLANT_TZ = ZoneInfo("Asia/Shanghai")
+#: Devices the stream works on, per site it uses.
+POOL_PER_SITE = 40
+STREAM_SITES = 2
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    scale: Scale
+    seed: int = 1
+    workdir: Path = Path(".hub/bench")
+    rate: float = 200.0  # gate checks per second
+    load_s: float = 60.0
+    stream_s: float = 120.0
+    events_per_s: float = 1.0
+    settle_s: float = 40.0  # after the stream: time for the last changes to reach the PTW
+    pg_url: str = DEFAULT_PG_URL
+
+
+@dataclass
+class Percentiles:
+    count: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Percentiles:
+        if not seconds:
+            return cls(0, None, None, None)
+        ordered = sorted(seconds)
+
+        def at(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+        return cls(len(ordered), at(0.50), at(0.99), round(ordered[-1] * 1000, 1))
+
+
+@dataclass
+class LiveReport:
+    machine: dict
+    run: dict
+    service: dict = field(default_factory=dict)
+    stream: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------- the service
+
+
+async def _load(url: str, token: str, bodies: Callable[[int], dict], rate: float, duration_s: float) -> list[tuple[float, int, bool]]:
+    """(latency s, HTTP status, whether the EAM was asked) of each request, sent on schedule."""
+    results: list[tuple[float, int, bool]] = []
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(timeout=10, limits=limits, headers={"Authorization": f"Bearer {token}"}) as client:
+
+        async def one(body: dict) -> None:
+            started = time.perf_counter()
+            try:
+                reply = await client.post(url, json=body)
+                status = reply.status_code
+                asked = bool(reply.json().get("eam_refreshed")) if status == 200 else False
+            except (httpx.HTTPError, ValueError):
+                status, asked = 0, False
+            results.append((time.perf_counter() - started, status, asked))
+
+        tasks, start = [], time.perf_counter()
+        for n in range(int(rate * duration_s)):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(bodies(n))))
+        await asyncio.gather(*tasks)
+    return results
+
+
+def measure_service(live: LiveGate, permits: list[dict], options: LiveOptions) -> dict:
+    """The service at `options.rate` for `options.load_s`: most requests for a small set of
+    permits (fresh data after their first check), the rest for permits not asked before."""
+    rng = random.Random(options.seed)
+    hot, cold = permits[:20], permits[20:]
+    bodies = lambda n: {"permit": hot[n % len(hot)] if n % 5 or not cold else cold[rng.randrange(len(cold))]}  # noqa: E731
+    results = asyncio.run(_load(live.url, live.token, bodies, options.rate, options.load_s))
+    ok = [r for r in results if r[1] == 200]
+    return {
+        "rate_per_s": options.rate,
+        "duration_s": options.load_s,
+        "requests": len(results),
+        "errors": len(results) - len(ok),
+        "all": asdict(Percentiles.of([r[0] for r in ok])),
+        "fresh": asdict(Percentiles.of([r[0] for r in ok if not r[2]])),
+        "eam_asked": asdict(Percentiles.of([r[0] for r in ok if r[2]])),
+    }
+
+
+# -------------------------------------------------------------------------------- the stream
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+@dataclass
+class Device:
+    site: str
+    number: str
+    blocked_since: float | None = None  # wall-clock time the EAM first showed a block
+    condition: tuple[str, str] | None = None  # (kind, work order) of the block
+    permits: list[str] = field(default_factory=list)  # the stream's approved or active permits on it
+
+
+@dataclass
+class Stream:
+    """The stream's plant: its devices, permits, and what it measured."""
+
+    ptw: str
+    eam: str
+    rng: random.Random
+    devices: list[Device]
+    admin: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
+    created: list[tuple[str, Device]] = field(default_factory=list)
+    awaiting: dict[str, float] = field(default_factory=dict)  # permit -> when its block began
+    latencies: list[float] = field(default_factory=list)
+    accepted: list[dict] = field(default_factory=list)
+    refused: int = 0
+    too_late: list[str] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)
+    counter: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, kind: str) -> None:
+        self.events[kind] = self.events.get(kind, 0) + 1
+
+    # -- permits through the PTW, its hook asking the service --------------------------------
+    def new_permit(self, device: Device) -> None:
+        now = datetime.now(PLANT_TZ)
+        created = self.admin.post(f"{self.ptw}/api/v1/permits", json={
+            "ticketType": "GC", "siteCode": device.site, "workshop": "bench", "equipmentCodes": [device.number],
+            "applicant": "bench", "guardian": "bench",
+            "planStartTime": now.strftime("%Y-%m-%d %H:%M:%S"),
+            "planEndTime": (now + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S"),
+        })
+        created.raise_for_status()
+        ticket = created.json()["ticketNo"]
+        self.created.append((ticket, device))
+        self.count("permit_submitted")
+        for action in ("approve", "start"):
+            at = time.time()
+            reply = self.admin.post(f"{self.ptw}/api/v1/permits/{ticket}/{action}")
+            if reply.status_code != 200:
+                self.refused += 1
+                self.count(f"permit_{action}_refused")
+                return
+            self.count(f"permit_{action}d" if action == "approve" else "permit_started")
+            self.accepted.append({"permit": ticket, "action": action, "at": at})
+            if device.blocked_since is not None and at - device.blocked_since > TOO_LATE_S:
+                self.too_late.append(ticket)
+        with self.lock:
+            device.permits.append(ticket)
+
+    # -- EAM changes ------------------------------------------------------------------------
+    def block(self, device: Device) -> None:
+        kind = self.rng.choice(["work_order", "work_order", "isolation", "status"])
+        self.counter += 1
+        wonum = f"WO-LIVE-{self.counter:05d}"
+        started = datetime.now(PLANT_TZ).replace(microsecond=0) - timedelta(hours=1)
+        if kind == "status":
+            reply = self.admin.patch(f"{self.eam}/_admin/assets/{device.site}/{device.number}", json={"status": "NOT READY"})
+        else:
+            # An isolation is applied on work that is already finished: the lock is what blocks.
+            status = "INPRG" if kind == "work_order" else "COMP"
+            reply = self.admin.post(f"{self.eam}/_admin/workorders", json={
+                "wonum": wonum, "assetnum": device.number, "siteid": device.site, "worktype": "CM", "status": status,
+                "status_maxvalue": status, "schedstart": started.isoformat(),
+                **({"isolationstate": "APPLIED"} if kind == "isolation" else {}),
+            })
+        reply.raise_for_status()
+        at = time.time()
+        self.count(f"blocked_by_{kind}")
+        with self.lock:
+            device.blocked_since, device.condition = at, (kind, wonum)
+            for permit in device.permits:
+                self.awaiting.setdefault(permit, at)
+
+    def clear(self, device: Device) -> None:
+        kind, wonum = device.condition or ("", "")
+        if kind == "status":
+            reply = self.admin.patch(f"{self.eam}/_admin/assets/{device.site}/{device.number}", json={"status": "OPERATING"})
+        elif kind == "isolation":
+            reply = self.admin.patch(f"{self.eam}/_admin/workorders/{device.site}/{wonum}", json={"isolationstate": "RELEASED"})
+        else:
+            reply = self.admin.patch(
+                f"{self.eam}/_admin/workorders/{device.site}/{wonum}", json={"status": "COMP", "status_maxvalue": "COMP"}
+            )
+        reply.raise_for_status()
+        self.count(f"cleared_{kind}")
+        with self.lock:
+            device.blocked_since = device.condition = None
+            device.permits.clear()  # suspended work stays suspended: nothing more to await on it
+
+    def step(self) -> None:
+        in_use = [d for d in self.devices if d.permits and d.blocked_since is None]
+        blocked = [d for d in self.devices if d.blocked_since is not None]
+        free = [d for d in self.devices if not d.permits and d.blocked_since is None]
+        roll = self.rng.random()
+        if roll < 0.35 and free:
+            self.new_permit(self.rng.choice(free))
+        elif roll < 0.65 and in_use:
+            self.block(self.rng.choice(in_use))
+        elif roll < 0.85 and blocked:
+            self.clear(self.rng.choice(blocked))
+        elif blocked:
+            self.new_permit(self.rng.choice(blocked))  # the hook must refuse it
+        elif free:
+            self.new_permit(self.rng.choice(free))
+
+    def watch(self, stop: threading.Event) -> None:
+        """Until `stop`: for each permit awaiting its block, the time the PTW's BLOCK hold landed."""
+        while not stop.wait(0.5):
+            with self.lock:
+                waiting = dict(self.awaiting)
+            for permit, since in waiting.items():
+                try:
+                    holds = self.admin.get(f"{self.ptw}/api/v1/permits/{permit}").json().get("holds", [])
+                except (httpx.HTTPError, ValueError):
+                    continue
+                landed = [_utc(h["updatedAt"]).timestamp() for h in holds if h.get("action") == "BLOCK"]
+                landed = [t for t in landed if t >= since - 1.0]  # updatedAt has whole seconds
+                if landed:
+                    with self.lock:
+                        self.awaiting.pop(permit, None)
+                    self.latencies.append(max(0.0, min(landed) - since))
+
+
+def _pool(plant: Path, sites: list[str], rules, seed: int) -> list[Device]:
+    """Devices in service with nothing open, isolated or falling due in the next two days (by
+    the pure logic, on the plant's own records), that no permit names: what the stream may
+    change freely."""
+    from hub.logic.clearance import SiteEam, build_profiles
+    from hub.mappings.engine import load_mapping
+
+    assets = json.loads((plant / "eam/assets.json").read_text(encoding="utf-8"))
+    named = {d for p in json.loads((plant / "ptw/permits.json").read_text(encoding="utf-8")) for d in p.get("equipmentCodes") or []}
+    rng = random.Random(seed)
+    chosen = {}
+    for site in sites:
+        free = [a for a in assets if a.get("siteid") == site and a.get("status") == "OPERATING" and a["assetnum"] not in named]
+        chosen[site] = rng.sample(free, min(len(free), POOL_PER_SITE * 2))
+    wanted = {(a["siteid"], a["assetnum"]) for site in chosen.values() for a in site}
+    orders = [w for w in json.loads((plant / "eam/workorders.json").read_text(encoding="utf-8")) if (w.get("siteid"), w.get("assetnum")) in wanted]
+    mapping = load_mapping(Path(__file__).resolve().parents[1] / "mappings" / "eam.yaml")
+    now = datetime.now(timezone.utc)
+    pool = []
+    for site, site_assets in chosen.items():
+        equipment = mapping.inbound("equipment", site_assets).records
+        records = mapping.inbound("maintenance_record", [w for w in orders if w["siteid"] == site]).records
+        eam = SiteEam(site, {e.device_id: e for e in equipment}, records, {e.device_id: now for e in equipment})
+        profiles = build_profiles([e.device_id for e in equipment], eam, rules, now)
+        # Clear for the stream's permits: nothing blocks from now until well after their work ends.
+        horizon = now + timedelta(hours=48)
+        clear = [d for d, p in profiles.items() if p.known and not any(h.overlaps(now, horizon) for h in p.hazards)]
+        pool += [Device(site, d) for d in clear[:POOL_PER_SITE]]
+    return pool
+
+
+def false_allows(stream: Stream, env: dict[str, str], rules) -> tuple[int, list[str], int]:
+    """(permits decided, false allows, needless blocks): the pure logic on the mocks' final state."""
+    from hub.logic.clearance import SiteEam, build_profiles
+    from hub.logic.gate import decide
+    from hub.mappings.engine import load_mapping
+    from hub.resources import resources_from_settings
+    from hub.settings import HubSettings
+
+    with _environment(env):
+        resources = resources_from_settings(HubSettings())
+        eam = resources["eam"].process_config_and_initialize()
+        ptw = resources["ptw"].process_config_and_initialize()
+    eam_mapping, ptw_mapping = load_mapping(eam.mapping), load_mapping(ptw.mapping)
+    now = datetime.now(timezone.utc)
+    missed, needless, decided = [], 0, 0
+    for site in sorted({d.site for d in stream.devices}):
+        devices = sorted({d.number for d in stream.devices if d.site == site})
+        equipment, records = {}, []
+        with eam.client() as client:
+            for page in client.pages("maintenance", ids=devices, site=site):
+                equipment.update({e.device_id: e for e in eam_mapping.inbound("equipment", page.get("equipment", [])).records})
+                records += eam_mapping.inbound("maintenance_record", page.get("maintenance_record", [])).records
+        profiles = build_profiles(devices, SiteEam(site, equipment, records, {d: now for d in equipment}), rules, now)
+        for ticket, device in stream.created:
+            if device.site != site:
+                continue
+            record = stream.admin.get(f"{stream.ptw}/api/v1/permits/{ticket}").json()
+            holds = record.pop("holds", [])
+            [permit] = ptw_mapping.inbound("permit", [record]).records
+            decision = decide(permit, profiles, rules, now)
+            if decision is None:
+                continue  # no longer gated (suspended, closed)
+            decided += 1
+            held = any(h.get("action") == "BLOCK" for h in holds)
+            if decision.decision == "block" and not held:
+                missed.append(ticket)
+            needless += decision.decision == "allow" and held
+    return decided, missed, needless
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """This process's HUB_* settings as `env` has them, for as long as the block runs."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("HUB_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update({k: v for k, v in env.items() if k.startswith("HUB_")})
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith("HUB_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+def measure_stream(live: LiveGate, mocks: MocksProcess, plant: Path, sites: list[str], env: dict[str, str], options: LiveOptions, progress) -> dict:
+    from hub.logic.rules import load_gate_rules
+
+    rules = load_gate_rules(None)
+    pool = _pool(plant, sites[:STREAM_SITES], rules, options.seed)
+    if not pool:
+        raise BenchFailed("the plant has no device the stream could use (in service, clear and named by no permit)")
+    stream = Stream(server_root(mocks.urls["ptw"]), server_root(mocks.urls["eam"]), random.Random(options.seed), pool)
+    stop = threading.Event()
+    watcher = threading.Thread(target=stream.watch, args=(stop,), daemon=True)
+    watcher.start()
+    try:
+        start = time.perf_counter()
+        n = 0
+        while time.perf_counter() - start < options.stream_s:
+            delay = start + n / options.events_per_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            stream.step()
+            n += 1
+        progress(f"stream done ({n} events); waiting {options.settle_s:g} s for the last holds")
+        deadline = time.perf_counter() + options.settle_s
+        while stream.awaiting and time.perf_counter() < deadline:
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        watcher.join()
+    decided, missed, needless = false_allows(stream, env, rules)
+    latency = Percentiles.of(stream.latencies)
+    return {
+        "duration_s": options.stream_s,
+        "events": dict(sorted(stream.events.items())),
+        "pool_devices": len(pool),
+        "permits_created": len(stream.created),
+        "approvals_and_starts_accepted": len(stream.accepted),
+        "refused_by_the_hook": stream.refused,
+        "blocks_awaited": latency.count + len(stream.awaiting),
+        "hold_latency_s": {
+            "count": latency.count,
+            "p50": latency.p50_ms and latency.p50_ms / 1000,
+            "p99": latency.p99_ms and latency.p99_ms / 1000,
+            "max": latency.max_ms and latency.max_ms / 1000,
+        },
+        "holds_not_landed": sorted(stream.awaiting),
+        "too_late": len(stream.too_late),
+        "too_late_permits": stream.too_late,
+        "permits_checked_for_false_allows": decided,
+        "false_allows": len(missed),
+        "false_allow_permits": missed,
+        "blocked_though_clear": needless,
+    }
+
+
+# ----------------------------------------------------------------------------------- the run
+
+
+def run_live_bench(options: LiveOptions, progress: Callable[[str], None] = print) -> LiveReport:
+    scale = options.scale
+    workdir = options.workdir.resolve()
+    progress(f"generating the {scale.name} plant (seed {options.seed}), once per scale and seed")
+    plant = generated_plant(scale, options.seed, workdir)
+    started = datetime.now(timezone.utc)
+    folder = workdir / "runs" / f"live-{scale.name}-{started:%Y%m%dT%H%M%S}"
+    folder.mkdir(parents=True)
+    home = folder / "dagster_home"
+    home.mkdir()
+    from hub.instance import DAGSTER_YAML
+
+    (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+    sites = plant_sites(plant)
+    report = LiveReport(
+        machine=machine_facts(),
+        run={"scale": scale.name, "seed": options.seed, "date": started.isoformat(timespec="seconds"), "plant": str(plant)},
+    )
+    with FreshDatabases("sqlite", folder, options.pg_url) as databases:
+        with MocksProcess(plant, folder / "mock_state", folder / "mocks.log") as mocks:
+            mocks.reset()
+            env = Environment(home, cost_rules_file(plant), None, sites).for_phase(mocks.urls, databases.store_url("hub"))
+            progress("full sync (the store a live hub starts from)")
+            full = run_child(["hub", "--executor", "in_process"], env, folder, "hub_full")
+            report.run["full_sync_s"] = round(full.wall_s, 1)
+            with LiveGate(env, folder, mocks.urls["ptw"], requests_per_second=options.rate * 2) as live:
+                permits = _gated_records(plant, sites, options.seed)
+                progress(f"gate-check service: {options.rate:g} requests/s for {options.load_s:g} s")
+                report.service = measure_service(live, permits, options)
+                progress(f"plant events for {options.stream_s:g} s, sensors and daemon running")
+                report.stream = measure_stream(live, mocks, plant, sites, env, options, progress)
+    return report
+
+
+def _gated_records(plant: Path, sites: list[str], seed: int) -> list[dict]:
+    """The PTW's own records of gated permits (work at height, submitted to active), shuffled."""
+    records = [
+        {k: v for k, v in p.items() if k != "holds"}
+        for p in json.loads((plant / "ptw/permits.json").read_text(encoding="utf-8"))
+        if p.get("ticketType") == "GC" and p.get("state") in ("SUBMITTED", "APPROVED", "IN_PROGRESS") and p.get("siteCode") in sites
+    ]
+    random.Random(seed).shuffle(records)
+    return records
+
+
+def print_live_report(report: LiveReport, console) -> None:
+    from rich.table import Table
+
+    service, stream = report.service, report.stream
+    table = Table(title=f"hub bench --live ({report.run['scale']}, seed {report.run['seed']})")
+    for column in ("figure", "value", "target"):
+        table.add_column(column)
+
+    def ms(group: dict) -> str:
+        return f"p50 {group['p50_ms']} ms, p99 {group['p99_ms']} ms, max {group['max_ms']} ms ({group['count']:,})"
+
+    table.add_row("gate checks sent", f"{service['requests']:,} at {service['rate_per_s']:g}/s, {service['errors']} errors", "0 errors")
+    table.add_row("answers from fresh data", ms(service["fresh"]), "p99 <= 50 ms")
+    table.add_row("answers that asked the EAM", ms(service["eam_asked"]), "p99 <= 500 ms")
+    latency = stream["hold_latency_s"]
+    table.add_row(
+        "event to hold",
+        f"p50 {latency['p50']} s, p99 {latency['p99']} s, max {latency['max']} s ({latency['count']} of {stream['blocks_awaited']})",
+        "p50 <= 15 s, p99 <= 30 s",
+    )
+    table.add_row("too late", str(stream["too_late"]), "0")
+    table.add_row("false allows", f"{stream['false_allows']} of {stream['permits_checked_for_false_allows']}", "0")
+    table.add_row("refused by the hook", str(stream["refused_by_the_hook"]), "")
+    console.print(table)
+    console.print(f"events: {stream['events']}", markup=False)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
