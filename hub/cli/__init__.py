@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from hub.cli.output import console, emit_json
 
 app = typer.Typer(
     cls=HubGroup,
+    pretty_exceptions_show_locals=False,  # a trace must not print the secrets in its frames
     help=f"Permit integration hub: PTW, EAM, MES and ERP on Dagster.\n\n{EXIT_CODES_HELP}",
     no_args_is_help=True,
 )
@@ -129,20 +131,23 @@ def _print_demo(report) -> None:
         console.print(f"  {line}", markup=False)
 
 
-# What `hub sync` counts, summed over its runs' materializations: (asset, metadata key) pairs,
-# "*" for every asset. The figures `hub demo` prints, read from Dagster instead of the mocks.
+# What `hub sync` counts, summed over its runs' materializations as (asset, metadata key)
+# pairs: the figures `hub demo` prints, read from Dagster instead of the mocks.
 SYNC_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {
     "permits_synced": (("permits", "row_count"),),
     "blocked": (("permit_gate_decisions", "blocked"), ("permits_of_other_sites", "blocked_site_not_configured")),
     "holds_written": (("permit_gate_decisions", "holds_written"), ("permits_of_other_sites", "holds_written")),
     "entries_posted": (("erp_postings", "posted_now"),),
-    "records_quarantined": (("*", "quarantined_new"),),
 }
 
 
-def sync_counts(instance, run_ids: list[str]) -> dict[str, int]:
-    """SYNC_COUNTS over the runs (a row count under Dagster's `dagster/row_count` key counts too)."""
+def sync_counts(instance, run_ids: list[str], database_url: str, since: datetime) -> dict[str, int]:
+    """SYNC_COUNTS over the runs (a row count under Dagster's `dagster/row_count` key counts
+    too), and the records quarantined since `since` from the store: one pull can feed several
+    assets, so their metadata would count a record more than once."""
     from dagster import DagsterEventType
+
+    from hub.store.repository import HubStore
 
     found: dict[tuple[str, str], int] = {}
     for run_id in run_ids:
@@ -151,10 +156,12 @@ def sync_counts(instance, run_ids: list[str]) -> dict[str, int]:
             asset = materialization.asset_key.to_user_string()
             for key, value in materialization.metadata.items():
                 if isinstance(value.value, (int, float)) and not isinstance(value.value, bool):
-                    key = "row_count" if key == "dagster/row_count" else key
-                    for pair in ((asset, key), ("*", key)):
-                        found[pair] = found.get(pair, 0) + int(value.value)
-    return {name: sum(found.get(pair, 0) for pair in pairs) for name, pairs in SYNC_COUNTS.items()}
+                    pair = (asset, "row_count" if key == "dagster/row_count" else key)
+                    found[pair] = found.get(pair, 0) + int(value.value)
+    counts = {name: sum(found.get(pair, 0) for pair in pairs) for name, pairs in SYNC_COUNTS.items()}
+    with HubStore(database_url) as store:
+        counts["records_quarantined"] = sum(row["created_at"] >= since for row in store.list_quarantine())
+    return counts
 
 
 @contextmanager
@@ -201,16 +208,16 @@ def sync(
 
     Exit code 1 when a site's run failed, whatever the cause (the first cause is named, with its system and URL), or was not run (another process was syncing it); 4 when the hub's database cannot be used before any run.
     """
-    from hub.instance import open_instance
     from hub.settings import HubSettings
     from hub.sync import SyncInterrupted, run_full_sync, stop_grace_s, stop_on_signals
 
     _python_logs(log_level)
     settings = HubSettings()
+    started = datetime.now(timezone.utc)
     chosen = [site for site in sites.split(",") if site.strip()] if sites else None
     with stop_on_signals(grace_s=stop_grace_s(executor.value)):
         try:
-            with open_instance(dagster_yaml) as instance, _site_progress(not as_json and console.is_terminal) as progress:
+            with _instance(dagster_yaml, log_level) as instance, _site_progress(not as_json and console.is_terminal) as progress:
                 try:
                     with database_errors(settings.database_url):
                         outcome = run_full_sync(
@@ -224,7 +231,8 @@ def sync(
                         )
                 except ValueError as exc:
                     raise typer.BadParameter(str(exc)) from None
-                counts = sync_counts(instance, outcome.run_ids)
+                with database_errors(settings.database_url):
+                    counts = sync_counts(instance, outcome.run_ids, settings.database_url, started)
                 problem, trace = run_problem(instance, _failed_run_ids(outcome), targets(settings))
         except SyncInterrupted as stopped:
             code = _interrupted_exit_code()
@@ -247,6 +255,24 @@ def sync(
         if ctx.find_root().params.get("verbose") and trace:
             typer.echo(trace, err=True)
         fail(problem)
+
+
+@contextmanager
+def _instance(dagster_yaml: Path | None, level: LogLevel):
+    """The Dagster instance, logging at `level` in the step processes too: they log with the
+    instance's python_log_level (DEBUG when unset), not with the run's loggers."""
+    from dagster import DagsterInstance
+
+    from hub.instance import open_instance
+
+    with open_instance(dagster_yaml) as instance:
+        if instance.is_ephemeral:
+            yield instance
+            return
+        ref = instance.get_ref()
+        python_logs = {**(ref.settings.get("python_logs") or {}), "python_log_level": level.value.upper()}
+        with DagsterInstance.from_ref(ref._replace(settings={**ref.settings, "python_logs": python_logs})) as quiet:
+            yield quiet
 
 
 def _python_logs(level: LogLevel) -> None:
@@ -323,7 +349,7 @@ def _signal_name(code: int) -> str:
     return signal.Signals(code - 128).name
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES_HELP)
 def dev(port: Annotated[int, typer.Option(help="Port of the Dagster UI.")] = 3000) -> None:
     """Open the Dagster UI on this project (DAGSTER_HOME defaults to .hub/dagster_home)."""
     import os

@@ -102,7 +102,7 @@ def describe(kinds: Iterable[str], message: str, where: dict[str, str]) -> Probl
         if kind in _DATABASE_KINDS:
             return database_problem(kind, message, where.get("database", "(the configured database URL)"))
         if kind == "SchemaNotReadyError":
-            return Problem(f"database not ready: {message} (run `hub db upgrade`)", DATABASE)
+            return Problem(message, DATABASE)
         if kind == "ConfigError":
             return Problem(message, USAGE)
     return None
@@ -137,6 +137,9 @@ def _system_problem(cls: type, message: str, where: dict[str, str]) -> Problem:
             check = f"check what the {system} refused (hub --verbose shows the reply)"
     return Problem(f"{system} at {url}: {what}\n{check}", SYSTEM)
 
+
+# The databases the hub's store runs on, with the URL prefix of each.
+BACKENDS = {"postgresql": "postgresql+psycopg2://", "sqlite": "sqlite:///"}
 
 _DATABASE_KINDS = {"OperationalError", "ArgumentError", "NoSuchModuleError", "InterfaceError", "ProgrammingError"}
 
@@ -210,8 +213,19 @@ def _configured_targets() -> dict[str, str]:
 @contextmanager
 def database_errors(url: str) -> Iterator[None]:
     """Name `url` (not the settings' URL) when the database behind it fails."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise database_problem("ArgumentError", str(exc), url) from exc
+    if backend not in BACKENDS:
+        raise Problem(
+            f"database (driver) at {safe_url(url)}: {backend!r} is not a database the hub stores to\n"
+            f"check the URL's prefix: {' or '.join(BACKENDS.values())}",
+            DATABASE,
+        )
     try:
         yield
     except (SQLAlchemyError, ImportError) as exc:

@@ -10,10 +10,11 @@ from typing import Annotated
 import typer
 
 from hub.cli import app, console
+from hub.cli.errors import EXIT_CODES_HELP
 from hub.synthetic_plant import DEFAULT_ANCHOR, MANIFEST_FILE, MAX_SITES, generate_plant
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES_HELP)
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder to write: absent, empty, or an earlier generated plant.")],
     sites: Annotated[

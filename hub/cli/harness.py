@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from hub.cli import REPO_FIXTURES, app, console
+from hub.cli.errors import EXIT_CODES_HELP
 
 PROGRESS_EVERY = 50
 
@@ -18,7 +19,7 @@ def _failures(verdicts) -> str:
     return "; ".join(f"{v.invariant}: {', '.join(v.problems[:3])}" for v in verdicts if not v.held)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES_HELP)
 def crashtest(
     kills: Annotated[int, typer.Option("--kills", min=1, help="How many kill points to draw.")] = 4,
     seed: Annotated[int, typer.Option("--seed", help="Draws the kill points; the same seed, the same points.")] = 1,
@@ -55,7 +56,7 @@ def crashtest(
     console.print(f"{len(outcomes)} kill points, {killed} killed mid-run, all invariants held")
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES_HELP)
 def chaos(
     runs: Annotated[int, typer.Option("--runs", min=1, help="How many fault schedules to run.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Draws the fault schedules; the same seed, the same schedules.")] = 1,
