@@ -328,7 +328,7 @@ def test_hub_sync_names_a_configured_site_nobody_knows_and_exits_non_zero(fresh_
         [str(Path(sys.executable).with_name("hub")), "sync"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "site HZ2 is unknown to the PTW and the EAM (check HUB_SITES)" in done.stdout
+    assert "hub: site HZ2 is unknown to the PTW and the EAM (check HUB_SITES)" in done.stderr
     assert "site HZ02 is not configured (HUB_SITES)" in done.stdout
     assert ptw_holds(fresh_mocks)["PTW-HZ-2026-0001"] == ["SITE_NOT_CONFIGURED"]
 

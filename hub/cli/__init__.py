@@ -242,14 +242,10 @@ def sync(
             code = _interrupted_exit_code()
             console.print(f"[red]Sync stopped by {_signal_name(code)}[/] before any site's run started")
             raise typer.Exit(code) from None
-    not_synced = _not_synced(outcome)
-    if not outcome.success and problem is None:
-        problem = Problem(_not_run_text(outcome) or "; ".join(outcome.unknown_sites) or "no site was synced", FAILED)
-    if problem is not None:
-        problem = Problem(f"sync failed for {', '.join(not_synced) or 'the plant'}: {problem.message}", FAILED)
+    problem = _sync_problem(outcome, problem)
     if as_json:
         emit_json(_sync_json(outcome, counts, problem))
-    else:
+    elif not _not_synced(outcome):
         _print_sync(outcome, counts)
     if problem is not None:
         if ctx.find_root().params.get("verbose") and trace:
@@ -297,8 +293,18 @@ def _not_synced(outcome) -> list[str]:
     return [run.site for run in [*outcome.runs, *other] if not run.success]
 
 
-def _not_run_text(outcome) -> str:
-    return "; ".join(f"{run.site} not run: {run.message}" for run in outcome.runs if run.run_id is None and run.message)
+def _sync_problem(outcome, from_runs: Problem | None) -> Problem | None:
+    """What `hub sync` failed of, in one or two lines: the first failed step's cause, a site
+    not run and why, or sites nobody knows (the runs then succeeded and are printed too)."""
+    not_synced = _not_synced(outcome)
+    if from_runs is not None:
+        return Problem(f"sync failed for {', '.join(not_synced)}: {from_runs.message}", FAILED)
+    not_run = [f"{run.site}: not run: {run.message}" for run in outcome.runs if run.run_id is None]
+    if not_run:
+        return Problem(f"sync failed for {'; '.join(not_run)}", FAILED)
+    if not outcome.success:
+        return Problem("; ".join(outcome.unknown_sites) or f"sync failed for {', '.join(not_synced)}", FAILED)
+    return None
 
 
 def _run_json(job: str, run) -> dict:
@@ -322,12 +328,13 @@ def _sync_json(outcome, counts: dict[str, int], problem: Problem | None) -> dict
 
 
 def _print_sync(outcome, counts: dict[str, int]) -> None:
-    """On success: one line for the runs, one for the counts, then whatever is outside the gate."""
-    if not outcome.success:
-        return  # the error says it, in one or two lines
-    runs = [*outcome.runs, *([outcome.other_sites] if outcome.other_sites else [])]
-    took = ", ".join(f"{run.site} {run.duration_s:.1f} s" if run.duration_s is not None else run.site for run in runs)
-    console.print(f"synced: {took}", highlight=False)
+    """When every run succeeded: a line per run (its id for the Dagster UI), the counts, then
+    whatever is outside the gate. A failed run is told by the error alone, in one or two lines."""
+    for run in outcome.runs:
+        console.print(f"full_sync {run.site}: run {run.run_id} succeeded in {run.duration_s:.1f} s", highlight=False)
+    if outcome.other_sites is not None:
+        run = outcome.other_sites
+        console.print(f"other_sites_sync: run {run.run_id} succeeded in {run.duration_s:.1f} s", highlight=False)
     counted = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in counts.items())
     console.print(counted, highlight=False, soft_wrap=True)
     for problem in outcome.unconfigured_sites:
