@@ -45,7 +45,10 @@ class LiveGate:
     suspend active work a block lands on; on exit both processes are stopped with SIGTERM.
     """
 
-    def __init__(self, env: dict[str, str], folder: Path, ptw_url: str, requests_per_second: float = 500.0):
+    def __init__(
+        self, env: dict[str, str], folder: Path, ptw_url: str, requests_per_second: float = 500.0, workers: int = 1
+    ):
+        self.workers = workers
         self.token = secrets.token_urlsafe(24)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api/v1/gate-checks"
@@ -60,7 +63,7 @@ class LiveGate:
 
     def __enter__(self) -> LiveGate:
         try:
-            self._start("service", [str(Path(sys.executable).with_name("hub")), "serve", "--port", str(self.port)])
+            self._start("service", [str(Path(sys.executable).with_name("hub")), "serve", "--port", str(self.port), "--workers", str(self.workers)])
             self._await_service()
             self._start("daemon", [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(WORKSPACE)])
             with httpx.Client(timeout=10) as admin:

@@ -13,7 +13,7 @@ import json
 from datetime import datetime, timezone
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
-from dagster._core.storage.tags import PARTITION_NAME_TAG
+from dagster._core.storage.tags import MAX_RETRIES_TAG, PARTITION_NAME_TAG, RETRY_STRATEGY_TAG
 
 from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
@@ -21,6 +21,8 @@ from hub.mappings.engine import load_mapping
 from hub.resources import EamResource, HubStoreResource, PtwResource, SitesResource
 from hub.steps.changes import look
 
+#: How often the daemon tries a failed re-gate run again (Dagster's run retries, on in hub's Dagster homes).
+RUN_RETRIES = 3
 #: When the sensor saw the changes a re-gate run was started for (how late a hold is, is measured from it).
 SEEN_AT_TAG = "hub/changes_seen_at"
 
@@ -56,7 +58,13 @@ def regate_sensor(job, interval_s: int):
                     RunRequest(
                         run_key=changes.run_key,
                         run_config=changes.run_config(),
-                        tags={PARTITION_NAME_TAG: site, SEEN_AT_TAG: changes.seen_at},
+                        # The cursor has moved past these changes: a failed run is tried again, whole.
+                        tags={
+                            PARTITION_NAME_TAG: site,
+                            SEEN_AT_TAG: changes.seen_at,
+                            MAX_RETRIES_TAG: str(RUN_RETRIES),
+                            RETRY_STRATEGY_TAG: "ALL_STEPS",
+                        },
                     )
                 )
                 context.log.info(f"{site}: permits changed: {len(changes.permits)}, devices changed: {len(changes.devices)}")

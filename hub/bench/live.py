@@ -60,6 +60,7 @@ class LiveOptions:
     stream_s: float = 120.0
     events_per_s: float = 1.0
     settle_s: float = 40.0  # after the stream: time for the last changes to reach the PTW
+    workers: int = 2  # gate-check server processes
     pg_url: str = DEFAULT_PG_URL
 
 
@@ -449,7 +450,7 @@ def run_live_bench(options: LiveOptions, progress: Callable[[str], None] = print
             progress("full sync (the store a live hub starts from)")
             full = run_child(["hub", "--executor", "in_process"], env, folder, "hub_full")
             report.run["full_sync_s"] = round(full.wall_s, 1)
-            with LiveGate(env, folder, mocks.urls["ptw"], requests_per_second=options.rate * 2) as live:
+            with LiveGate(env, folder, mocks.urls["ptw"], requests_per_second=options.rate * 2, workers=options.workers) as live:
                 permits = _gated_records(plant, sites, options.seed)
                 progress(f"gate-check service: {options.rate:g} requests/s for {options.load_s:g} s")
                 report.service = measure_service(live, permits, options)

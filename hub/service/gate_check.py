@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.logic.clearance import DeviceProfile, iso
 from hub.logic.gate import decide, decision_fingerprint, invalid_permit_decisions, is_gated, with_reasons
-from hub.logic.rules import GateRules, load_gate_rules
+from hub.logic.rules import RULES_DIR, GateRules, load_gate_rules
 from hub.mappings.engine import MappingAbort, load_mapping
 from hub.model import GateDecision, Permit, Reason
 from hub.resources import EamResource, HubStoreResource, PtwResource, resources_from_settings
@@ -44,6 +47,11 @@ NOT_GATED = "not_gated"
 #: Errors of an EAM request: it did not answer, or not usably (as the EAM pull asset counts them).
 EAM_ERRORS = (TransientError, VendorRejected, SoapFault, ValueError)
 
+
+#: Answers are reported to Dagster about this often, a permit's answers in that time as one event.
+REPORT_EVERY_S = 1.0
+#: Answers waiting to be reported; beyond this, an answer is reported while its caller waits.
+REPORT_BACKLOG = 10_000
 
 #: The permit ID of a record whose ticket number could not be read.
 UNREADABLE = "(unreadable)"
@@ -129,6 +137,10 @@ class GateCheckService:
         self.eam_mapping = load_mapping(self.eam.mapping)
         self._instance_lock = threading.Lock()
         self._instance: Any = None
+        self._rules: tuple[tuple[float, int], GateRules] | None = None
+        self._reports: queue.Queue[GateAnswer] = queue.Queue(maxsize=REPORT_BACKLOG)
+        self._reporter = threading.Thread(target=self._report_loop, name="dagster-reports", daemon=True)
+        self._reporter.start()
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -136,8 +148,13 @@ class GateCheckService:
         return HubStoreResource(database_url=self.settings.database_url).store()
 
     def rules(self) -> GateRules:
-        path = self.settings.gate_rules_file
-        return load_gate_rules(str(path) if path else None)
+        """The gate rules, read again whenever the file changes (its mtime and size), else cached."""
+        path = Path(self.settings.gate_rules_file or RULES_DIR / "gate.yaml")
+        stat = path.stat()
+        stamp = (stat.st_mtime, stat.st_size)
+        if self._rules is None or self._rules[0] != stamp:
+            self._rules = (stamp, load_gate_rules(path))
+        return self._rules[1]
 
     def read_permit(self, ticket_no: str) -> dict[str, Any]:
         """The PTW's own record of the permit (its holds left out)."""
@@ -308,6 +325,43 @@ class GateCheckService:
             return self._instance
 
     def report(self, answer: GateAnswer) -> None:
+        """Hand the answer to the reporter thread: the caller does not wait for Dagster's storage.
+        A full backlog reports the answer here instead, so none is dropped."""
+        try:
+            self._reports.put_nowait(answer)
+        except queue.Full:
+            self._report_now([answer])
+
+    def _report_loop(self) -> None:
+        """Report what is waiting, about once a second: a permit asked about many times in that
+        second is reported once, with its latest answer and how many answers it stands for."""
+        while True:
+            batch = [self._reports.get()]
+            time.sleep(REPORT_EVERY_S)
+            while True:
+                try:
+                    batch.append(self._reports.get_nowait())
+                except queue.Empty:
+                    break
+            self._report_now(batch)
+            for _ in batch:
+                self._reports.task_done()
+
+    def _report_now(self, answers: list[GateAnswer]) -> None:
+        latest: dict[str, tuple[GateAnswer, int]] = {}
+        for answer in answers:
+            seen = latest.get(answer.permit_id, (answer, 0))[1]
+            latest[answer.permit_id] = (answer, seen + 1)
+        for answer, count in latest.values():
+            self._materialize(answer, count)
+
+    def flush_reports(self, timeout_s: float = 10.0) -> None:
+        """Wait until the answers handed to the reporter so far are reported (tests, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while self._reports.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _materialize(self, answer: GateAnswer, answers: int) -> None:
         """The answer as a runless materialization of the gate asset; failing to report is logged only."""
         try:
             instance = self.dagster_instance()
@@ -330,6 +384,7 @@ class GateCheckService:
                         "eam_refreshed": ", ".join(answer.eam_refreshed) or "none",
                         "eam_error": answer.eam_error or "none",
                         "hold_error": answer.hold_error or "none",
+                        "answers_in_this_report": answers,
                     },
                 )
             )
