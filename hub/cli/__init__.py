@@ -299,7 +299,11 @@ def _sync_problem(outcome, from_runs: Problem | None) -> Problem | None:
     not_synced = _not_synced(outcome)
     if from_runs is not None:
         return Problem(f"sync failed for {', '.join(not_synced)}: {from_runs.message}", FAILED)
-    not_run = [f"{run.site}: not run: {run.message}" for run in outcome.runs if run.run_id is None]
+    not_run = [
+        f"{run.site}: not run: {run.message or 'its process ended before the run was made'}"
+        for run in outcome.runs
+        if run.run_id is None
+    ]
     if not_run:
         return Problem(f"sync failed for {'; '.join(not_run)}", FAILED)
     if not outcome.success:

@@ -91,8 +91,8 @@ def _connector_classes() -> dict[str, type]:
 
 
 def describe(kinds: Iterable[str], message: str, where: dict[str, str]) -> Problem | None:
-    """The Problem for a failure of one of the class names `kinds` (innermost cause first)
-    with `message`, or None when it is none the hub knows. `where`: `targets(...)`."""
+    """The Problem for a failure named by `kinds` (its class and base class names) with
+    `message`, or None when it is none the hub knows. `where`: `targets(...)`."""
     kinds = list(kinds)
     message = scrub(message)
     connectors = _connector_classes()
@@ -185,10 +185,13 @@ def problem_of(exc: BaseException, where: dict[str, str] | None = None) -> Probl
     """The Problem for an exception raised in a command, or None when the hub does not know it."""
     if isinstance(exc, Problem):
         return exc
-    for link in _chain(exc):
+    chain = _chain(exc)
+    for link in chain:
         if type(link).__name__ == "ValidationError":
             return Problem(f"hub settings invalid: {_validation_text(link)}", USAGE)
-        found = describe([cls.__name__ for cls in type(link).__mro__], str(link), where or _configured_targets())
+    where = where if where is not None else _configured_targets()
+    for link in chain:
+        found = describe([cls.__name__ for cls in type(link).__mro__], str(link), where)
         if found is not None:
             return found
     return None
@@ -256,7 +259,8 @@ def run_problem(instance, run_ids: Iterable[str], where: dict[str, str]) -> tupl
             found = next(
                 (p for info, text in zip(chain, messages) if (p := describe([info.cls_name or ""], text, where))), None
             )
-            first = first or found or Problem(f"step {entry.step_key} failed: {scrub(messages[0].splitlines()[0])}", FAILED)
+            headline = messages[0].partition("\n")[0]
+            first = first or found or Problem(f"step {entry.step_key} failed: {scrub(headline)}", FAILED)
     return first, "\n".join(texts)
 
 
