@@ -7,16 +7,15 @@ from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 
-#: A new Dagster home's config: telemetry off; runs the sensors ask for dequeued every second
-#: (Dagster's default is every 5 s; a re-gate run is awaited by people at height); a failed run
-#: retried by the daemon where its job asks for it (a re-gate run must not lose its change).
+#: A new Dagster home's config: telemetry off; runs the sensors ask for launched at once, not
+#: queued for the next dequeue (a re-gate run is awaited by people at height, and the sensor
+#: keeps to one run per site in flight itself); a failed run retried by the daemon where its
+#: job asks for it (a re-gate run must not lose its change).
 DAGSTER_YAML = """telemetry:
   enabled: false
 run_coordinator:
   module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    dequeue_interval_seconds: 1
+  class: DefaultRunCoordinator
 run_retries:
   enabled: true
   max_retries: 0

@@ -3,8 +3,9 @@ site that changed, so a work order opened on equipment reaches the gate within a
 
 The sensor only looks (one PTW page and the EAM's change feed per site); the run pulls,
 recomputes clearance and gates only the permits and devices that changed, through the same
-steps as the full sync, and writes only the holds that changed. One run per site and tick at
-most: a burst of changes is one run.
+steps as the full sync, and writes only the holds that changed. One run per site in flight at
+most: a site whose run is still queued or running is looked at again once it is done, so a
+burst of changes is one run, not one per tick.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, sensor
+from dagster import DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, sensor
 from dagster._core.storage.tags import MAX_RETRIES_TAG, PARTITION_NAME_TAG, RETRY_STRATEGY_TAG
 
 from hub.connectors.eam import SoapFault
@@ -25,6 +26,15 @@ from hub.steps.changes import look
 RUN_RETRIES = 3
 #: When the sensor saw the changes a re-gate run was started for (how late a hold is, is measured from it).
 SEEN_AT_TAG = "hub/changes_seen_at"
+
+
+IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def sites_in_flight(instance, job_name: str) -> set[str]:
+    """Sites with a run of the job queued or running."""
+    records = instance.get_run_records(RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=100)
+    return {r.dagster_run.tags.get(PARTITION_NAME_TAG) for r in records}
 
 
 def regate_sensor(job, interval_s: int):
@@ -42,7 +52,12 @@ def regate_sensor(job, interval_s: int):
         now = datetime.now(timezone.utc)
         hub_store = store.store()
         requests = []
+        busy = sites_in_flight(context.instance, job.name)
         for site in sites.configured:
+            if site in busy:
+                # Its run has not stored what it was started for: look again once it has, from
+                # the same cursor, so a burst of changes becomes the next run rather than many.
+                continue
             try:
                 changes = look(
                     hub_store, ptw.client(), load_mapping(ptw.mapping), eam.client(), load_mapping(eam.mapping),
