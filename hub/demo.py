@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +67,23 @@ def _metadata(instance: DagsterInstance, run_ids: list[str], asset: str, key: st
     return total
 
 
-def run_demo(fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "standard") -> DemoReport:
+def demo_settings(systems, database_url: str, flavor: str) -> HubSettings:
+    """The hub's settings for the mock plant `systems`, reaching the EAM and MES by `flavor`."""
+    (eam_system, eam_mapping), (mes_system, mes_mapping) = FLAVORS[flavor]["eam"], FLAVORS[flavor]["mes"]
+    return HubSettings(
+        database_url=database_url,
+        ptw=SystemEndpoint(url=systems.urls["ptw"]),
+        eam=SystemEndpoint(url=systems.urls[eam_system], mapping=eam_mapping),
+        mes=SystemEndpoint(url=systems.urls[mes_system], mapping=mes_mapping),
+        erp=SystemEndpoint(url=systems.urls["erp"]),
+        eam_wsdl=str(EAM_WSDL),
+    )
+
+
+def run_demo(
+    fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "standard", live: Callable | None = None
+) -> DemoReport:
+    """The demo; `live(systems, settings)` is called after the sync, while the mocks still run."""
     workdir = workdir.resolve()
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
@@ -74,16 +91,9 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "
     ensure_dagster_home(workdir / "dagster_home")
     database_url = os.environ.get("HUB_DATABASE_URL", f"sqlite:///{workdir / 'hub.db'}")
 
-    (eam_system, eam_mapping), (mes_system, mes_mapping) = FLAVORS[flavor]["eam"], FLAVORS[flavor]["mes"]
+    eam_system, mes_system = FLAVORS[flavor]["eam"][0], FLAVORS[flavor]["mes"][0]
     with start_systems(fixtures, state_dir=workdir / "mock_state") as systems:
-        settings = HubSettings(
-            database_url=database_url,
-            ptw=SystemEndpoint(url=systems.urls["ptw"]),
-            eam=SystemEndpoint(url=systems.urls[eam_system], mapping=eam_mapping),
-            mes=SystemEndpoint(url=systems.urls[mes_system], mapping=mes_mapping),
-            erp=SystemEndpoint(url=systems.urls["erp"]),
-            eam_wsdl=str(EAM_WSDL),
-        )
+        settings = demo_settings(systems, database_url, flavor)
         with DagsterInstance.get() as instance:
             result = run_full_sync(settings, instance)
             permits_synced = _metadata(instance, result.run_ids, "permits", "row_count")
@@ -92,6 +102,8 @@ def run_demo(fixtures: Path, workdir: Path, fresh: bool = False, flavor: str = "
         mes_requests = _requests(systems.base_urls[mes_system])
         holds = _requests(systems.base_urls["ptw"], "/api/v1/permits/", "PUT")
         erp_posts = _requests(systems.base_urls["erp"], "/api/v1/journal-entries", "POST")
+        if live is not None:
+            live(systems, settings)
 
     store = HubStore(database_url)
     decisions = store.latest_gate_decisions()

@@ -33,6 +33,16 @@ def closed_breakers():
     close_all_breakers()
 
 
+@pytest.fixture(autouse=True)
+def own_environment():
+    """Binding a secret by name puts it into this process's environment: each test gets the
+    environment back as it found it, so no test's settings leak into the next."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def mock_systems():
     """The mock systems (both flavors) on free loopback ports, serving `fixtures/`, for the whole session."""

@@ -5,11 +5,14 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import pytest
 from conftest import materialize_sites
 from dagster import DagsterInstance, build_sensor_context
 
 from hub.definitions import ASSETS, CHECKS, build_definitions
+from hub.mappings.engine import load_mapping
 from hub.resources import resources_from_settings
+from hub.settings import SystemEndpoint
 
 PLANT = timezone(timedelta(hours=8))
 
@@ -105,3 +108,31 @@ def test_a_tick_that_cannot_reach_the_eam_keeps_its_cursor(fresh_mocks, sqlite_u
         result = tick(build_definitions(dead), dead, instance, first.cursor)
     assert result.run_requests == []
     assert json.loads(result.cursor) == json.loads(first.cursor)
+
+
+@pytest.mark.parametrize("flavor", [("eam", "eam"), ("eam_oslc", "eam-maximo-oslc")])
+def test_the_site_change_feed_in_both_flavors_serves_only_what_changed(fresh_mocks, sqlite_url, make_settings, flavor):
+    """The `changes` operation of each EAM flavor file, against its mock face: since a moment,
+    the site's changed assets and work orders and nothing else, never another site's."""
+    system, mapping_name = flavor
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    settings = settings.model_copy(update={"eam": SystemEndpoint(url=fresh_mocks.urls[system], mapping=mapping_name)})
+    eam = fresh_mocks.base_urls["eam"]  # the SOAP face's admin surface changes both faces
+    since = (datetime.now(PLANT) - timedelta(seconds=5)).replace(microsecond=0)
+    changed = httpx.patch(f"{eam}/_admin/assets/NJ01/NJ-P-101", json={"status": "NOT READY"}, timeout=10)
+    assert changed.status_code == 200, changed.text
+    closed = httpx.patch(f"{eam}/_admin/workorders/NJ01/WO-1058", json={"status": "COMP", "status_maxvalue": "COMP"}, timeout=10)
+    assert closed.status_code == 200, closed.text
+    resource = resources_from_settings(settings)["eam"].process_config_and_initialize()
+    mapping = load_mapping(resource.mapping)
+    feed = {"equipment": [], "maintenance_record": []}
+    with resource.client() as client:
+        for page in client.pages("changes", site="NJ01", changed_since=since.isoformat()):
+            for kind in feed:
+                feed[kind] += mapping.inbound(kind, page.get(kind, [])).records
+    assert [(e.site, e.device_id, e.status) for e in feed["equipment"]] == [("NJ01", "NJ-P-101", "not_ready")]
+    assert [(r.site, r.record_id, r.status) for r in feed["maintenance_record"]] == [("NJ01", "WO-1058", "completed")]
+    # Another site's feed over the same moment is empty.
+    with resource.client() as client:
+        other = [page for page in client.pages("changes", site="HZ02", changed_since=since.isoformat())]
+    assert not any(page.get("equipment") or page.get("maintenance_record") for page in other)

@@ -83,24 +83,55 @@ def demo(
         typer.Option(help="standard: EAM over SOAP, MES over B2MML REST; alternate: EAM over Maximo OSLC, MES over SAP OData."),
     ] = Flavor.standard,
     as_json: JsonOption = False,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Then start the gate-check service and the Dagster daemon, approve a permit, open a work "
+            "order on its equipment and print when the hub suspended the work.",
+        ),
+    ] = False,
 ) -> None:
     """Start the mock systems, materialize every asset once and print what happened."""
     from hub.demo import run_demo
+    from hub.demo_live import LiveDemo, live_scenario
     from hub.sync import stop_on_signals
 
+    live_report = LiveDemo()
+    scenario = live_scenario(live_report, workdir.resolve(), lambda m: console.print(f"[dim]{m}[/]")) if live else None
     with stop_on_signals():
         try:
-            report = run_demo(fixtures, workdir, fresh=fresh, flavor=flavor.value)
+            report = run_demo(fixtures, workdir, fresh=fresh, flavor=flavor.value, live=scenario)
         except KeyboardInterrupt:
             raise typer.Exit(_interrupted_exit_code()) from None
     if as_json:
-        emit_json(asdict(report))
+        emit_json({**asdict(report), **({"live": asdict(live_report)} if live else {})})
     else:
         _print_demo(report)
+        if live:
+            _print_live_demo(live_report)
     if not report.success:
         if not as_json:
             console.print("[red]The sync run failed; see the Dagster run log.[/]")
         raise typer.Exit(FAILED)
+    if live and not live_report.suspended:
+        raise typer.Exit(FAILED)
+
+
+def _print_live_demo(report) -> None:
+    table = Table(title=f"Live gate: permit {report.ticket}")
+    table.add_column("when (UTC)")
+    table.add_column("what")
+    for what, at in report.steps:
+        table.add_row(at, what)
+    console.print(table)
+    if report.suspended:
+        console.print(
+            f"[bold]Suspended by the hub {report.latency_s} s after the work order was opened[/] "
+            f"(hold reasons: {', '.join(report.reasons)})"
+        )
+    else:
+        console.print(f"[red]{report.problem}[/]")
 
 
 def _print_demo(report) -> None:
