@@ -15,6 +15,8 @@ sequence of strings, e.g. "5100000001", "5100000002".
 
 from __future__ import annotations
 
+import bisect
+
 import copy
 import json
 from datetime import date, datetime, timedelta, timezone
@@ -264,16 +266,23 @@ class ErpSystem(MockSystem):
                     page, size = ledger_window(params)
                 except Malformed as exc:
                     return error(400, str(exc))
-                return JSONResponse(self.ledger_page(page, size, params.get("CompanyCode")))
+                first = params.get("AccountingDocumentFrom")
+                if first is not None and not first.strip().isdigit():
+                    return error(400, f"AccountingDocumentFrom must be a document number, got {first!r}")
+                return JSONResponse(self.ledger_page(page, size, params.get("CompanyCode"), int(first) if first else None))
             reference = params.get("DocumentReferenceID")
             if not reference:
                 return error(400, "DocumentReferenceID, or page for the ledger listing, is required")
             results = [_document(d) for d in self._documents if d["DocumentReferenceID"] == reference]
             return JSONResponse({"results": results})
 
-    def ledger_page(self, page: int, size: int, company: str | None = None) -> dict:
-        """Posted documents in posting order (of one company code, if given), one page of them."""
+    def ledger_page(self, page: int, size: int, company: str | None = None, first: int | None = None) -> dict:
+        """Posted documents in posting order (of one company code, and numbered from `first` on,
+        if given), one page of them."""
         documents = self._documents if company is None else self._by_company.get(company, [])
+        if first is not None:
+            # Numbers only grow, in posting order: the documents from `first` on are a tail.
+            documents = documents[bisect.bisect_left([int(d["AccountingDocument"]) for d in documents], first) :]
         start = (page - 1) * size
         return {
             "results": [_document(d) for d in documents[start : start + size]],

@@ -685,6 +685,41 @@ def test_ledger_check_passes_when_clean_and_names_every_mismatch(
         assert len(metadata["entry_keys"].split(", ")) == 43
 
 
+def test_a_sync_reconciles_only_new_documents_yet_sees_a_second_booking(
+    fresh_mocks: Any, sqlite_url: str, make_settings: Any
+) -> None:
+    """The full-sync job's ledger check reads the documents numbered since its last clean pass;
+    an entry of the hub booked again by hand after that is still `posted_twice`; any other run
+    reads the whole ledger."""
+    from hub.definitions import build_definitions
+
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    job = build_definitions(settings).resolve_job_def("full_sync")
+
+    def ledger_check(site: str) -> dict:
+        result = job.execute_in_process(instance=instance, partition_key=site, raise_on_error=False)
+        [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "erp_ledger_reconciled"]
+        return {"passed": evaluation.passed, **{k: v.value for k, v in evaluation.metadata.items()}}
+
+    with DagsterInstance.ephemeral() as instance:
+        first = ledger_check("NJ01")
+        assert first["passed"] and first["pass"] == "full" and first["erp_documents"] > 0
+        quiet = ledger_check("NJ01")
+        assert quiet["passed"] and quiet["pass"].startswith("documents from ") and quiet["erp_documents"] == 0
+
+        row = next(r for r in HubStore(sqlite_url).load_outbox(site="NJ01") if r["status"] == "posted")
+        twin = journal_entry(row["entry_key"])
+        twin["JournalEntry"].update(CompanyCode="NJ01", CostCenter=row["payload"]["cost_center"])
+        list(erp_client(fresh_mocks.urls["erp"]).post_entries([(str(uuid.uuid4()), twin)]))
+        caught = ledger_check("NJ01")
+        assert not caught["passed"] and caught["posted_twice"] == 1 and caught["entry_keys"] == row["entry_key"]
+        assert caught["erp_documents"] == 2  # the new document, and the first booking fetched by reference
+        # Not clean: the next sync looks at the same window again.
+        assert ledger_check("NJ01")["pass"] == caught["pass"]
+        whole = check_evaluation(run_all(settings, instance, AssetSelection.checks(erp_ledger_reconciled)), "erp_ledger_reconciled")
+        assert not whole[0] and set(whole[1]["pass"].split(", ")) == {"full"} and whole[1]["posted_twice"] == 1
+
+
 def test_erp_5xx_after_commit_is_surfaced_by_the_check_then_settled(
     fresh_mocks: Any, sqlite_url: str, make_settings: Any
 ) -> None:

@@ -17,13 +17,15 @@ from hub.assets.common import preview
 from hub.assets.sites import site_of, site_partitions
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
-from hub.logic.ledger import OutboxEntry, reconcile
 from hub.mappings.engine import load_mapping
-from hub.model import SafetyCostEntry
 from hub.resources import ErpResource, HubStoreResource
+from hub.steps.ledger import reconcile_site
 from hub.store.locks import SiteBusy, site_lock
 from hub.store.repository import AuditBatch, OutboxRow, QuarantineItem
 
+#: The job whose ledger check is incremental; every other run (the health-check schedule, a
+#: launch from the UI) checks the whole ledger.
+INCREMENTAL_JOB = "full_sync"
 # How long the step waits for another run that is posting the same site's entries.
 POSTING_LOCK_WAIT_S = 5.0
 
@@ -176,44 +178,23 @@ def erp_entries_confirmed(context: AssetCheckExecutionContext, store: HubStoreRe
 
 @asset_check(
     asset="erp_postings",
-    description="The ERP's ledger holds exactly what the hub recorded as posted: each entry once, as the hub booked it.",
+    description="The ERP's ledger holds exactly what the hub recorded as posted: each entry once, as the hub booked it. "
+    "A sync checks the documents numbered since its last clean pass; the health checks check the whole ledger.",
     partitions_def=site_partitions,
 )
 def erp_ledger_reconciled(
     context: AssetCheckExecutionContext, store: HubStoreResource, erp: ErpResource
 ) -> AssetCheckResult:
     site = site_of(context)
-    hub_store = store.store()
-    rows = hub_store.load_outbox(site=site)
-    client = erp.client()
     try:
-        with client:
-            # The site's company only: listing the whole group's ledger once per site would grow
-            # with the number of sites. Its own entries booked elsewhere show up as missing here,
-            # and as booked under another company in that company's site check.
-            documents = client.list_documents(company=site)
+        check = reconcile_site(store.store(), erp.client(), site, full=context.run.job_name != INCREMENTAL_JOB)
     except (TransientError, VendorRejected) as exc:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={"erp_error": str(exc)})
-    outbox = [
-        OutboxEntry(
-            entry_key=r["entry_key"],
-            message_uuid=r["message_uuid"],
-            posted_as=r["accounting_document"] if r["status"] == "posted" else None,
-            entry=SafetyCostEntry.model_validate(r["payload"]),
-        )
-        for r in rows
-    ]
-    found = reconcile(outbox, documents)
-    own = {r["entry_key"] for r in rows}
-    elsewhere = {
-        key: owner
-        for key, owner in hub_store.outbox_sites_of({d.reference for d in documents} - own).items()
-        if owner != site
-    }
+    found = check.found
     mismatches = [
         *(
             {"kind": "booked_under_another_company", "entry_key": k, "detail": f"an entry of site {owner} booked under {site}"}
-            for k, owner in sorted(elsewhere.items())
+            for k, owner in sorted(check.elsewhere.items())
         ),
         *({"kind": "missing_in_erp", "entry_key": k, "detail": ""} for k in found.missing_in_erp),
         *({"kind": "not_recorded_in_hub", "entry_key": k, "detail": ""} for k in found.not_recorded_in_hub),
@@ -225,16 +206,17 @@ def erp_ledger_reconciled(
     ]
     keys = list(dict.fromkeys(m["entry_key"] for m in mismatches))
     return AssetCheckResult(
-        passed=found.clean and not elsewhere,
+        passed=check.clean,
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "outbox_entries": len(rows),
-            "erp_documents": len(documents),
+            "pass": "full" if check.full else f"documents from {check.from_document}",
+            "outbox_entries": check.outbox_entries,
+            "erp_documents": len(check.documents),
             "missing_in_erp": len(found.missing_in_erp),
             "not_recorded_in_hub": len(found.not_recorded_in_hub),
             "posted_twice": len(found.posted_twice),
             "booked_differently": len(found.booked_differently),
-            "booked_under_another_company": len(elsewhere),
+            "booked_under_another_company": len(check.elsewhere),
             "entry_keys": ", ".join(keys[:50]) or "none",
             "mismatches": preview(mismatches, limit=50),
         },

@@ -113,14 +113,24 @@ class ErpClient:
     def find_by_reference(self, reference: str) -> list[dict[str, Any]]:
         return self.operations.fetch("find_by_reference", reference=reference).get("document", [])
 
-    def list_documents(self, company: str | None = None) -> list[LedgerDocument]:
-        """Every document in the ERP's ledger (of one company code, if given), page by page, each once.
+    def documents_of(self, reference: str) -> list[LedgerDocument]:
+        """The documents booked under one reference, as the ledger listing shows them."""
+        try:
+            return [_ledger_document(raw) for raw in self.find_by_reference(reference)]
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            raise TransientError(f"ERP documents of {reference} are not the documented shape: {exc!r}") from None
+
+    def list_documents(self, company: str | None = None, from_document: int | None = None) -> list[LedgerDocument]:
+        """Every document in the ERP's ledger (of one company code, if given; numbered from
+        `from_document` on, if given), page by page, each once.
 
         Documents are keyed by company, year and number, so a document seen on two pages
         (the ledger grew while it was listed) is not mistaken for a double booking.
         """
         documents: dict[tuple[str, str, str], LedgerDocument] = {}
-        values = {} if company is None else {"company": company}
+        values: dict[str, str] = {} if company is None else {"company": company}
+        if from_document is not None:
+            values["from_document"] = str(from_document)
         for number, page in enumerate(self.operations.pages("ledger", **values), start=1):
             try:
                 batch = [_ledger_document(raw) for raw in page.get("document", [])]
