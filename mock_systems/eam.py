@@ -15,6 +15,7 @@ changes-since queries see it; the OSLC face started with this one serves the sam
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import threading
@@ -185,6 +186,16 @@ class EamRecords:
         self._workorders: dict[tuple[str, str], list[dict]] = workorders
         # Assets carry no changedate of their own here; the change feed needs to know when each changed.
         self._asset_changed: dict[tuple[str, str], datetime] = {}
+        # The change feed of each site, (changedate, wonum) in order, and where each work order is:
+        # a feed query reads the tail since its cutoff, not every work order of the site.
+        self._asset_of: dict[tuple[str, str], tuple[str, str]] = {}
+        self._feed: dict[str, list[tuple[float, str]]] = {}
+        for key, records in workorders.items():
+            for workorder in records:
+                self._asset_of[(key[0], str(workorder.get("wonum", "")))] = key
+                self._feed.setdefault(key[0], []).append((_changed_at(workorder), str(workorder.get("wonum", ""))))
+        for entries in self._feed.values():
+            entries.sort()
 
     # -- changes (admin) --------------------------------------------------------------------
     def open_workorder(self, fields: dict) -> dict:
@@ -206,6 +217,8 @@ class EamRecords:
             workorder = {name: values[name] for name in xsd_sequence("WorkOrder") if values.get(name) is not None}
             records = sorted([*self._workorders.get(key, []), workorder], key=lambda wo: str(wo.get("wonum", "")))
             self._workorders[key] = records
+            self._asset_of[(key[0], str(workorder["wonum"]))] = key
+            bisect.insort(self._feed.setdefault(key[0], []), (_changed_at(workorder), str(workorder["wonum"])))
         return workorder
 
     def change_workorder(self, siteid: str, wonum: str, changes: dict) -> dict:
@@ -221,6 +234,7 @@ class EamRecords:
             records = list(self._workorders[key])
             records[index] = {name: changed[name] for name in xsd_sequence("WorkOrder") if changed.get(name) is not None}
             self._workorders[key] = records
+            bisect.insort(self._feed.setdefault(key[0], []), (_changed_at(records[index]), wonum))
         return records[index]
 
     def change_asset(self, siteid: str, assetnum: str, changes: dict) -> dict:
@@ -238,27 +252,25 @@ class EamRecords:
         return self._assets[key]
 
     def _find_workorder(self, siteid: str, wonum: str) -> tuple[tuple[str, str], int] | None:
-        for key, records in self._workorders.items():
-            if key[0] != siteid:
-                continue
-            for index, workorder in enumerate(records):
-                if str(workorder.get("wonum", "")) == wonum:
-                    return key, index
+        key = self._asset_of.get((siteid, wonum))
+        for index, workorder in enumerate(self._workorders.get(key, []) if key else []):
+            if str(workorder.get("wonum", "")) == wonum:
+                return key, index
         return None
 
     def _keys(self, query: AssetQuery) -> list[tuple[str, str]]:
-        """The requested assets that exist, in request order, site by site (the site's all, for its change feed)."""
-        if not query.assetnums:
-            return sorted(key for key in self._assets if key[0] == query.siteid)
+        """The requested assets that exist, in request order, site by site."""
         sites = sorted({site for site, _ in self._assets}) if query.siteid is None else [query.siteid]
         return [(site, num) for num in query.assetnums for site in sites if (site, num) in self._assets]
 
     def assets(self, query: AssetQuery) -> list[dict]:
         """The requested assets; on the site's change feed, those changed at or after the cutoff."""
-        keys = self._keys(query)
         if not query.assetnums:
             since = query.changedsince
-            keys = [key for key in keys if (at := self._asset_changed.get(key)) is not None and since is not None and at >= since]
+            changed = list(self._asset_changed.items())
+            keys = sorted(key for key, at in changed if key[0] == query.siteid and since is not None and at >= since)
+        else:
+            keys = self._keys(query)
         return [self._assets[key] for key in keys]
 
     def workorders(self, query: AssetQuery) -> list[dict]:
@@ -266,12 +278,34 @@ class EamRecords:
 
         With `changedsince`, only those changed at or after it.
         """
+        if not query.assetnums and query.changedsince is not None:
+            return self._changed_workorders(str(query.siteid), query.changedsince)
         return [
             workorder
             for key in self._keys(query)
             for workorder in self._workorders.get(key, [])
             if query.changedsince is None or _changed_since(workorder, query.changedsince)
         ]
+
+
+    def _changed_workorders(self, site: str, since: datetime) -> list[dict]:
+        """The site's work orders changed at or after `since`, from the tail of its feed."""
+        entries = list(self._feed.get(site, []))
+        wonums = dict.fromkeys(wonum for _, wonum in entries[bisect.bisect_left(entries, (since.timestamp(), "")) :])
+        found = [self._find_workorder(site, wonum) for wonum in wonums]
+        return [
+            workorder
+            for key, index in sorted(f for f in found if f is not None)
+            if _changed_since(workorder := self._workorders[key][index], since)
+        ]
+
+
+def _changed_at(workorder: dict) -> float:
+    """A work order's changedate as a timestamp; one that does not parse sorts last (it is always served)."""
+    try:
+        return parse_datetime(str(workorder.get("changedate", ""))).timestamp()
+    except ValueError:
+        return float("inf")
 
 
 def _asset_key(record: dict) -> tuple[str, str]:

@@ -60,28 +60,25 @@ def quarantined_permits(hub_store, site: str | None) -> list[dict]:
     be read counts for every site, so that each site's gate blocks it."""
     return [
         row
-        for row in hub_store.list_quarantine()
-        if row["system"] == "ptw"
-        and row["record_kind"] == "permit"
-        and row["source_key"]
+        for row in hub_store.list_quarantine(system="ptw", record_kinds=("permit",), with_payload=False)
+        if row["source_key"]
         and (not site or (row.get("partial") or {}).get("site", site) == site)
     ]
 
 
-def invalid_eam_records(hub_store, site: str) -> dict[str, list[str]]:
-    """Quarantined equipment and work orders of the site's devices: unreadable is not clear.
+def invalid_eam_records(hub_store, site: str, device_ids: Collection[str] | None = None) -> dict[str, list[str]]:
+    """Quarantined equipment and work orders of the site's devices (of `device_ids`, if given):
+    unreadable is not clear.
 
     A record whose site could not be read counts at every site, like an unreadable permit."""
     invalid: dict[str, list[str]] = defaultdict(list)
-    for row in hub_store.list_quarantine():
+    rows = hub_store.list_quarantine(
+        system="eam", record_kinds=("maintenance_record", "equipment"), device_ids=device_ids, with_payload=False
+    )
+    for row in rows:
         partial = row.get("partial") or {}
         device = partial.get("device_id")
-        if (
-            row["system"] == "eam"
-            and row["record_kind"] in ("maintenance_record", "equipment")
-            and device
-            and partial.get("site", site) == site
-        ):
+        if device and partial.get("site", site) == site:
             invalid[device].append(row["reason"])
     return invalid
 
@@ -107,7 +104,7 @@ def clearance_profiles(
         # Finished work without an isolation holds no hazard: its history is not read back.
         records=hub_store.load_maintenance_records(site, device_ids, unfinished_or_isolated=True),
         answered_at=hub_store.lookup_times(EAM_ANSWERED, device_ids, site=site),
-        invalid=invalid_eam_records(hub_store, site),
+        invalid=invalid_eam_records(hub_store, site, device_ids),
         suspect=suspect_devices(hub_store, site, device_ids),
     )
     return build_profiles(sorted(device_ids), eam, rules, now)

@@ -931,13 +931,33 @@ class HubStore:
                 added += len(conn.execute(stmt, list(chunk)).all())
         return added
 
-    def list_quarantine(self, include_resolved: bool = False) -> list[dict[str, Any]]:
+    def list_quarantine(
+        self,
+        include_resolved: bool = False,
+        *,
+        system: str | None = None,
+        record_kinds: Collection[str] | None = None,
+        device_ids: Collection[str] | None = None,
+        with_payload: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Quarantined records, oldest first: of one system and record kinds, and naming one of
+        `device_ids` in what could be read of them, if given. Without the payload, a gate that
+        only needs to know what is unreadable does not decode every bad record in full."""
         q = t.quarantine
-        stmt = select(q).order_by(q.c.id)
+        columns = [c for c in q.c if with_payload or c.name != "payload"]
+        stmt = select(*columns).order_by(q.c.id)
         if not include_resolved:
             stmt = stmt.where(q.c.resolved.is_(False))
+        if system is not None:
+            stmt = stmt.where(q.c.system == system)
+        if record_kinds is not None:
+            stmt = stmt.where(q.c.record_kind.in_(sorted(record_kinds)))
         with self._read() as conn:
-            return [dict(r._mapping) for r in conn.execute(stmt)]
+            if device_ids is None:
+                return [dict(r._mapping) for r in conn.execute(stmt)]
+            device = q.c.partial["device_id"].as_string()
+            rows = [dict(r._mapping) for chunk in _chunks(_unique(device_ids), IN_CHUNK) for r in conn.execute(stmt.where(device.in_(chunk)))]
+        return sorted(rows, key=lambda row: row["id"])
 
     def resolve_quarantine_for(self, system: str, record_kind: str, source_keys: Collection[str]) -> int:
         """Resolve open quarantine rows superseded by a record that has now mapped cleanly."""
