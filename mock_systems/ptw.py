@@ -486,7 +486,7 @@ class PtwSystem(MockSystem):
 
         @app.get("/api/v1/holds")
         async def list_holds(request: Request) -> JSONResponse:
-            """Every hold (of one source, if given), ordered by (ticketNo, source), page by page."""
+            """Every hold (of one source, and on permits of one site, if given), ordered by (ticketNo, source), page by page."""
             params = request.query_params
             page_size = _page_size(params.get("page_size"))
             if isinstance(page_size, JSONResponse):
@@ -496,10 +496,12 @@ class PtwSystem(MockSystem):
             except ValueError as exc:
                 return error(400, str(exc))
             source = params.get("source") or None
+            site = (params.get("siteCode") or "").strip().upper() or None
             rows = sorted(
                 (
                     ((ticket, held), hold)
                     for ticket, holds in self._holds.items()
+                    if site is None or _site_code(self._permits.get(ticket, {})) == site
                     for held, hold in holds.items()
                     if (source is None or held == source) and (after is None or (ticket, held) > after)
                 ),

@@ -158,6 +158,27 @@ def test_the_holds_listing_is_paged_and_filtered_by_source(mocks):
     assert bad.status_code == 400
 
 
+def test_a_site_reads_only_the_holds_on_its_own_permits(synced, mocks):
+    """A site's write-back reads the holds filed under that site, through the flavor file; the
+    other site's holds are not in its listing, and its own check still sees every hold it wrote."""
+    settings, instance = synced
+    ptw = resources_from_settings(settings)["ptw"]
+    with ptw.client() as client:
+        nj, hz = (read_ptw_holds(client, ptw.hold_source, site) for site in ("NJ01", "HZ02"))
+        every = read_ptw_holds(client, ptw.hold_source)
+    assert nj and hz and set(nj).isdisjoint(hz)
+    assert all(t.upper().startswith("PTW-NJ-") for t in nj) and all(t.upper().startswith("PTW-HZ-") for t in hz)
+    assert set(nj) | set(hz) <= set(every)
+    result = run_all(settings, instance, AssetSelection.checks(gate_decisions_written_back))
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    # A hold lifted at the PTW is still caught by the narrowed listing.
+    lifted = sorted(nj)[0]
+    httpx.delete(hold_url(mocks, lifted), timeout=10).raise_for_status()
+    result = run_all(settings, instance, AssetSelection.checks(gate_decisions_written_back))
+    [nj_check] = [e for e in result.get_asset_check_evaluations() if lifted in str(e.metadata["drifted_permit_ids"].value)]
+    assert not nj_check.passed
+
+
 def test_a_lower_case_ticket_is_held_under_exactly_its_own_number(synced, mocks):
     settings, _ = synced
     holds = ptw_holds(mocks)

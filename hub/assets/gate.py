@@ -21,7 +21,7 @@ from hub.connectors.retry import TransientError, VendorRejected
 from hub.logic.gate import decision_fingerprint, unblocked_by
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource, RulesResource
-from hub.steps.gate import evaluate_site, quarantined_permits, record_decisions
+from hub.steps.gate import evaluate_site, permits_of_site, quarantined_permits, record_decisions
 from hub.writers.ptw_holds import hold_drift, read_ptw_holds, write_holds
 
 GATE_ON_CHECK = "gate_switched_on"
@@ -54,7 +54,8 @@ def permit_gate_decisions(
     previous = hub_store.latest_gate_decisions([d.permit_id for d in decisions])
     recorded = record_decisions(hub_store, decisions, now)
     written_back = write_holds(
-        hub_store, ptw.client(), load_mapping(ptw.mapping), ptw.hold_source, decisions, reconcile=scope is None
+        hub_store, ptw.client(), load_mapping(ptw.mapping), ptw.hold_source, decisions, reconcile=scope is None,
+        site=site_of(context),
     )
     failed = written_back.failed
     lifted = unblocked_by(previous, decisions)
@@ -114,11 +115,13 @@ def gate_decisions_written_back(
     ptw_error, drifted = None, []
     try:
         with ptw.client() as client:
-            ptw_holds = read_ptw_holds(client, ptw.hold_source)
+            ptw_holds = read_ptw_holds(client, ptw.hold_source, site)
     except (TransientError, VendorRejected) as exc:
         ptw_error = str(exc)  # unverifiable is not verified: the check fails
     else:
-        written = [d for d in latest if d.permit_id not in set(pending)]
+        # Narrowed to the site, the listing shows only the holds on permits the PTW files there.
+        listed = None if site is None else permits_of_site(hub_store, site)
+        written = [d for d in latest if d.permit_id not in set(pending) and (listed is None or d.permit_id in listed)]
         drifted = hold_drift(load_mapping(ptw.mapping), written, ptw_holds)
     return AssetCheckResult(
         passed=not pending and not drifted and ptw_error is None,

@@ -66,6 +66,13 @@ def quarantined_permits(hub_store, site: str | None) -> list[dict]:
     ]
 
 
+def permits_of_site(hub_store, site: str) -> set[str]:
+    """The permit IDs the PTW files under the site: its stored permits and its unreadable ones
+    whose site could be read (one whose site could not be read may be filed anywhere)."""
+    quarantined = quarantined_permits(hub_store, site)
+    return hub_store.permit_ids(site) | {r["source_key"] for r in quarantined if (r.get("partial") or {}).get("site") == site}
+
+
 def invalid_eam_records(hub_store, site: str, device_ids: Collection[str] | None = None) -> dict[str, list[str]]:
     """Quarantined equipment and work orders of the site's devices (of `device_ids`, if given):
     unreadable is not clear.

@@ -23,6 +23,7 @@ from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
 from hub.logic.gate import decision_fingerprint
 from hub.model import GateDecision
+from hub.steps.gate import permits_of_site
 
 #: The PTW's holds of one source, by the permit ID the PTW gave.
 PtwHolds = dict[str, dict[str, Any]]
@@ -49,13 +50,14 @@ class WriteBack:
         return sum(1 for _, _, kind in self.written if kind == "block")
 
 
-def read_ptw_holds(client, source: str) -> PtwHolds:
-    """Every hold `source` keeps at the PTW, by ticket number, read in pages (never per permit).
+def read_ptw_holds(client, source: str, site: str | None = None) -> PtwHolds:
+    """Every hold `source` keeps at the PTW (on permits of `site`, if given), by ticket number,
+    read in pages (never per permit).
 
     Raises TransientError or VendorRejected when the PTW cannot be read.
     """
     holds: PtwHolds = {}
-    for page in client.pages("list_holds", source=source):
+    for page in client.pages("list_holds", source=source, **({"site": site} if site else {})):
         for hold in page.get("hold", []):
             if not isinstance(hold, Mapping) or not isinstance(hold.get("ticketNo"), str):
                 raise TransientError(f"{client.system} list_holds: a listed hold has no ticketNo")
@@ -115,14 +117,22 @@ def _write_hold(client, mapping, source: str, decision: GateDecision) -> str | N
 
 
 def write_holds(
-    hub_store, client, mapping, source: str, decisions: Sequence[GateDecision], *, reconcile: bool = True
+    hub_store,
+    client,
+    mapping,
+    source: str,
+    decisions: Sequence[GateDecision],
+    *,
+    reconcile: bool = True,
+    site: str | None = None,
 ) -> WriteBack:
     """Write the holds whose decision changed since last written, or (with `reconcile`) whose
     hold at the PTW drifted from it, and record what landed.
 
     Reconciling reads every hold the hub has at the PTW: a sync does it; a gate check or a
     re-gate after a change, which must land its hold in seconds, writes what changed only and
-    leaves drift to the next sync and the write-back check."""
+    leaves drift to the next sync and the write-back check. `site` narrows the reading to the
+    holds on that site's permits, when all the decisions are that site's."""
     fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}
     failpoint("gate.before_writeback")
     to_write = hub_store.holds_needing_write(fingerprints)
@@ -130,12 +140,14 @@ def write_holds(
     with client:
         if reconcile:
             try:
-                ptw_holds = read_ptw_holds(client, source)
+                ptw_holds = read_ptw_holds(client, source, site)
             except (TransientError, VendorRejected) as exc:
                 # Fall back to our records: what changed is still written, blocks included.
                 result.reconcile_error = f"PTW holds not read back: {exc}"
             else:
-                recorded = [d for d in decisions if d.permit_id not in to_write]
+                # Narrowed to a site, the listing shows only the holds on permits the PTW files there.
+                listed = None if site is None else permits_of_site(hub_store, site)
+                recorded = [d for d in decisions if d.permit_id not in to_write and (listed is None or d.permit_id in listed)]
                 result.drifted = hold_drift(mapping, recorded, ptw_holds)
                 result.drift = len(result.drifted)
                 to_write = to_write | set(result.drifted)
