@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from dagster import (
     AssetSelection,
+    AssetSpec,
     DefaultSensorStatus,
     RunFailureSensorContext,
     DefaultScheduleStatus,
@@ -13,21 +17,25 @@ from dagster import (
     ScheduleDefinition,
     define_asset_job,
     in_process_executor,
+    map_asset_specs,
     run_failure_sensor,
     schedule,
 )
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster_celery import celery_executor
+from sqlalchemy.engine import make_url
 
 from hub.assets.clearance import clearance_covers_every_device, equipment_clearance
 from hub.assets.costs import safety_cost_entries
-from hub.assets.equipment import devices_found_in_eam, eam_pull
+from hub.assets.equipment import devices_found_in_eam, eam_data_fresh, eam_pull
 from hub.assets.erp import erp_entries_confirmed, erp_ledger_reconciled, erp_postings
 from hub.assets.gate import gate_decisions_written_back, permit_gate_decisions
 from hub.assets.other_sites import every_permit_within_the_gate, permits_of_other_sites
 from hub.assets.permits import permits
 from hub.assets.process import process_parameters
 from hub.assets.sites import site_partitions
+from hub.assets.systems import flavor_of, system_specs
+from hub.logic.rules import RULES_DIR
 from hub.resources import resources_from_settings
 from hub.sensors import regate_sensor
 from hub.settings import HubSettings
@@ -36,6 +44,7 @@ from hub.settings import HubSettings
 ASSETS = [permits, eam_pull, process_parameters, equipment_clearance, permit_gate_decisions, safety_cost_entries, erp_postings]
 CHECKS = [
     devices_found_in_eam,
+    eam_data_fresh,
     clearance_covers_every_device,
     gate_decisions_written_back,
     erp_entries_confirmed,
@@ -81,6 +90,19 @@ health_checks = define_asset_job(
     selection=AssetSelection.checks(*CHECKS),
     description="Re-run every asset check (write-back pending, ledger reconciliation, ...) without syncing.",
 )
+
+# Dagster gives a checks-only job no partitions definition (it takes one from assets only), so
+# the Launchpad offers no site for `health_checks`: each site has a checks job of its own, whose
+# runs carry the site as their partition, and so each result joins that site's history.
+site_health_checks = [
+    define_asset_job(
+        "health_checks_" + re.sub(r"\W", "_", site),
+        selection=AssetSelection.checks(*CHECKS),
+        description=f"Re-run every asset check of site {site} without syncing.",
+        run_tags={PARTITION_NAME_TAG: site},
+    )
+    for site in site_partitions.get_partition_keys()
+]
 
 
 def every_site(job, cron_schedule: str) -> ScheduleDefinition:
@@ -132,14 +154,57 @@ def gate_after_failed_sync(context: RunFailureSensorContext):
         return RunRequest(run_key=f"gate-after/{context.dagster_run.run_id}", tags={PARTITION_NAME_TAG: site})
 
 
+# The flavor and rule files each asset's output follows besides its code: an edit to one of
+# them gives the asset a new code version, so the UI shows what it changed as stale.
+FILES_READ = {
+    "permits": ("ptw",),
+    "permits_of_other_sites": ("ptw", "gate"),
+    "equipment": ("eam",),
+    "maintenance_records": ("eam",),
+    "process_parameters": ("mes",),
+    "equipment_clearance": ("gate",),
+    "permit_gate_decisions": ("gate", "ptw"),
+    "safety_cost_entries": ("costs",),
+    "erp_postings": ("erp",),
+}
+
+
+def file_versions(settings: HubSettings) -> dict[str, str]:
+    """A short content hash of each configured flavor file (its base files included) and rule file."""
+    versions = {system: flavor_of(settings, system).sha256[:12] for system in ("ptw", "eam", "mes", "erp")}
+    for rules, path in (("gate", settings.gate_rules_file), ("costs", settings.cost_rules_file)):
+        versions[rules] = hashlib.sha256((path or RULES_DIR / f"{rules}.yaml").read_bytes()).hexdigest()[:12]
+    return versions
+
+
+def described(settings: HubSettings):
+    """Owners, kinds and code versions of the hub's assets: settings decide them, and the asset
+    modules are imported once while `build_definitions` may be given other settings."""
+    versions = file_versions(settings)
+    backend = make_url(settings.database_url).get_backend_name()
+    kinds = {"python", {"postgresql": "postgres"}.get(backend, backend)}
+
+    def describe(spec: AssetSpec) -> AssetSpec:
+        return spec.replace_attributes(
+            owners=[settings.asset_owner],
+            kinds=kinds,
+            code_version="+".join(f"{name}:{versions[name]}" for name in FILES_READ[spec.key.to_user_string()]),
+        )
+
+    return describe
+
+
 def build_definitions(settings: HubSettings | None = None) -> Definitions:
+    settings = settings or HubSettings()
+    hub_assets = map_asset_specs(described(settings), [*ASSETS, permits_of_other_sites])
+    edges = system_specs(settings, holds_from=[permit_gate_decisions, permits_of_other_sites], entries_from=[erp_postings])
     return Definitions(
-        assets=[*ASSETS, permits_of_other_sites],
+        assets=[*hub_assets, *edges],
         asset_checks=[*CHECKS, every_permit_within_the_gate],
-        jobs=[full_sync, gate_only, regate, other_sites_sync, health_checks],
+        jobs=[full_sync, gate_only, regate, other_sites_sync, health_checks, *site_health_checks],
         schedules=[full_sync_schedule, health_checks_schedule, other_sites_schedule],
-        sensors=[gate_after_failed_sync, regate_sensor(regate, (settings or HubSettings()).regate_interval_s)],
-        resources=resources_from_settings(settings or HubSettings()),
+        sensors=[gate_after_failed_sync, regate_sensor(regate, settings.regate_interval_s)],
+        resources=resources_from_settings(settings),
     )
 
 

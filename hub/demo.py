@@ -96,7 +96,7 @@ def run_demo(
         settings = demo_settings(systems, database_url, flavor)
         with DagsterInstance.get() as instance:
             result = run_full_sync(settings, instance)
-            permits_synced = _metadata(instance, result.run_ids, "permits", "row_count")
+            permits_synced = _metadata(instance, result.run_ids, "permits", "dagster/row_count")
 
         eam_requests = _requests(systems.base_urls[eam_system])
         mes_requests = _requests(systems.base_urls[mes_system])

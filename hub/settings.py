@@ -153,6 +153,8 @@ class HubSettings(BaseSettings):
     gate_rules_file: Path | None = None
     cost_rules_file: Path | None = None
     hold_source: str = "integration-hub"
+    # Who answers for the hub's assets in the Dagster UI: "team:NAME" or an e-mail address.
+    asset_owner: str = "team:plant-integration"
     # How often the regate_on_change sensor looks for changed permits and work orders (Dagster's
     # daemon loop runs every 5 s, so less gains nothing).
     regate_interval_s: int = Field(default=5, ge=5)

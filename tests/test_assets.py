@@ -58,10 +58,15 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
         "equipment_clearance", "permit_gate_decisions", "safety_cost_entries", "erp_postings",
     }
     permits = metadata_of(result, "permits")
-    assert permits["row_count"] == 52 and permits["quarantined_new"] == 3  # PTW-SH-2026-0001 is at no configured site
+    assert permits["dagster/row_count"] == 52 and permits["quarantined_new"] == 3  # PTW-SH-2026-0001 is at no configured site
     gate = metadata_of(result, "permit_gate_decisions")
     assert gate["blocked"] == 20 and gate["allowed"] == 8 and gate["holds_written"] == 20
-    assert "PTW-NJ-2026-0004" in gate["preview"]
+    previews = [
+        m.materialization.metadata["preview"]
+        for m in result.get_asset_materialization_events()
+        if m.asset_key.to_user_string() == "permit_gate_decisions"
+    ]
+    assert "PTW-NJ-2026-0004" in {record.data["permit_id"] for preview in previews for record in preview.records}
     # One EAM and one MES call per site's run.
     assert metadata_of(result, "equipment")["eam_calls"] == 2
     assert metadata_of(result, "process_parameters")["mes_calls"] == 2
@@ -82,7 +87,10 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
         "erp_postings:erp_ledger_reconciled": True,
         "maintenance_records:eam_replies_trusted": True,
         "permit_gate_decisions:gate_switched_on": True,
+        "equipment:eam_data_fresh": True,
     }
+    # Each site's check results are recorded under its partition, so their history is per site.
+    assert {e.partition for e in result.get_asset_check_evaluations()} == {"NJ01", "HZ02"}
 
 
 def test_eam_unreachable_blocks_every_gated_permit(fresh_mocks, sqlite_url, make_settings):
@@ -93,6 +101,7 @@ def test_eam_unreachable_blocks_every_gated_permit(fresh_mocks, sqlite_url, make
         result = run_all(settings, instance)
     assert result.success
     assert metadata_of(result, "equipment")["eam_error"] != "none"
+    assert check_results(result)["equipment:eam_data_fresh"] is False
     decisions = HubStore(sqlite_url).latest_gate_decisions()
     assert decisions and all(d.decision == "block" for d in decisions)
     with_devices = [d for d in decisions if any(r.device_id for r in d.reasons)]
@@ -157,4 +166,4 @@ def test_new_vendor_field_is_reported_by_the_drift_check(tmp_path, fresh_mocks, 
     for drift in drifts:
         assert not drift.passed and drift.severity.value == "WARN"
         assert drift.metadata["unmapped_fields"].value == "gasTestRequired"
-    assert metadata_of(result, "permits")["row_count"] == 52
+    assert metadata_of(result, "permits")["dagster/row_count"] == 52

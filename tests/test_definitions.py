@@ -17,7 +17,18 @@ EDGES = {
     ("equipment_clearance", "permit_gate_decisions"),
     ("permits", "safety_cost_entries"),
     ("safety_cost_entries", "erp_postings"),
+    # The plant systems at the edges, as external assets: read from, and written to.
+    ("ptw", "permits"),
+    ("ptw", "permits_of_other_sites"),
+    ("eam", "equipment"),
+    ("eam", "maintenance_records"),
+    ("mes", "process_parameters"),
+    ("erp", "erp_postings"),
+    ("permit_gate_decisions", "ptw_holds"),
+    ("permits_of_other_sites", "ptw_holds"),
+    ("erp_postings", "erp_journal_entries"),
 }
+SYSTEMS = {"ptw", "eam", "mes", "erp", "ptw_holds", "erp_journal_entries"}
 
 
 def test_definitions_load():
@@ -32,8 +43,7 @@ def test_workspace_points_at_the_definitions_module():
 def test_asset_graph_keys_and_edges():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    # The permits of sites outside HUB_SITES stand alone: nothing downstream, a job of their own.
-    assert keys == {node for edge in EDGES for node in edge} | {"permits_of_other_sites"}
+    assert keys == {node for edge in EDGES for node in edge}
     edges = {
         (parent.to_user_string(), key.to_user_string())
         for key in graph.get_all_asset_keys()
@@ -47,6 +57,7 @@ def test_checks_job_and_schedule():
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
         ("equipment", "devices_found_in_eam"),
+        ("equipment", "eam_data_fresh"),
         ("equipment_clearance", "clearance_covers_every_device"),
         ("permit_gate_decisions", "gate_decisions_written_back"),
         ("erp_postings", "erp_entries_confirmed"),
@@ -114,7 +125,7 @@ def test_sync_is_partitioned_by_site_and_scheduled_once_per_site():
 
     assert defs.resolve_job_def("full_sync").partitions_def.get_partition_keys() == ["NJ01", "HZ02"]
     graph = defs.resolve_asset_graph()
-    site_assets = [key for key in graph.get_all_asset_keys() if key.to_user_string() != "permits_of_other_sites"]
+    site_assets = [key for key in graph.get_all_asset_keys() if key.to_user_string() not in {"permits_of_other_sites", *SYSTEMS}]
     assert {graph.get(key).partitions_def for key in site_assets} == {defs.resolve_job_def("full_sync").partitions_def}
     assert graph.get(AssetKey("permits_of_other_sites")).partitions_def is None
     assert set(defs.resolve_job_def("gate_only").asset_layer.selected_asset_keys) == {
@@ -131,3 +142,45 @@ def test_sync_is_partitioned_by_site_and_scheduled_once_per_site():
         context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
         requests = defs.resolve_schedule_def(name).evaluate_tick(context).run_requests
         assert sorted(r.tags["dagster/partition"] for r in requests) == ["HZ02", "NJ01"]
+
+
+def test_assets_carry_owners_kinds_code_versions_and_schemas(monkeypatch, tmp_path):
+    from dagster import TableSchema
+
+    from hub.definitions import build_definitions
+    from hub.settings import HubSettings
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners == ["team:plant-integration"], key
+        if key.to_user_string() in SYSTEMS:
+            assert not node.is_materializable and node.description and node.metadata["url"].startswith("http"), key
+        else:
+            assert node.kinds == {"python", "sqlite"}, key
+            assert isinstance(node.metadata["dagster/column_schema"], TableSchema), key
+            assert node.code_version, key
+    assert graph.get(AssetKey("eam")).kinds == {"soap"} and graph.get(AssetKey("mes")).kinds == {"rest"}
+
+    # The alternate flavors, credentials in the URL, PostgreSQL, an edited rule file.
+    rules = tmp_path / "gate.yaml"
+    rules.write_text((Path(__file__).parents[1] / "hub/rules/gate.yaml").read_text() + "\n# edited\n")
+    monkeypatch.setenv("HUB_EAM__MAPPING", "eam-maximo-oslc")
+    monkeypatch.setenv("HUB_MES__MAPPING", "mes-sap-odata")
+    monkeypatch.setenv("HUB_MES__URL", "https://hub:pa55@sap.example/sap/opu/odata/sap/ZMES_PROCESS_SRV")
+    monkeypatch.setenv("HUB_DATABASE_URL", "postgresql+psycopg2://hub:pa55@db.example/hub")
+    monkeypatch.setenv("HUB_GATE_RULES_FILE", str(rules))
+    other = build_definitions(HubSettings()).resolve_asset_graph()
+    assert other.get(AssetKey("eam")).kinds == {"rest"} and other.get(AssetKey("mes")).kinds == {"rest", "odata"}
+    assert other.get(AssetKey("mes")).metadata["url"] == "https://sap.example/sap/opu/odata/sap/ZMES_PROCESS_SRV"
+    assert other.get(AssetKey("permits")).kinds == {"python", "postgres"}
+    for name, changed in (("permits", False), ("equipment", True), ("equipment_clearance", True), ("erp_postings", False)):
+        key = AssetKey(name)
+        assert (other.get(key).code_version != graph.get(key).code_version) is changed, name
+
+
+def test_health_checks_can_be_launched_for_one_site():
+    for site in ("NJ01", "HZ02"):
+        job = defs.resolve_job_def(f"health_checks_{site}")
+        assert job.run_tags == {"dagster/partition": site}
+        assert not job.asset_layer.selected_asset_keys and job.asset_layer.asset_graph.asset_check_keys

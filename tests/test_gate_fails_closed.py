@@ -92,7 +92,7 @@ def test_a_permit_of_an_unconfigured_site_is_blocked_counted_and_named(fresh_moc
     assert ptw_holds(fresh_mocks)["PTW-SH-2026-0001"] == ["SITE_NOT_CONFIGURED"]
     [materialization] = result.get_asset_materialization_events()
     metadata = materialization.materialization.metadata
-    assert metadata["blocked_site_not_configured"].value == 1 and metadata["row_count"].value == 1
+    assert metadata["blocked_site_not_configured"].value == 1 and metadata["dagster/row_count"].value == 1
     evaluation = check(result, "every_permit_within_the_gate")
     assert not evaluation.passed and evaluation.severity.value == "ERROR"
     assert "site SH03 is not configured" in evaluation.metadata["problems"].value

@@ -72,7 +72,7 @@ def test_second_run_asks_for_changes_only_and_decides_the_same(fresh_mocks, sqli
     assert sorted(siteid_of(body) for body in changes) == list(SITES)
     assert sum(len(asked_for(body)) for body in changes) == DEVICES_IN_SCOPE - len(NOT_IN_THE_EAM)
     assert len(second_run) == len(whole_again) + len(changes) == 4
-    assert metadata_of(second, "maintenance_records")["row_count"] < metadata_of(first, "maintenance_records")["row_count"]
+    assert metadata_of(second, "maintenance_records")["dagster/row_count"] < metadata_of(first, "maintenance_records")["dagster/row_count"]
     assert decisions(sqlite_url) == first_decisions
     # Costs: only permits stored again (the PTW cursor is inclusive: the newest comes back once more).
     closed = HubStore(sqlite_url).load_permits(statuses=("closed",))
@@ -81,7 +81,7 @@ def test_second_run_asks_for_changes_only_and_decides_the_same(fresh_mocks, sqli
     assert metadata_of(second, "erp_postings")["outbox_posted"] == metadata_of(first, "erp_postings")["outbox_posted"]
     # Records the changes-only answer did not repeat are kept, not dropped.
     kept = sum(len(HubStore(sqlite_url).load_maintenance_records(site, None)) for site in SITES)
-    assert kept == metadata_of(first, "maintenance_records")["row_count"]
+    assert kept == metadata_of(first, "maintenance_records")["dagster/row_count"]
 
 
 def test_whole_lists_are_pulled_again_when_due(fresh_mocks, sqlite_url, make_settings):
@@ -125,6 +125,6 @@ def test_a_work_order_opened_after_the_first_run_blocks_the_permit_on_the_next(t
             changes = [body for body in bodies if "changedsince" in body]
             assert sorted(siteid_of(body) for body in changes) == list(SITES)
             assert any((ITS_SITE, ITS_DEVICE) in asked_for(body) for body in changes)
-    assert metadata_of(second, "maintenance_records")["row_count"] == 1
+    assert metadata_of(second, "maintenance_records")["dagster/row_count"] == 1
     decision, reasons = decisions(url)[ALLOWED_PERMIT]
     assert decision == "block" and reasons == [f"OPEN_WORK_ORDER {ITS_DEVICE}"]

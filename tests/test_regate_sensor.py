@@ -75,7 +75,7 @@ def test_a_work_order_opened_on_equipment_in_use_is_gated_within_a_tick(fresh_mo
 
         gate = run_requested(definitions, instance, request)["permit_gate_decisions"]
         # Only the permits on NJ-P-101 were decided, and only the one that changed was recorded.
-        assert gate["row_count"] < 5
+        assert gate["dagster/row_count"] < 5
         assert gate["decisions_changed"] == 1
         # The change was acted on: the next tick starts nothing more.
         assert tick(definitions, settings, instance, result.cursor).run_requests == []

@@ -13,10 +13,11 @@ from dagster import (
     asset_check,
 )
 
-from hub.assets.common import ChangeScopeConfig, devices_in_scope, preview
+from hub.assets.common import ChangeScopeConfig, column_schema, devices_in_scope, preview
 from hub.assets.sites import site_partitions, sites_of
 from hub.resources import HubStoreResource, RulesResource
 from hub.steps.gate import clearance_profiles
+from hub.store import tables
 
 
 @asset(
@@ -24,6 +25,7 @@ from hub.steps.gate import clearance_profiles
     deps=["equipment", "maintenance_records"],
     description="Per (site, device): what blocks work on it and when (open work orders, isolation, "
     "equipment status, inspection, data age, records in doubt).",
+    metadata={"dagster/column_schema": column_schema(tables.device_clearance)},
     partitions_def=site_partitions,
 )
 def equipment_clearance(
@@ -59,7 +61,7 @@ def equipment_clearance(
             if p.hazards
         ]
     return MaterializeResult(
-        metadata={"row_count": total, "devices_with_hazards": len(with_hazards), "preview": preview(with_hazards)}
+        metadata={"dagster/row_count": total, "devices_with_hazards": len(with_hazards), "preview": preview(with_hazards)}
     )
 
 

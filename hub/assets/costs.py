@@ -10,12 +10,13 @@ from decimal import Decimal
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from hub.assets.common import preview
+from hub.assets.common import column_schema, preview
 from hub.assets.sites import site_of, site_partitions
 from hub.failpoints import failpoint
 from hub.logic.costs import CostError, cost_entries, message_uuid
 from hub.model import Permit
 from hub.resources import HubStoreResource, RulesResource
+from hub.store import tables
 from hub.store.repository import QuarantineItem
 
 
@@ -40,6 +41,7 @@ SYNC_LEEWAY = timedelta(seconds=5)
     group_name="erp",
     deps=["permits"],
     description="Safety-cost ledger lines of closed permits, by the cost rules.",
+    metadata={"dagster/column_schema": column_schema(tables.erp_outbox)},
     partitions_def=site_partitions,
 )
 def safety_cost_entries(
@@ -68,7 +70,7 @@ def safety_cost_entries(
     return MaterializeResult(
         metadata={
             "permits_costed": len(closed),
-            "row_count": len(entries),
+            "dagster/row_count": len(entries),
             "new_in_outbox": new,
             "quarantined_new": quarantined,
             "total_amount": float(sum((e.amount for e in entries), Decimal(0))),

@@ -18,37 +18,55 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetOut,
+    MetadataValue,
     Output,
     asset_check,
     multi_asset,
 )
 
-from hub.assets.common import ChangeScopeConfig, devices_in_scope, drift_result, drift_spec, mapping_label, preview
+from hub.assets.common import (
+    ChangeScopeConfig,
+    column_schema,
+    devices_in_scope,
+    drift_result,
+    drift_spec,
+    mapping_label,
+    preview,
+)
 from hub.assets.sites import site_partitions, sites_of
+from hub.assets.systems import EAM
 from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.mappings.engine import load_mapping
-from hub.resources import EamResource, HubStoreResource
+from hub.resources import EamResource, HubStoreResource, RulesResource
 from hub.steps.eam import EamPull, judge, pull_plan, settle
-from hub.steps.gate import suspect_devices
+from hub.steps.gate import EAM_ANSWERED, suspect_devices
+from hub.store import tables
 
 SUSPECT_CHECK = "eam_replies_trusted"
 
 
 @multi_asset(
     group_name="eam",
-    deps=["permits"],
+    deps=["permits", EAM],
     outs={
-        "equipment": AssetOut(description="Equipment of the devices linked to permits in scope, from the EAM, by (site, device)."),
-        "maintenance_records": AssetOut(description="Work orders of those devices, from the EAM, by (site, work order)."),
+        "equipment": AssetOut(
+            description="Equipment of the devices linked to permits in scope, from the EAM, by (site, device).",
+            metadata={"dagster/column_schema": column_schema(tables.equipment)},
+        ),
+        "maintenance_records": AssetOut(
+            description="Work orders of those devices, from the EAM, by (site, work order).",
+            metadata={"dagster/column_schema": column_schema(tables.maintenance_records)},
+        ),
     },
     check_specs=[
-        drift_spec("equipment"),
-        drift_spec("maintenance_records"),
+        drift_spec("equipment", site_partitions),
+        drift_spec("maintenance_records", site_partitions),
         AssetCheckSpec(
             SUSPECT_CHECK,
             asset="maintenance_records",
             description="No EAM reply was held as suspect (empty, or dropping many open work orders at once).",
+            partitions_def=site_partitions,
         ),
     ],
     partitions_def=site_partitions,
@@ -106,7 +124,7 @@ def eam_pull(context: AssetExecutionContext, config: ChangeScopeConfig, store: H
         output_name="equipment",
         metadata={
             **common,
-            "row_count": sum(p.equipment for p in pulls),
+            "dagster/row_count": sum(p.equipment for p in pulls),
             "devices_not_found": totals["devices_not_found"],
             "preview": preview([row for p in pulls for row in p.equipment_sample][:10]),
         },
@@ -116,7 +134,7 @@ def eam_pull(context: AssetExecutionContext, config: ChangeScopeConfig, store: H
         output_name="maintenance_records",
         metadata={
             **common,
-            "row_count": sum(p.records for p in pulls),
+            "dagster/row_count": sum(p.records for p in pulls),
             "work_orders_deleted": totals["work_orders_deleted"],
             "devices_held_suspect": totals["devices_held_suspect"],
             "preview": preview([row for p in pulls for row in p.record_sample][:10]),
@@ -153,5 +171,41 @@ def devices_found_in_eam(context: AssetCheckExecutionContext, store: HubStoreRes
             "devices_checked": checked,
             "missing": ", ".join(missing) or "none",
             "held_suspect": ", ".join(suspect) or "none",
+        },
+    )
+
+
+@asset_check(
+    asset="equipment",
+    description="The EAM answered for every device in scope within the gate's data-age limit (max_eam_data_age): "
+    "past it the gate blocks the device's permits as EAM_DATA_STALE or EAM_UNAVAILABLE.",
+    partitions_def=site_partitions,
+)
+def eam_data_fresh(context: AssetCheckExecutionContext, store: HubStoreResource, rules: RulesResource) -> AssetCheckResult:
+    hub_store = store.store()
+    limit = rules.gate().max_eam_data_age
+    now = datetime.now(timezone.utc)
+    stale, answer_times, checked = [], [], 0
+    for site in sites_of(context):
+        wanted = devices_in_scope(hub_store, site)
+        answered = hub_store.lookup_times(EAM_ANSWERED, wanted, site=site)
+        checked += len(wanted)
+        stale += [f"{site}/{d}" for d in sorted(wanted) if d not in answered or now - answered[d] > limit]
+        answer_times += answered.values()
+    oldest = min(answer_times, default=None)
+    return AssetCheckResult(
+        passed=not stale,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "devices_checked": checked,
+            "devices_stale": len(stale),
+            "stale": ", ".join(stale[:50]) or "none",
+            "max_eam_data_age_s": limit.total_seconds(),
+            # Plotted per site: how close the oldest answer is to the limit.
+            **(
+                {"oldest_answer_age_s": round((now - oldest).total_seconds(), 1), "oldest_answer_at": MetadataValue.timestamp(oldest)}
+                if oldest
+                else {}
+            ),
         },
     )

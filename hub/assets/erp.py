@@ -13,13 +13,15 @@ from dagster import (
     asset_check,
 )
 
-from hub.assets.common import preview
+from hub.assets.common import column_schema, preview
 from hub.assets.sites import site_of, site_partitions
+from hub.assets.systems import ERP
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
 from hub.mappings.engine import load_mapping
 from hub.resources import ErpResource, HubStoreResource
 from hub.steps.ledger import reconcile_site
+from hub.store import tables
 from hub.store.locks import SiteBusy, site_lock
 from hub.store.repository import AuditBatch, OutboxRow, QuarantineItem
 
@@ -83,8 +85,9 @@ def _settle_unclear(client, hub_store, rows) -> list:
 
 @asset(
     group_name="erp",
-    deps=["safety_cost_entries"],
+    deps=["safety_cost_entries", ERP],
     description="Outbox entries posted to the ERP, with document numbers.",
+    metadata={"dagster/column_schema": column_schema(tables.erp_outbox)},
     partitions_def=site_partitions,
 )
 def erp_postings(context: AssetExecutionContext, store: HubStoreResource, erp: ErpResource) -> MaterializeResult:
@@ -142,7 +145,7 @@ def _post_outbox(store: HubStoreResource, erp: ErpResource, site: str) -> Materi
             failure = f"{len(unsent)} entries unclear after: {exc}"
     summary = hub_store.outbox_summary(site=site)
     metadata = {
-        "row_count": sum(summary.values()),
+        "dagster/row_count": sum(summary.values()),
         "posted_now": posted,
         "rejected_now": rejected,
         "erp_calls": client.calls,

@@ -15,13 +15,14 @@ from dagster import (
     asset_check,
 )
 
-from hub.assets.common import ChangeScopeConfig, preview
+from hub.assets.common import ChangeScopeConfig, column_schema, preview
 from hub.assets.sites import site_of, site_partitions, sites_of
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.logic.gate import decision_fingerprint, unblocked_by
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource, RulesResource
 from hub.steps.gate import evaluate_site, permits_of_site, quarantined_permits, record_decisions
+from hub.store import tables
 from hub.writers.ptw_holds import hold_drift, read_ptw_holds, write_holds
 
 GATE_ON_CHECK = "gate_switched_on"
@@ -31,11 +32,13 @@ GATE_ON_CHECK = "gate_switched_on"
     group_name="gate",
     deps=["permits", "equipment_clearance"],
     description="Allow or block each gated permit with reasons and evidence; blocks are written back to the PTW.",
+    metadata={"dagster/column_schema": column_schema(tables.gate_decisions)},
     check_specs=[
         AssetCheckSpec(
             GATE_ON_CHECK,
             asset="permit_gate_decisions",
             description="The gate rules do not switch the gate off (gate_disabled_reason).",
+            partitions_def=site_partitions,
         )
     ],
     partitions_def=site_partitions,
@@ -64,7 +67,7 @@ def permit_gate_decisions(
 
     blocked = [d for d in decisions if d.decision == "block"]
     metadata = {
-        "row_count": len(decisions),
+        "dagster/row_count": len(decisions),
         "decisions_changed": recorded,
         "blocked": len(blocked),
         "allowed": len(decisions) - len(blocked),

@@ -14,17 +14,21 @@ from dagster import (
     asset_check,
 )
 
-from hub.assets.common import drift_result, drift_spec, mapping_label, preview
+from hub.assets.common import column_schema, drift_result, drift_spec, mapping_label, preview
+from hub.assets.systems import PTW
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource, RulesResource, SitesResource
 from hub.steps.gate import evaluate_unconfigured, quarantined_permits_outside, record_decisions
 from hub.steps.ptw import ingest_permits
 from hub.steps.sites import OTHER_SITES_CURSOR, other_site_permits, site_coverage
+from hub.store import tables
 from hub.writers.ptw_holds import write_holds
 
 
 @asset(
     group_name="ptw",
+    deps=[PTW],
+    metadata={"dagster/column_schema": column_schema(tables.permits)},
     description="Permits of sites the hub is not configured for: each gated one is blocked as "
     "SITE_NOT_CONFIGURED, unless its site is left to another hub.",
     check_specs=[drift_spec("permits_of_other_sites")],
@@ -52,7 +56,7 @@ def permits_of_other_sites(
         context.log.error(problem)
     metadata = {
         "fetched": pulled.fetched,
-        "row_count": pulled.accepted,
+        "dagster/row_count": pulled.accepted,
         "quarantined_new": pulled.quarantined,
         "cursor": pulled.cursor,
         "mapping": mapping_label(mapping),

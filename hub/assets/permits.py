@@ -3,17 +3,21 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from hub.assets.common import drift_result, drift_spec, mapping_label, preview
+from hub.assets.common import column_schema, drift_result, drift_spec, mapping_label, preview
 from hub.assets.sites import site_of, site_partitions
+from hub.assets.systems import PTW
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, PtwResource
 from hub.steps.ptw import CURSOR, ingest_permits
+from hub.store import tables
 
 
 @asset(
     group_name="ptw",
+    deps=[PTW],
     description="Permits from the PTW, pulled incrementally by an updated-since cursor.",
-    check_specs=[drift_spec("permits")],
+    metadata={"dagster/column_schema": column_schema(tables.permits)},
+    check_specs=[drift_spec("permits", site_partitions)],
     partitions_def=site_partitions,
 )
 def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwResource) -> MaterializeResult:
@@ -26,7 +30,7 @@ def permits(context: AssetExecutionContext, store: HubStoreResource, ptw: PtwRes
     return MaterializeResult(
         metadata={
             "fetched": pulled.fetched,
-            "row_count": pulled.accepted,
+            "dagster/row_count": pulled.accepted,
             "quarantined_new": pulled.quarantined,
             "cursor": pulled.cursor,
             "ptw_calls": client.calls,

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from hub.assets.common import (
+    column_schema,
     drift_result,
     drift_spec,
     lineage_of,
@@ -16,15 +17,18 @@ from hub.assets.common import (
     quarantine_rejects,
 )
 from hub.assets.sites import site_of, site_partitions
+from hub.assets.systems import MES
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, MesResource
+from hub.store import tables
 
 
 @asset(
     group_name="mes",
-    deps=["permits"],
+    deps=["permits", MES],
     description="Process parameters (flash point, LEL, ...) from the MES.",
-    check_specs=[drift_spec("process_parameters")],
+    metadata={"dagster/column_schema": column_schema(tables.process_parameters)},
+    check_specs=[drift_spec("process_parameters", site_partitions)],
     partitions_def=site_partitions,
 )
 def process_parameters(context: AssetExecutionContext, store: HubStoreResource, mes: MesResource) -> MaterializeResult:
@@ -49,7 +53,7 @@ def process_parameters(context: AssetExecutionContext, store: HubStoreResource, 
         metadata={
             "materials_requested": len(names),
             "materials_unknown": ", ".join(unknown) or "none",
-            "row_count": len(result.records),
+            "dagster/row_count": len(result.records),
             "quarantined_new": quarantined,
             "mes_calls": client.calls,
             "mapping": mapping_label(mapping),

@@ -22,8 +22,8 @@ from hub.settings import HubSettings
 # Records handled, by kind: (asset, metadata key) pairs whose figures add up to it.
 HUB_RECORDS = {
     "permits": [("permits", "fetched")],
-    "equipment": [("equipment", "row_count")],
-    "work_orders": [("maintenance_records", "row_count")],
+    "equipment": [("equipment", "dagster/row_count")],
+    "work_orders": [("maintenance_records", "dagster/row_count")],
     "materials": [("process_parameters", "materials_requested")],
     "erp_entries": [("erp_postings", "posted_now"), ("erp_postings", "rejected_now")],
 }

@@ -165,7 +165,7 @@ def _print_demo(report) -> None:
 # What `hub sync` counts, summed over its runs' materializations as (asset, metadata key)
 # pairs: the figures `hub demo` prints, read from Dagster instead of the mocks.
 SYNC_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "permits_synced": (("permits", "row_count"),),
+    "permits_synced": (("permits", "dagster/row_count"),),
     "blocked": (("permit_gate_decisions", "blocked"), ("permits_of_other_sites", "blocked_site_not_configured")),
     "holds_written": (("permit_gate_decisions", "holds_written"), ("permits_of_other_sites", "holds_written")),
     "entries_posted": (("erp_postings", "posted_now"),),
@@ -173,9 +173,8 @@ SYNC_COUNTS: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def sync_counts(instance, run_ids: list[str], database_url: str, since: datetime) -> dict[str, int]:
-    """SYNC_COUNTS over the runs (a row count under Dagster's `dagster/row_count` key counts
-    too), and the records quarantined since `since` from the store: one pull can feed several
-    assets, so their metadata would count a record more than once."""
+    """SYNC_COUNTS over the runs, and the records quarantined since `since` from the store: one
+    pull can feed several assets, so their metadata would count a record more than once."""
     from dagster import DagsterEventType
 
     from hub.store.repository import HubStore
@@ -187,8 +186,7 @@ def sync_counts(instance, run_ids: list[str], database_url: str, since: datetime
             asset = materialization.asset_key.to_user_string()
             for key, value in materialization.metadata.items():
                 if isinstance(value.value, (int, float)) and not isinstance(value.value, bool):
-                    pair = (asset, "row_count" if key == "dagster/row_count" else key)
-                    found[pair] = found.get(pair, 0) + int(value.value)
+                    found[(asset, key)] = found.get((asset, key), 0) + int(value.value)
     counts = {name: sum(found.get(pair, 0) for pair in pairs) for name, pairs in SYNC_COUNTS.items()}
     with HubStore(database_url) as store:
         counts["records_quarantined"] = sum(row["created_at"] >= since for row in store.list_quarantine())
