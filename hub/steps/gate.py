@@ -182,6 +182,8 @@ def record_decisions(hub_store, decisions: list[GateDecision], now: datetime, *,
     if only_changed:
         recorded = hub_store.latest_fingerprints(list(fingerprints))
         decisions = [d for d in decisions if recorded.get(d.permit_id) != fingerprints[d.permit_id]]
+    if not decisions:
+        return 0  # no write lock taken for nothing: gate checks and runs share the store
     audited = [(d.permit_id, {**d.model_dump(mode="json"), "fingerprint": fingerprints[d.permit_id]}) for d in decisions]
     hub_store.append_gate_decisions(
         decisions, [fingerprints[d.permit_id] for d in decisions], audit=AuditBatch("gate_decision", audited, now)

@@ -633,6 +633,8 @@ class HubStore:
             {"permit_id": pid, "fingerprint": fp, "decision": decision, "written_at": written_at}
             for pid, fp, decision in rows
         ]
+        if not data:
+            return  # no write lock taken for nothing: gate checks and runs share the store
         with self._write() as conn:
             self._upsert(conn, t.ptw_holds, data, ["permit_id"])
 
