@@ -75,7 +75,9 @@ def _run(report: LiveDemo, http: httpx.Client, ptw: str, eam: str, progress) -> 
     for action in ("approve", "start"):
         reply = http.post(f"{ptw}/api/v1/permits/{report.ticket}/{action}")
         if reply.status_code != 200:
-            report.problem = f"{action} refused by the gate: {reply.json().get('error')}"
+            answer = (reply.json().get("refusal") or {}).get("answer") or {}
+            why = "; ".join(f"{r.get('code')}: {r.get('message')}" for r in answer.get("reasons", []))
+            report.problem = f"{action} refused by the gate: {reply.json().get('error')} ({why or 'no reasons'})"
             return
         _stamp(report, f"{action}: the gate-check service allowed it")
     progress(f"{report.ticket} is in progress; opening a work order on {DEVICE}")

@@ -9,6 +9,7 @@ show the variable name, never the value.
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 from functools import lru_cache
 
 from dagster import ConfigurableResource, EnvVar
@@ -231,6 +232,13 @@ def _secret(env_name: str, value: SecretStr | str | None) -> EnvVar | None:
     return EnvVar(env_name)
 
 
+def _database_url(url: str) -> EnvVar | str:
+    """A URL with a password in it is a secret, bound by name; one without (a SQLite file, a
+    trusted local server) is shown as it is. Binding every URL would put it into this process's
+    environment, where it would outrank the next settings' own database (`hub demo --workdir`)."""
+    return _secret("HUB_DATABASE_URL", url) if urlsplit(url).password is not None else url
+
+
 def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, batch_size: int | None, **extra: object):
     endpoint: SystemEndpoint = getattr(settings, name)
     prefix = f"HUB_{name.upper()}__"
@@ -260,7 +268,7 @@ def _system(cls: type[PlantSystemResource], name: str, settings: HubSettings, ba
 
 def resources_from_settings(settings: HubSettings) -> dict[str, ConfigurableResource]:
     return {
-        "store": HubStoreResource(database_url=_secret("HUB_DATABASE_URL", settings.database_url)),
+        "store": HubStoreResource(database_url=_database_url(settings.database_url)),
         "sites": SitesResource(configured=list(settings.sites), left_to_others=list(settings.sites_left_to_others)),
         "rules": RulesResource(
             gate_rules_file=str(settings.gate_rules_file) if settings.gate_rules_file else None,

@@ -98,7 +98,9 @@ def demo(
     from hub.sync import stop_on_signals
 
     live_report = LiveDemo()
-    scenario = live_scenario(live_report, workdir.resolve(), lambda m: console.print(f"[dim]{m}[/]")) if live else None
+    # With --json, stdout is the JSON alone: progress goes to stderr.
+    progress = (lambda m: typer.echo(m, err=True)) if as_json else (lambda m: console.print(f"[dim]{m}[/]"))
+    scenario = live_scenario(live_report, workdir.resolve(), progress) if live else None
     with stop_on_signals():
         try:
             report = run_demo(fixtures, workdir, fresh=fresh, flavor=flavor.value, live=scenario)
