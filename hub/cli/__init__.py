@@ -393,7 +393,13 @@ def _signal_name(code: int) -> str:
 
 @app.command(epilog=EXIT_CODES_HELP)
 def dev(port: Annotated[int, typer.Option(help="Port of the Dagster UI.")] = 3000) -> None:
-    """Open the Dagster UI on this project (DAGSTER_HOME defaults to .hub/dagster_home)."""
+    """Open the Dagster UI and daemon on this project (DAGSTER_HOME defaults to .hub/dagster_home).
+
+    Runs `dagster dev -w workspace.yaml`, not `dg dev`: dg serves projects
+    laid out for it (a tool.dg table, definitions in a defs package) and
+    needs dagster-dg-cli; the hub is one code location, hub.definitions,
+    built from HUB_* settings, which workspace.yaml names.
+    """
     import os
     import sys
 
