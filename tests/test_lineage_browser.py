@@ -33,6 +33,9 @@ ASSETS = (
     "permit_gate_decisions", "safety_cost_entries", "erp_postings", "permits_of_other_sites",
 )
 START_WAIT_S = 180
+CHECK_EXECUTIONS = """query ($asset: AssetKeyInput!, $check: String!) {
+  assetCheckExecutions(assetKey: $asset, checkName: $check, limit: 10) { partition evaluation { partition } }
+}"""
 PAGE_WAIT_S = 60
 
 
@@ -153,3 +156,13 @@ def test_the_lineage_shows_systems_assets_checks_and_their_latest_metadata(ui, b
     shown = {"holds_written", latest.partition, "permit_id", "fingerprint"}
     text = page_text(browser_page, f"{ui}/assets/permit_gate_decisions", lambda t: row_count in t and shown <= lines(t), pages)
     assert row_count in text and shown <= lines(text)
+
+
+def test_check_results_are_recorded_per_site(ui):
+    """Each site's evaluations are a history of their own: the UI plots and lists them by site."""
+    for asset, check in (("equipment", "eam_data_fresh"), ("permit_gate_decisions", "gate_switched_on"), ("permits", "vendor_fields_mapped")):
+        variables = {"asset": {"path": [asset]}, "check": check}
+        reply = httpx.post(f"{ui}/graphql", json={"query": CHECK_EXECUTIONS, "variables": variables}, timeout=30).json()
+        executions = reply["data"]["assetCheckExecutions"]
+        assert sorted(e["partition"] for e in executions) == ["HZ02", "NJ01"], (asset, check)
+        assert {e["evaluation"]["partition"] for e in executions} == {"HZ02", "NJ01"}, (asset, check)
