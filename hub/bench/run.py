@@ -61,6 +61,7 @@ class BenchOptions:
     seed: int = 1
     pg_url: str = DEFAULT_PG_URL
     dagster_yaml: Path = DEPLOY_DAGSTER_YAML
+    hub_only: bool = False  # the hub's full and incremental syncs only: no floor, no naive connector
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,38 @@ def machine_facts() -> dict[str, object]:
     }
 
 
+def _baselines(
+    mocks: MocksProcess,
+    options: BenchOptions,
+    full: ChildRun,
+    requests_file: Path,
+    env: Environment,
+    hub_store: str,
+    naive_store: str,
+    folder: Path,
+    progress: Callable[[str], None],
+) -> dict[str, PhaseFigures]:
+    """The floor (the hub's requests replayed bare) and the naive per-record connector."""
+    full_records = sum(full.outcome["records"].values())
+    mocks.reset()
+    progress("floor: replaying the hub's requests")
+    floor = run_child(["floor", "--requests", str(requests_file)], env.for_phase(mocks.urls, hub_store), folder, "floor")
+    phases = {"floor": _figures(floor, mocks.request_counts(), full_records, "the hub full sync's requests")}
+
+    mocks.reset()
+    total = full.outcome["records"]["permits"]
+    sample = options.naive_sample or options.scale.naive_sample
+    every = max(1, -(-total // sample)) if sample else 1
+    progress(f"naive per-record connector ({f'every {every}th of {total:,}' if every > 1 else 'all'} permits)")
+    naive = run_child(["naive", "--every", str(every)], env.for_phase(mocks.urls, naive_store), folder, "naive")
+    naive_calls = mocks.request_counts()
+    if every > 1:
+        phases["naive"] = _extrapolated(naive, naive_calls, full_records, every, total)
+    else:
+        phases["naive"] = _figures(naive, naive_calls, sum(naive.outcome["records"].values()))
+    return phases
+
+
 def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) -> BenchReport:
     scale = options.scale
     workdir = options.workdir.resolve()
@@ -209,23 +242,11 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
                 incremental, mocks.request_counts(), sum(incremental.outcome["records"].values()), unchanged_because
             )
 
-        with MocksProcess(plant, state_dir, mocks_log) as mocks:
-            mocks.reset()
-            progress("floor: replaying the hub's requests")
-            floor = run_child(["floor", "--requests", str(requests_file)], env.for_phase(mocks.urls, hub_store), folder, "floor")
-            phases["floor"] = _figures(floor, mocks.request_counts(), full_records, "the hub full sync's requests")
-
-            mocks.reset()
-            total = full.outcome["records"]["permits"]
-            sample = options.naive_sample or scale.naive_sample
-            every = max(1, -(-total // sample)) if sample else 1
-            progress(f"naive per-record connector ({f'every {every}th of {total:,}' if every > 1 else 'all'} permits)")
-            naive = run_child(["naive", "--every", str(every)], env.for_phase(mocks.urls, naive_store), folder, "naive")
-            naive_calls = mocks.request_counts()
-        if every > 1:
-            phases["naive"] = _extrapolated(naive, naive_calls, full_records, every, total)
+        if options.hub_only:
+            notes.append("hub phases only (--hub-only): no floor, no naive connector")
         else:
-            phases["naive"] = _figures(naive, naive_calls, sum(naive.outcome["records"].values()))
+            with MocksProcess(plant, state_dir, mocks_log) as mocks:
+                phases.update(_baselines(mocks, options, full, requests_file, env, hub_store, naive_store, folder, progress))
 
     shutil.rmtree(folder)  # kept when a phase fails, for its logs
     run = {

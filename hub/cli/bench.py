@@ -31,6 +31,9 @@ def bench(
     pg_url: str | None = typer.Option(
         None, "--pg-url", envvar="BENCH_PG_URL", help="PostgreSQL server the fresh databases are made on."
     ),
+    hub_only: bool = typer.Option(
+        False, "--hub-only", help="Only the hub's full and incremental syncs (no floor, no naive connector)."
+    ),
     live: bool = typer.Option(
         False, "--live", help="Measure the live gate instead: the gate-check service under load, and plant events to holds."
     ),
@@ -69,6 +72,7 @@ def bench(
         executor=executor,
         seed=seed,
         pg_url=pg_url or DEFAULT_PG_URL,
+        hub_only=hub_only,
     )
     try:
         report = run_bench(options, progress=lambda message: console.print(f"[dim]{message}[/]"))
