@@ -74,13 +74,17 @@ def bench(
         pg_url=pg_url or DEFAULT_PG_URL,
         hub_only=hub_only,
     )
+    _measure(run_bench, options, print_report, json_path or workdir / f"bench-{scale}-{db}.json", (BenchFailed, PlantUnavailable))
+
+
+def _measure(run, options, print_report, path: Path, failures: tuple[type[Exception], ...]) -> None:
+    """Run a benchmark, print its table and write its JSON; one that could not be measured exits 1."""
     try:
-        report = run_bench(options, progress=lambda message: console.print(f"[dim]{message}[/]"))
-    except (BenchFailed, PlantUnavailable) as exc:
+        report = run(options, progress=lambda message: console.print(f"[dim]{message}[/]"))
+    except failures as exc:
         console.print(str(exc), style="red", markup=False)
         raise typer.Exit(1) from None
     print_report(report, console)
-    path = json_path or workdir / f"bench-{scale}-{db}.json"
     report.write_json(path)
     console.print(f"JSON: {path}")
 
@@ -92,12 +96,5 @@ def _live(scale, seed: int, workdir: Path, json_path: Path | None, rate: float, 
     from hub.live import LiveGateFailed
 
     options = LiveOptions(scale=scale, seed=seed, workdir=workdir, rate=rate, load_s=load_s, stream_s=stream_s, pg_url=pg_url)
-    try:
-        report = run_live_bench(options, progress=lambda message: console.print(f"[dim]{message}[/]"))
-    except (BenchFailed, PlantUnavailable, LiveGateFailed) as exc:
-        console.print(str(exc), style="red", markup=False)
-        raise typer.Exit(1) from None
-    print_live_report(report, console)
     path = json_path or workdir / f"bench-live-{scale.name}.json"
-    report.write_json(path)
-    console.print(f"JSON: {path}")
+    _measure(run_live_bench, options, print_live_report, path, (BenchFailed, PlantUnavailable, LiveGateFailed))
