@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 from conftest import materialize_sites
-from dagster import DagsterInstance, build_sensor_context
+from dagster import DagsterInstance, RunRequest, build_sensor_context
 
 from hub.definitions import ASSETS, CHECKS, build_definitions
 from hub.mappings.engine import load_mapping
@@ -108,6 +108,35 @@ def test_a_tick_that_cannot_reach_the_eam_keeps_its_cursor(fresh_mocks, sqlite_u
         result = tick(build_definitions(dead), dead, instance, first.cursor)
     assert result.run_requests == []
     assert json.loads(result.cursor) == json.loads(first.cursor)
+
+
+def test_news_a_changed_permit_brings_about_its_device_reaches_every_permit_on_it(fresh_mocks, sqlite_url, make_settings):
+    """Found by `hub bench --live`: a re-gate run for a new permit pulls its device and learns
+    the device is out of service. The active permit on the same device must be decided again in
+    that run: the sensor will not report the device, since the store already knows."""
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    ptw, eam = fresh_mocks.base_urls["ptw"], fresh_mocks.base_urls["eam"]
+    with DagsterInstance.ephemeral() as instance:
+        definitions, cursor = synced(settings, instance)
+        assert "PTW-NJ-2026-0007" not in holds(ptw)  # active on NJ-P-101, clear
+        httpx.patch(f"{eam}/_admin/assets/NJ01/NJ-P-101", json={"status": "NOT READY"}, timeout=10).raise_for_status()
+        start = datetime.now(PLANT).replace(microsecond=0)
+        created = httpx.post(f"{ptw}/api/v1/permits", timeout=10, json={
+            "ticketType": "GC", "siteCode": "NJ01", "workshop": "公用工程", "equipmentCodes": ["NJ-P-101"],
+            "applicant": "a", "guardian": "g", "planStartTime": f"{start:%Y-%m-%d %H:%M:%S}",
+            "planEndTime": f"{start + timedelta(hours=4):%Y-%m-%d %H:%M:%S}",
+        })
+        assert created.status_code == 201, created.text
+        ticket = created.json()["ticketNo"]
+        # The run a sensor would start for the new permit alone (its device not reported as changed).
+        request = RunRequest(
+            run_key="new-permit", tags={"dagster/partition": "NJ01"},
+            run_config={"ops": {op: {"config": {"permits": [ticket], "devices": []}} for op in ("eam_pull", "equipment_clearance", "permit_gate_decisions")}},
+        )
+        run_requested(definitions, instance, request)
+    held = holds(ptw)
+    assert "EQUIPMENT_NOT_IN_SERVICE" in held[ticket]
+    assert "EQUIPMENT_NOT_IN_SERVICE" in held["PTW-NJ-2026-0007"]
 
 
 @pytest.mark.parametrize("flavor", [("eam", "eam"), ("eam_oslc", "eam-maximo-oslc")])

@@ -39,9 +39,10 @@ def devices_in_scope(hub_store, site: str) -> set[str]:
 
 @dataclass(frozen=True)
 class ChangeScope:
-    """What a re-gate after a change covers: the changed permits and devices. A permit is
-    affected when it changed or uses a changed device; a device when it changed or an affected
-    permit uses it. `None` for a scope means the whole site (a sync)."""
+    """What a re-gate after a change covers: the changed permits and devices. The devices
+    touched are the changed ones and those of the changed permits; they are pulled and profiled
+    again, and every permit that changed or uses a touched device is decided again. `None` for
+    a scope means the whole site (a sync)."""
 
     permits: frozenset[str]
     devices: frozenset[str]
@@ -51,8 +52,6 @@ class ChangeScope:
         changed = hub_store.load_permits(statuses=SYNC_SCOPE_STATUSES, site=site, permit_ids=self.permits) if self.permits else []
         return set(self.devices) | device_ids_of(changed)
 
-    def affects(self, permit: Permit) -> bool:
-        return permit.permit_id in self.permits or not self.devices.isdisjoint(permit.device_ids)
 
 
 def quarantined_permits(hub_store, site: str | None) -> list[dict]:
@@ -140,7 +139,10 @@ def evaluate_site(
     which override the last good copy."""
     permits = hub_store.load_permits(statuses=rules.gated_statuses, site=site)
     if scope is not None:
-        permits = [p for p in permits if scope.affects(p)]
+        # Every device the run refreshed, not only those the sensor saw change: a changed permit's
+        # device may bring news (a lock, a status) that the other permits on it must hear too.
+        touched = scope.devices_touched(hub_store, site)
+        permits = [p for p in permits if p.permit_id in scope.permits or not touched.isdisjoint(p.device_ids)]
     devices = device_ids_of(permits)
     if stored:
         profiles = stored_profiles(hub_store, site, devices)
