@@ -64,8 +64,9 @@ def look(hub_store, ptw_client, ptw_mapping, eam_client, eam_mapping, site: str,
     permits.update(item.source_key for item in mapped.quarantined if item.source_key)
 
     eam_since = cursor.get("eam_since") or (now - CLOCK_LEEWAY).isoformat()
-    in_use = devices_in_scope(hub_store, site)
-    devices = changed_devices(hub_store, eam_client, eam_mapping, site, eam_since) & in_use if in_use else set()
+    devices = changed_devices(hub_store, eam_client, eam_mapping, site, eam_since)
+    if devices:  # the site's devices in use are read only when something changed
+        devices &= devices_in_scope(hub_store, site)
     return SiteChanges(
         site, sorted(permits), sorted(devices), newest, (now - CLOCK_LEEWAY).isoformat(), now.isoformat()
     )
