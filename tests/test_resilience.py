@@ -536,7 +536,10 @@ def check_evaluation(result: Any, name: str) -> tuple[bool, dict]:
     values: dict[str, list] = {}
     for evaluation in evaluations:
         for key, entry in evaluation.metadata.items():
-            values.setdefault(key, []).append(entry.value)
+            value = entry.value
+            if hasattr(value, "records"):  # a table (the mismatches preview): its rows as text
+                value = "; ".join(str(row.data) for row in value.records) or "none"
+            values.setdefault(key, []).append(value)
     metadata = {
         key: sum(found) if all(isinstance(v, int) for v in found) else ", ".join(v for v in found if v != "none") or "none"
         for key, found in values.items()
