@@ -8,7 +8,6 @@ in the EAM, and the demo waits for the hub to suspend the work, printing how lon
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,7 +17,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from hub.live import LiveGate
-from hub.settings import HubSettings, settings_environment
+from hub.settings import HubSettings, child_environment
 
 PLANT_TZ = ZoneInfo("Asia/Shanghai")
 #: A device of the fixture plant that is clear: in service, nothing open, inspected.
@@ -42,7 +41,7 @@ def live_scenario(report: LiveDemo, folder: Path, progress):
     """The `live` step of `run_demo`: fills `report` while the mocks run."""
 
     def scenario(systems, settings: HubSettings) -> None:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("HUB_")}, **settings_environment(settings)}
+        env = child_environment(settings)
         ptw, eam = systems.base_urls["ptw"], systems.base_urls[settings_eam_system(systems, settings)]
         progress("starting the gate-check service and the Dagster daemon")
         with LiveGate(env, folder, systems.urls["ptw"]), httpx.Client(timeout=30) as http:

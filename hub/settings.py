@@ -7,6 +7,8 @@ settings' repr, and a settings error names variables and problems, never the val
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -197,6 +199,13 @@ class HubSettings(BaseSettings):
         if both:
             raise ValueError(f"sites {', '.join(both)} are both in sites and in sites_left_to_others")
         return self
+
+
+def child_environment(settings: HubSettings, **extra: str) -> dict[str, str]:
+    """This process's environment for a process it starts, with exactly these settings as its
+    `HUB_*` variables (none inherited from here), and `extra` on top."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    return {**inherited, **settings_environment(settings), **extra}
 
 
 def settings_environment(settings: HubSettings) -> dict[str, str]:

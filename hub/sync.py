@@ -51,7 +51,7 @@ from hub.celery_app import RESULT_BACKEND
 from hub.celery_workers import STOP_TIMEOUT_S as CELERY_STOP_TIMEOUT_S
 from hub.celery_workers import celery_workers
 from hub.definitions import build_definitions
-from hub.settings import HubSettings, settings_environment
+from hub.settings import HubSettings, child_environment
 from hub.logic.rules import load_gate_rules
 from hub.steps.sites import site_coverage
 from hub.store.locks import SiteBusy, site_lock
@@ -174,11 +174,7 @@ def _site_runs(
     if instance.is_ephemeral:
         raise ValueError(f"the {executor} executor needs a persistent Dagster instance (DAGSTER_HOME or --dagster-yaml)")
     tag = uuid.uuid4().hex
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HUB_")},
-        **settings_environment(settings),
-        INSTANCE_REF_ENV: serialize_value(instance.get_ref()),
-    }
+    env = child_environment(settings, **{INSTANCE_REF_ENV: serialize_value(instance.get_ref())})
     notes = Path(tempfile.mkdtemp(prefix="hub-sync-"))  # where a site process says why it did not run
     try:
         common = [executor, tag, log_level, str(lock_wait_s), str(notes)]

@@ -66,11 +66,13 @@ def demo_home(tmp_path_factory) -> Path:
 def ui(demo_home) -> Iterator[str]:
     port = free_port()
     webserver = Path(sys.executable).with_name("dagster-webserver")
-    server = subprocess.Popen(
-        [str(webserver), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=demo_home.parent, env={**without_hub_settings(), "DAGSTER_HOME": str(demo_home)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    log = demo_home.parent / "webserver.log"
+    with log.open("w", encoding="utf-8") as out:
+        server = subprocess.Popen(
+            [str(webserver), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+            cwd=demo_home.parent, env={**without_hub_settings(), "DAGSTER_HOME": str(demo_home)},
+            stdout=out, stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_WAIT_S
@@ -81,7 +83,7 @@ def ui(demo_home) -> Iterator[str]:
                     break
             except (httpx.HTTPError, KeyError, TypeError, ValueError):
                 pass
-            assert server.poll() is None, "dagster-webserver exited"
+            assert server.poll() is None, f"dagster-webserver exited: {log.read_text(encoding='utf-8')[-3000:]}"
             assert time.monotonic() < deadline, "the UI did not serve the asset graph in time"
             time.sleep(1)
         yield base

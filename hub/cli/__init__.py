@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hub.cli.errors import EXIT_CODES_HELP, FAILED, HubGroup, Problem, database_errors, fail, run_problem, targets
-from hub.cli.output import console, emit_json
+from hub.cli.output import choices, console, emit_json
 
 app = typer.Typer(
     cls=HubGroup,
@@ -35,29 +34,15 @@ app.add_typer(db_app, name="db")
 REPO_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
-class Flavor(str, Enum):
-    """`hub.demo.FLAVORS`: which faces of the mock EAM and MES the demo talks to."""
-
-    standard = "standard"
-    alternate = "alternate"
-
-
-class Executor(str, Enum):
-    """`hub.sync.EXECUTORS`."""
-
-    in_process = "in_process"
-    multiprocess = "multiprocess"
-    celery = "celery"
-
-
-class LogLevel(str, Enum):
-    """The least severe Dagster log line shown in the terminal (the run log keeps them all)."""
-
-    debug = "debug"
-    info = "info"
-    warning = "warning"
-    error = "error"
-    critical = "critical"
+Flavor = choices(
+    "Flavor", ("standard", "alternate"), "`hub.demo.FLAVORS`: which faces of the mock EAM and MES the demo talks to."
+)
+Executor = choices("Executor", ("in_process", "multiprocess", "celery"), "`hub.sync.EXECUTORS`.")
+LogLevel = choices(
+    "LogLevel",
+    ("debug", "info", "warning", "error", "critical"),
+    "The least severe Dagster log line shown in the terminal (the run log keeps them all).",
+)
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON (keys in docs/cli.md).")]

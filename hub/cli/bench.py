@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from hub.bench.scales import SCALES
 from hub.cli import Executor, app, console
+from hub.cli.output import choices
 
 
-class Scale(str, Enum):
-    """`hub.bench.scales.SCALES`."""
-
-    small = "small"
-    medium = "medium"
-    large = "large"
-
-
-class Database(str, Enum):
-    sqlite = "sqlite"
-    postgres = "postgres"
+Scale = choices("Scale", SCALES, "`hub.bench.scales.SCALES`: the generated plant's size.")
+Database = choices("Database", ("sqlite", "postgres"), "The database a bench phase stores into.")
 
 
 @app.command()

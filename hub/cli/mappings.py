@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ import typer
 from rich.table import Table
 
 from hub.cli import JsonOption, console, emit_json
+from hub.cli.output import choices
 from hub.cli.errors import EXIT_CODES_HELP, FAILED
 from hub.mappings import KINDS, Mapping, load_mapping, packaged_mappings, site_overlays
 from hub.mappings.preview import MappingDiff, PreviewResult, diff, preview
@@ -21,7 +21,7 @@ from hub.yamlfile import ConfigError
 app = typer.Typer(help="Mapping files: validate, preview and compare.", no_args_is_help=True)
 
 # The canonical record kinds, as the choices of --kind.
-Kind = Enum("Kind", {kind: kind for kind in KINDS}, type=str)
+Kind = choices("Kind", KINDS, "A canonical record kind a mapping file maps.")
 KindOption = Annotated[Kind | None, typer.Option("--kind", help="Record kind, when the mapping maps several.")]
 SampleHelp = "JSON: a list of vendor records, or {kind: [records]}."
 

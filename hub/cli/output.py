@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from enum import Enum
 from typing import Any
 
 import typer
 from rich.console import Console
 
 console = Console()
+
+
+def choices(name: str, values: Iterable[str], doc: str) -> type[Enum]:
+    """A str enum of `values`: an option whose choices Typer lists in --help and checks."""
+    enum = Enum(name, {value: value for value in values}, type=str)
+    enum.__doc__ = doc
+    return enum
 
 
 def emit_json(data: Any) -> None:

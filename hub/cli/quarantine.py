@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from typing import Annotated
 
 import typer
 
 from hub.cli import DatabaseUrlOption, JsonOption, console, emit_json
+from hub.cli.output import choices
 from hub.cli.errors import EXIT_CODES_HELP, FAILED, USAGE, Problem, database_errors
 
 app = typer.Typer(help="Records that failed validation, with their reasons.", no_args_is_help=True)
 
 
-class System(str, Enum):
-    """Where a quarantined record came from (`hub` for records the hub itself set aside)."""
-
-    ptw = "ptw"
-    eam = "eam"
-    mes = "mes"
-    erp = "erp"
-    hub = "hub"
+System = choices(
+    "System", ("ptw", "eam", "mes", "erp", "hub"), "Where a quarantined record came from (`hub` for records the hub itself set aside)."
+)
 
 
 def _rows(database_url: str | None, include_resolved: bool) -> list[dict]:

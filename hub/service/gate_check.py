@@ -355,12 +355,6 @@ class GateCheckService:
         for answer, count in latest.values():
             self._materialize(answer, count)
 
-    def flush_reports(self, timeout_s: float = 10.0) -> None:
-        """Wait until the answers handed to the reporter so far are reported (tests, shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        while self._reports.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
-
     def _materialize(self, answer: GateAnswer, answers: int) -> None:
         """The answer as a runless materialization of the gate asset; failing to report is logged only."""
         try:
