@@ -33,14 +33,26 @@ def closed_breakers():
     close_all_breakers()
 
 
-@pytest.fixture(autouse=True)
-def own_environment():
-    """Binding a secret by name puts it into this process's environment: each test gets the
-    environment back as it found it, so no test's settings leak into the next."""
+def _environment_kept() -> Iterator[None]:
     saved = dict(os.environ)
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def own_environment():
+    """Binding a secret by name (or opening the default Dagster home) writes into this process's
+    environment: each test gets the environment back as it found it, so no test's settings leak
+    into the next."""
+    yield from _environment_kept()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def own_module_environment():
+    """The same for a module's fixtures: a module-scoped demo run sets DAGSTER_HOME, and the next
+    module's `hub demo` must not inherit it."""
+    yield from _environment_kept()
 
 
 @pytest.fixture(scope="session")

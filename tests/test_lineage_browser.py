@@ -46,8 +46,9 @@ def free_port() -> int:
 
 
 def without_hub_settings() -> dict[str, str]:
-    """The environment less `HUB_*`: the demo and the UI use their defaults, as on a fresh clone."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    """The environment less `HUB_*` and `DAGSTER_HOME`: the demo and the UI use their defaults,
+    as on a fresh clone (the demo keeps its Dagster home in its workdir only when none is set)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k != "DAGSTER_HOME"}
 
 
 @pytest.fixture(scope="module")
