@@ -287,6 +287,20 @@ class EamRecords:
             if query.changedsince is None or _changed_since(workorder, query.changedsince)
         ]
 
+    def every_asset(self) -> list[dict]:
+        """Every asset of the plant, by (site, asset number)."""
+        return [self._assets[key] for key in sorted(self._assets)]
+
+    def every_workorder(self) -> list[dict]:
+        """Every work order of the plant, by (site, asset number, wonum)."""
+        return [workorder for key in sorted(self._workorders) for workorder in self._workorders[key]]
+
+    def asset(self, siteid: str, assetnum: str) -> dict | None:
+        return self._assets.get((normalise_assetnum(siteid), normalise_assetnum(assetnum)))
+
+    def workorder(self, siteid: str, wonum: str) -> dict | None:
+        found = self._find_workorder(normalise_assetnum(siteid), wonum)
+        return self._workorders[found[0]][found[1]] if found is not None else None
 
     def _changed_workorders(self, site: str, since: datetime) -> list[dict]:
         """The site's work orders changed at or after `since`, from the tail of its feed."""

@@ -101,7 +101,7 @@ def parse_select(text: str | None, attributes: tuple[str, ...]) -> tuple[str, ..
     return tuple(name for name in attributes if name in names)
 
 
-def _bounded_int(raw: str | None, name: str, default: int, maximum: int | None = None) -> int:
+def bounded_int(raw: str | None, name: str, default: int, maximum: int | None = None) -> int:
     if raw is None:
         return default
     try:
@@ -114,12 +114,12 @@ def _bounded_int(raw: str | None, name: str, default: int, maximum: int | None =
     return value
 
 
-def _resource_id(key: Any) -> str:
+def resource_id(key: Any) -> str:
     """Maximo-style resource id: `_` and the base64 of the record's key, padding as `-`."""
     return "_" + base64.b64encode(str(key).encode("utf-8")).decode("ascii").replace("=", "-")
 
 
-def _rowstamp(record: dict) -> str:
+def rowstamp(record: dict) -> str:
     """Stable while the record is unchanged, different once it changes, as a Maximo rowstamp is."""
     return str(zlib.crc32(json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8")))
 
@@ -164,8 +164,8 @@ class EamOslcSystem(MockSystem):
         try:
             where = parse_where(params.get("oslc.where"))
             selected = parse_select(params.get("oslc.select"), structure.attributes)
-            page_size = _bounded_int(params.get("oslc.pageSize"), "oslc.pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-            page_number = _bounded_int(params.get("pageno"), "pageno", 1)
+            page_size = bounded_int(params.get("oslc.pageSize"), "oslc.pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+            page_number = bounded_int(params.get("pageno"), "pageno", 1)
         except OslcQueryError as exc:
             return oslc_error(400, str(exc))
         records = structure.fetch(self.records, where)
@@ -173,8 +173,8 @@ class EamOslcSystem(MockSystem):
         members = []
         for record in records[(page_number - 1) * page_size : page_number * page_size]:
             member = {name: record[name] for name in selected if record.get(name) is not None}
-            member["href"] = f"{collection_href}/{_resource_id(record.get(structure.key, ''))}"
-            member["_rowstamp"] = _rowstamp(record)
+            member["href"] = f"{collection_href}/{resource_id(record.get(structure.key, ''))}"
+            member["_rowstamp"] = rowstamp(record)
             members.append(member)
         info: dict[str, Any] = {"href": str(request.url), "pagenum": page_number, "totalCount": len(records)}
         if page_number * page_size < len(records):
@@ -184,6 +184,9 @@ class EamOslcSystem(MockSystem):
     def add_routes(self, app: FastAPI) -> None:
         for structure in OBJECT_STRUCTURES:
             self._add_collection_route(app, structure)
+        from .eam_maximo import MaximoApi  # it builds on this module's query helpers
+
+        MaximoApi(self.records).add_routes(app)
 
     def _add_collection_route(self, app: FastAPI, structure: ObjectStructure) -> None:
         @app.get(f"{OSLC_ROOT}/os/{structure.name}")
