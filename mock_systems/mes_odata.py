@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from .base import MockSystem
+from .base import PLANT_TZ, MockSystem
 from .mes import MesMaterials
 
 SERVICE_ROOT = "/sap/opu/odata/sap/ZMES_PROCESS_SRV"
@@ -88,7 +88,7 @@ def parse_filter(text: str | None) -> list[str]:
     return list(dict.fromkeys(name.strip() for name in names))
 
 
-def _count_option(raw: str | None, name: str, default: int, maximum: int | None = None) -> int:
+def count_option(raw: str | None, name: str, default: int, maximum: int | None = None) -> int:
     if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or (maximum is not None and int(raw) > maximum):
@@ -117,7 +117,15 @@ def _value_and_unit(value: dict) -> tuple[Any, str | None]:
     return stored_value, SAP_UNITS.get(stored_unit, stored_unit)
 
 
-def _literal(text: str) -> str:
+def change_stamp(position: int) -> datetime:
+    """When the parameters of the material at this position of materials.json last changed, in
+    plant local time (the fixtures hold no change times; both SAP faces derive the same ones)."""
+    day = FIRST_CHANGE_DAY + timedelta(days=position)
+    at = time(8 + position % 9, 7 * position % 60, 13 * position % 60)
+    return datetime.combine(day, at, tzinfo=PLANT_TZ)
+
+
+def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -137,10 +145,10 @@ class MesODataSystem(MockSystem):
     @staticmethod
     def _rows_of(material: dict, position: int) -> list[dict]:
         """The material's parameters as entity rows (without `__metadata`, which needs the host)."""
-        changed_on = FIRST_CHANGE_DAY + timedelta(days=position)
+        changed = change_stamp(position)
         stamp = {
-            "ChangedOn": f"/Date({(changed_on - EPOCH).days * 86_400_000})/",
-            "ChangedAt": f"PT{8 + position % 9:02d}H{7 * position % 60:02d}M{13 * position % 60:02d}S",
+            "ChangedOn": f"/Date({(changed.date() - EPOCH).days * 86_400_000})/",
+            "ChangedAt": f"PT{changed.hour:02d}H{changed.minute:02d}M{changed.second:02d}S",
         }
         rows = []
         for parameter in material.get("Parameter") or []:
@@ -168,15 +176,15 @@ class MesODataSystem(MockSystem):
             if params.get("$inlinecount", "none") not in {"allpages", "none"}:
                 raise ODataQueryError(INVALID_OPTION, "$inlinecount must be allpages or none")
             names = parse_filter(params.get("$filter"))
-            top = _count_option(params.get("$top"), "$top", MAX_TOP, MAX_TOP)
-            skip = _count_option(params.get("$skip"), "$skip", 0)
+            top = count_option(params.get("$top"), "$top", MAX_TOP, MAX_TOP)
+            skip = count_option(params.get("$skip"), "$skip", 0)
         except ODataQueryError as exc:
             return odata_error(400, exc.code, str(exc))
         rows = [row for name in names for row in self._rows.get(name, [])]
         service = f"{str(request.base_url).rstrip('/')}{SERVICE_ROOT}"
         results = []
         for row in rows[skip : skip + top]:
-            key = f"Material={_literal(row['Material'])},ParameterId={_literal(str(row.get('ParameterId', '')))}"
+            key = f"Material={literal(row['Material'])},ParameterId={literal(str(row.get('ParameterId', '')))}"
             uri = f"{service}/{ENTITY_SET}({key})"
             results.append({"__metadata": {"id": uri, "uri": uri, "type": ENTITY_TYPE}, **row})
         body: dict[str, Any] = {"results": results}
@@ -190,3 +198,7 @@ class MesODataSystem(MockSystem):
         @app.get(f"{SERVICE_ROOT}/{ENTITY_SET}")
         async def material_parameters(request: Request) -> JSONResponse:
             return self.entity_set(request)
+
+        from .mes_s4 import S4Services  # it builds on this module's OData helpers
+
+        S4Services(self.materials).add_routes(app)
