@@ -267,11 +267,11 @@ async def _reset(exchange: Exchange, rule: FaultRule) -> None:
 
 
 async def _malformed(exchange: Exchange, rule: FaultRule) -> None:
-    await exchange.answer(exchange.system.malformed_response())
+    await exchange.answer(exchange.system.malformed_response(exchange.scope["path"]))
 
 
 async def _soap_fault(exchange: Exchange, rule: FaultRule) -> None:
-    await exchange.answer(exchange.system.server_fault_response(rule.message))
+    await exchange.answer(exchange.system.server_fault_response(rule.message, exchange.scope["path"]))
 
 
 async def _timeout(exchange: Exchange, rule: FaultRule) -> None:
@@ -387,7 +387,7 @@ class MockSystem:
     `admin_state` and (with `persistent = True`) `apply_change`. Every client-made change is
     one JSON-able dict passed to `state_changed(...)`, which applies nothing itself but
     journals it, so that a `state_dir` replays it through `apply_change` on the next start. A system that does
-    not speak JSON overrides `malformed_response` and `server_fault_response`.
+    does not speak JSON (on some paths) overrides `malformed_response` and `server_fault_response`.
 
     `app` is the ASGI application to serve: the system's FastAPI app, behind the auth check
     (when `auth` is given) and the fault middleware.
@@ -433,12 +433,12 @@ class MockSystem:
     def add_routes(self, app: FastAPI) -> None:
         raise NotImplementedError
 
-    def malformed_response(self) -> Response:
-        """A 200 whose body does not parse, under the system's usual content type."""
+    def malformed_response(self, path: str) -> Response:
+        """A 200 whose body does not parse, under the content type the system answers `path` with."""
         return Response(MALFORMED_JSON, 200, media_type="application/json")
 
-    def server_fault_response(self, message: str) -> Response:
-        """The `soap_fault` kind; a system without SOAP answers a plain 500."""
+    def server_fault_response(self, message: str, path: str) -> Response:
+        """The `soap_fault` kind on `path`; a system without SOAP answers a plain 500."""
         return error(500, message)
 
     # -- shared behaviour -----------------------------------------------------------------

@@ -100,8 +100,8 @@ class AssetQuery:
     changedsince: datetime | None = None
 
 
-def parse_request(body: bytes) -> AssetQuery:
-    """The asset numbers, `siteid` and `changedsince` of a request."""
+def soap_payload(body: bytes, expected: str) -> etree._Element:
+    """The one element in a SOAP 1.1 request's Body, which must be `expected` ({ns}name)."""
     try:
         root = etree.fromstring(body, hardened_parser())
     except etree.XMLSyntaxError as exc:
@@ -114,12 +114,18 @@ def parse_request(body: bytes) -> AssetQuery:
     if soap_body is None:
         raise SoapClientError("the Envelope has no Body")
     payload = [child for child in soap_body if isinstance(child.tag, str)]
-    if len(payload) != 1 or payload[0].tag != f"{{{TNS}}}GetAssetMaintenanceRequest":
+    if len(payload) != 1 or payload[0].tag != expected:
         got = ", ".join(str(child.tag) for child in payload) or "nothing"
-        raise SoapClientError(f"expected {{{TNS}}}GetAssetMaintenanceRequest in the Body, got {got}")
+        raise SoapClientError(f"expected {expected} in the Body, got {got}")
+    return payload[0]
+
+
+def parse_request(body: bytes) -> AssetQuery:
+    """The asset numbers, `siteid` and `changedsince` of a request."""
+    request = soap_payload(body, f"{{{TNS}}}GetAssetMaintenanceRequest")
     assetnums: list[str] = []
     changedsince = siteid = None
-    for element in payload[0]:
+    for element in request:
         if not isinstance(element.tag, str):
             continue
         if element.tag == f"{{{TNS}}}assetnum":
@@ -409,10 +415,10 @@ class EamSystem(MockSystem):
     def clear_state(self) -> None:
         self.records.reset()
 
-    def malformed_response(self) -> Response:
+    def malformed_response(self, path: str) -> Response:
         return Response(MALFORMED_XML, 200, media_type=XML_CONTENT_TYPE)
 
-    def server_fault_response(self, message: str) -> Response:
+    def server_fault_response(self, message: str, path: str) -> Response:
         return soap_fault(message, "soap:Server")
 
     def answer(self, query: AssetQuery) -> bytes:

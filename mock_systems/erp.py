@@ -16,7 +16,6 @@ sequence of strings, e.g. "5100000001", "5100000002".
 from __future__ import annotations
 
 import bisect
-
 import copy
 import json
 from datetime import date, datetime, timedelta, timezone
@@ -24,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from .base import MockSystem, error
 from .fixtures import FixtureError, load_fixture
@@ -147,36 +146,39 @@ class ErpSystem(MockSystem):
     def admin_state(self) -> dict:
         return {"documents": self._documents}
 
-    def _problems(self, entry: dict) -> list[tuple[str, str]]:
-        company = self._companies.get(entry["CompanyCode"])
+    def master_data_problems(self, company_code: str, cost_center: str | None, gl_account: str) -> list[tuple[str, str]]:
+        """(TypeID, Note) for a company code, cost center (None: not asked) or GL account the ERP does not know."""
+        company = self._companies.get(company_code)
         if company is None:
-            return [("COMPANY_CODE_UNKNOWN", f"Company code {entry['CompanyCode']} does not exist")]
+            return [("COMPANY_CODE_UNKNOWN", f"Company code {company_code} does not exist")]
         problems = []
-        if entry["CostCenter"] not in company["cost_centers"]:
+        if cost_center is not None and cost_center not in company["cost_centers"]:
             problems.append(
-                (
-                    "COST_CENTER_UNKNOWN",
-                    f"Cost center {entry['CostCenter']} does not exist in company code {entry['CompanyCode']}",
-                )
+                ("COST_CENTER_UNKNOWN", f"Cost center {cost_center} does not exist in company code {company_code}")
             )
-        if entry["GLAccount"] not in company["gl_accounts"]:
+        if gl_account not in company["gl_accounts"]:
             problems.append(
-                (
-                    "GL_ACCOUNT_UNKNOWN",
-                    f"G/L account {entry['GLAccount']} is not defined for company code {entry['CompanyCode']}",
-                )
+                ("GL_ACCOUNT_UNKNOWN", f"G/L account {gl_account} is not defined for company code {company_code}")
             )
+        return problems
+
+    def _problems(self, entry: dict) -> list[tuple[str, str]]:
+        problems = self.master_data_problems(entry["CompanyCode"], entry["CostCenter"], entry["GLAccount"])
+        if problems and problems[0][0] == "COMPANY_CODE_UNKNOWN":
+            return problems
         if entry["Amount"] <= 0:
             problems.append(("AMOUNT_NOT_POSITIVE", f"Amount {entry['Amount']} must be greater than zero"))
         return problems
 
-    def post(self, uuid: str, entry: dict) -> tuple[dict, bool]:
-        """The confirmation for one entry, and whether anything was posted."""
+    def post(self, uuid: str, entry: dict, problems: list[tuple[str, str]] | None = None) -> tuple[dict, bool]:
+        """The confirmation for one entry, and whether anything was posted. `problems` are the
+        caller's own checks of the entry (the SOAP face checks every item); by default the
+        ERP checks the entry's one GL account, cost center and amount."""
         now = datetime.now(timezone.utc)
         seen = self._seen.get(uuid)
         if seen is not None and now - datetime.fromisoformat(seen["receivedAt"]) <= self._window:
             return {**copy.deepcopy(seen["confirmation"]), "Duplicate": True}, False
-        problems = self._problems(entry)
+        problems = self._problems(entry) if problems is None else problems
         if problems:
             log_items = [{"TypeID": type_id, "SeverityCode": "3", "Note": note} for type_id, note in problems]
             confirmation = {
@@ -203,6 +205,7 @@ class ErpSystem(MockSystem):
                 "TransactionCurrency": entry["TransactionCurrency"],
                 "DocumentHeaderText": entry.get("DocumentHeaderText"),
                 "PostedAt": _utc_iso(now),
+                **({"Items": entry["Items"]} if "Items" in entry else {}),
             }
         )
         confirmation = {
@@ -218,17 +221,35 @@ class ErpSystem(MockSystem):
         self._seen[uuid] = {"receivedAt": _utc_iso(now), "confirmation": confirmation}
         return copy.deepcopy(confirmation), True
 
-    def post_all(self, requests: list[tuple[str, dict]]) -> list[dict]:
+    def post_all(self, requests: list[tuple[str, dict]], problems: list[list | None] | None = None) -> list[dict]:
+        """Post each (UUID, entry) in order, with the caller's problems of each if given; journal what was posted."""
         confirmations, changes = [], []
-        for uuid, entry in requests:
-            confirmation, posted = self.post(uuid, entry)
+        for (uuid, entry), found in zip(requests, problems or [None] * len(requests)):
+            confirmation, posted = self.post(uuid, entry, found)
             confirmations.append(confirmation)
             if posted:
                 changes.append({"document": self._documents[-1], "seen": self._seen[uuid]})
         self.state_changed(*changes)
         return confirmations
 
+    def documents_by_reference(self, reference: str) -> list[dict]:
+        """Every posted document with this DocumentReferenceID, in posting order."""
+        return [_document(d) for d in self._documents if d["DocumentReferenceID"] == reference]
+
+    def malformed_response(self, path: str) -> Response:
+        return self._soap.malformed_response() if self._soap.serves(path) else super().malformed_response(path)
+
+    def server_fault_response(self, message: str, path: str) -> Response:
+        if self._soap.serves(path):
+            return self._soap.server_fault_response(message)
+        return super().server_fault_response(message, path)
+
     def add_routes(self, app: FastAPI) -> None:
+        from .erp_soap import JournalEntrySoap  # the SOAP face posts through this system
+
+        self._soap = JournalEntrySoap(self)
+        self._soap.add_routes(app)
+
         @app.post("/api/v1/journal-entries/bulk")
         async def bulk(request: Request) -> JSONResponse:
             try:
@@ -273,8 +294,7 @@ class ErpSystem(MockSystem):
             reference = params.get("DocumentReferenceID")
             if not reference:
                 return error(400, "DocumentReferenceID, or page for the ledger listing, is required")
-            results = [_document(d) for d in self._documents if d["DocumentReferenceID"] == reference]
-            return JSONResponse({"results": results})
+            return JSONResponse({"results": self.documents_by_reference(reference)})
 
     def ledger_page(self, page: int, size: int, company: str | None = None, first: int | None = None) -> dict:
         """Posted documents in posting order (of one company code, and numbered from `first` on,

@@ -238,6 +238,7 @@ _NEXT_NULLED = ("next_page_token",)  # PTW: documented as present, null on the l
 _NEXT_DROPPED = ("nextPage", "__next", "@odata.nextLink")  # OSLC responseInfo.nextPage, OData v2/v4
 # Keys that count the records: an empty answer counts none.
 _COUNTS = ("totalCount", "__count", "@odata.count", "total")
+_XML_NOT_RECORDS = ("MessageHeader", "Log")
 
 
 def _record_lists(value: Any) -> list[list]:
@@ -295,6 +296,12 @@ def _soap_records(body: bytes) -> tuple[etree._Element, etree._Element] | None:
     return root, answer
 
 
+def _xml_records(answer: etree._Element) -> list[etree._Element]:
+    """The records of a SOAP answer: its children, but not the message's own header and log
+    (SAP's `MessageHeader` and `Log`), which say what the message is, not what it lists."""
+    return [child for child in answer if etree.QName(child).localname not in _XML_NOT_RECORDS]
+
+
 def _rewrite(body: bytes, content_type: str, drop_json, drop_xml) -> bytes:
     kind = content_type.lower()
     if "json" in kind:
@@ -329,7 +336,7 @@ def empty_reply(body: bytes, content_type: str) -> bytes:
         _say_nothing_follows(value)
 
     def drop_xml(answer: etree._Element) -> None:
-        for child in list(answer):
+        for child in _xml_records(answer):
             answer.remove(child)
 
     return _rewrite(body, content_type, drop_json, drop_xml)
@@ -346,7 +353,7 @@ def shrink_reply(body: bytes, content_type: str, rule: FaultRule) -> bytes:
 
     def drop_xml(answer: etree._Element) -> None:
         groups: dict[str, list[etree._Element]] = {}
-        for child in answer:
+        for child in _xml_records(answer):
             groups.setdefault(str(child.tag), []).append(child)
         for children in groups.values():
             kept = set(rule.kept(len(children)))
