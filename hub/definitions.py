@@ -203,7 +203,7 @@ def build_definitions(settings: HubSettings | None = None) -> Definitions:
         asset_checks=[*CHECKS, every_permit_within_the_gate],
         jobs=[full_sync, gate_only, regate, other_sites_sync, health_checks, *site_health_checks],
         schedules=[full_sync_schedule, health_checks_schedule, other_sites_schedule],
-        sensors=[gate_after_failed_sync, regate_sensor(regate, settings.regate_interval_s)],
+        sensors=[gate_after_failed_sync, regate_sensor(regate, settings.regate_interval_s, settings.regate_in_tick_max)],
         resources=resources_from_settings(settings),
     )
 

@@ -160,6 +160,9 @@ class HubSettings(BaseSettings):
     # How often the regate_on_change sensor looks for changed permits and work orders (Dagster's
     # daemon loop runs every 5 s, so less gains nothing).
     regate_interval_s: int = Field(default=5, ge=5)
+    # The largest change (permits and devices) the sensor re-gates within its tick; a larger one,
+    # or every change with 0, becomes a regate run (seconds later: a run's launch costs seconds).
+    regate_in_tick_max: int = Field(default=200, ge=0)
     # Sites of the PTW that another team's hub gates: their permits are counted, never decided.
     sites_left_to_others: Annotated[tuple[str, ...], NoDecode] = ()
     gate_api: GateApiSettings = GateApiSettings()

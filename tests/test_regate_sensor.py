@@ -1,5 +1,7 @@
 """The regate_on_change sensor, evaluated directly with a real Dagster instance and the mocks:
-an EAM change becomes one run for its site, and that run writes the hold."""
+an EAM change is re-gated within the tick (the hold written, the decisions reported to Dagster),
+or, when it is too large for a tick or its re-gate hits a problem, becomes one run for its site,
+and that run writes the hold."""
 
 import json
 from datetime import datetime, timedelta, timezone
@@ -13,6 +15,7 @@ from hub.definitions import ASSETS, CHECKS, build_definitions
 from hub.mappings.engine import load_mapping
 from hub.resources import resources_from_settings
 from hub.settings import SystemEndpoint
+from hub.store.repository import HubStore
 
 PLANT = timezone(timedelta(hours=8))
 
@@ -46,23 +49,83 @@ def synced(settings, instance):
     # The first tick may see what the sync itself changed at the PTW (a hold suspends an active permit).
     first = tick(definitions, settings, instance)
     quiet = tick(definitions, settings, instance, first.cursor)
-    assert quiet.run_requests == []  # nothing changed since the last tick
+    assert quiet.run_requests == [] and quiet.asset_events == []  # nothing changed since the last tick
     return definitions, quiet.cursor
 
 
-def test_a_work_order_opened_on_equipment_in_use_is_gated_within_a_tick(fresh_mocks, sqlite_url, make_settings):
+def open_work_order(eam: str, wonum: str = "WO-1999", device: str = "NJ-P-101") -> None:
+    now = datetime.now(PLANT).replace(microsecond=0)
+    opened = httpx.post(f"{eam}/_admin/workorders", timeout=10, json={
+        "wonum": wonum, "assetnum": device, "siteid": "NJ01", "worktype": "CM", "status": "INPRG",
+        "status_maxvalue": "INPRG", "schedstart": (now - timedelta(hours=1)).isoformat(),
+    })
+    assert opened.status_code == 201, opened.text
+
+
+def events_of(result, asset: str) -> list[dict]:
+    return [
+        {"partition": e.partition, **{k: v.value for k, v in e.metadata.items()}}
+        for e in result.asset_events
+        if e.asset_key.to_user_string() == asset
+    ]
+
+
+def test_a_work_order_opened_on_equipment_in_use_is_held_within_the_tick(fresh_mocks, sqlite_url, make_settings):
     settings = make_settings(sqlite_url, fresh_mocks.urls)
+    ptw = fresh_mocks.base_urls["ptw"]
+    with DagsterInstance.ephemeral() as instance:
+        definitions, cursor = synced(settings, instance)
+        assert "PTW-NJ-2026-0007" not in holds(ptw)
+        open_work_order(fresh_mocks.base_urls["eam"])  # on NJ-P-101, PTW-NJ-2026-0007's only device
+
+        result = tick(definitions, settings, instance, cursor)
+        # No run: the tick itself pulled the device, decided its permits and wrote the hold.
+        assert result.run_requests == []
+        assert holds(ptw)["PTW-NJ-2026-0007"] == ["OPEN_WORK_ORDER"]
+        # Every decision reaches Dagster: the gate's materialization on the site's partition names it.
+        [gate] = events_of(result, "permit_gate_decisions")
+        assert gate["partition"] == "NJ01" and gate["re_gated_by"] == "regate_on_change sensor"
+        assert "PTW-NJ-2026-0007" in gate["blocked_permit_ids"].split(", ")
+        assert gate["decisions_changed"] == 1 and gate["holds_written"] == 1
+        assert {e["partition"] for e in events_of(result, "equipment_clearance")} == {"NJ01"}
+        # The decision is on the trail, audited like any other.
+        [decision] = HubStore(sqlite_url).latest_gate_decisions(["PTW-NJ-2026-0007"])
+        assert decision.decision == "block" and {r.code for r in decision.reasons} == {"OPEN_WORK_ORDER"}
+        # Acted on: the next tick has nothing to do.
+        after = tick(definitions, settings, instance, result.cursor)
+        assert after.run_requests == [] and after.asset_events == []
+
+
+def test_a_tick_whose_hold_cannot_be_written_hands_the_change_to_a_run(fresh_mocks, sqlite_url, make_settings):
+    """A re-gate within the tick that is not whole (here the PTW refuses the hold) is not the
+    end of it: the same change becomes a regate run, which Dagster retries until it lands."""
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    ptw = fresh_mocks.base_urls["ptw"]
+    with DagsterInstance.ephemeral() as instance:
+        definitions, cursor = synced(settings, instance)
+        open_work_order(fresh_mocks.base_urls["eam"])
+        httpx.put(f"{ptw}/_admin/faults", json={"rules": [{"kind": "status", "status": 503, "method": "PUT"}]}, timeout=10).raise_for_status()
+        result = tick(definitions, settings, instance, cursor)
+        assert "PTW-NJ-2026-0007" not in holds(ptw)
+        [request] = result.run_requests
+        assert request.tags["dagster/partition"] == "NJ01"
+        assert request.run_config["ops"]["eam_pull"]["config"]["devices"] == ["NJ-P-101"]
+        # The block was decided and reported all the same; only its hold is owed.
+        [gate] = events_of(result, "permit_gate_decisions")
+        assert "PTW-NJ-2026-0007" in gate["blocked_permit_ids"].split(", ") and gate["holds_written"] == 0
+        httpx.put(f"{ptw}/_admin/faults", json={"rules": []}, timeout=10).raise_for_status()
+        run_requested(definitions, instance, request)
+    assert holds(ptw)["PTW-NJ-2026-0007"] == ["OPEN_WORK_ORDER"]
+
+
+def test_a_change_too_large_for_a_tick_becomes_one_run_that_writes_the_hold(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls, regate_in_tick_max=0)
     eam = fresh_mocks.base_urls["eam"]
     with DagsterInstance.ephemeral() as instance:
         definitions, cursor = synced(settings, instance)
         assert "PTW-NJ-2026-0007" not in holds(fresh_mocks.base_urls["ptw"])
         # A corrective work order is opened on NJ-P-101 (PTW-NJ-2026-0007's only device, clear until now).
-        now = datetime.now(PLANT).replace(microsecond=0)
-        opened = httpx.post(f"{eam}/_admin/workorders", timeout=10, json={
-            "wonum": "WO-1999", "assetnum": "NJ-P-101", "siteid": "NJ01", "worktype": "CM", "status": "INPRG",
-            "status_maxvalue": "INPRG", "schedstart": (now - timedelta(hours=1)).isoformat(),
-        })
-        assert opened.status_code == 201, opened.text
+        open_work_order(eam)
 
         result = tick(definitions, settings, instance, cursor)
         [request] = result.run_requests
@@ -84,7 +147,7 @@ def test_a_work_order_opened_on_equipment_in_use_is_gated_within_a_tick(fresh_mo
 
 
 def test_equipment_taken_out_of_service_is_a_change_the_sensor_sees(fresh_mocks, sqlite_url, make_settings):
-    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    settings = make_settings(sqlite_url, fresh_mocks.urls, regate_in_tick_max=0)
     eam = fresh_mocks.base_urls["eam"]
     with DagsterInstance.ephemeral() as instance:
         definitions, cursor = synced(settings, instance)

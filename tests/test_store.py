@@ -483,6 +483,26 @@ def test_equipment_and_parameters_upsert(store):
     assert len(store.load_process_parameters(None)) == 3
 
 
+def test_an_older_reply_stored_last_never_replaces_a_newer_one(store):
+    """Two pulls of a site at once (a sync and a re-gate): the sync's reply, fetched before the
+    equipment went out of service and a work order reopened, is stored after the re-gate's.
+    The newer reply stands; otherwise the sync would clear equipment that is not clear."""
+    later = T0 + timedelta(minutes=1)
+    store.upsert_equipment([equipment("E-1", status="not_ready")], fetched_at=later)
+    store.upsert_maintenance_records([record("WO-1", "E-1", status="in_progress")], fetched_at=later)
+    store.upsert_equipment([equipment("E-1", status="operating")], fetched_at=T0)
+    store.upsert_maintenance_records([record("WO-1", "E-1", status="completed")], fetched_at=T0)
+    assert store.load_equipment("NJ", ["E-1"])["E-1"].status == "not_ready"
+    assert [r.status for r in store.load_maintenance_records("NJ", ["E-1"])] == ["in_progress"]
+    # A reply of the same moment or newer replaces it, as any upsert does.
+    store.upsert_equipment([equipment("E-1", status="operating")], fetched_at=later)
+    assert store.load_equipment("NJ", ["E-1"])["E-1"].status == "operating"
+    # A permit: the PTW's stamp orders its copies, whenever each was taken in.
+    store.upsert_permits([permit("PTW-9", status="suspended", updated_at=later)], synced_at=T0)
+    store.upsert_permits([permit("PTW-9", status="active", updated_at=T0)], synced_at=later)
+    assert [p.status for p in store.load_permits(permit_ids=["PTW-9"])] == ["suspended"]
+
+
 # ---------------------------------------------------------------- clearance / cursors
 
 

@@ -16,7 +16,7 @@ from dagster import (
 from hub.assets.common import ChangeScopeConfig, column_schema, devices_in_scope, preview
 from hub.assets.sites import site_partitions, sites_of
 from hub.resources import HubStoreResource, RulesResource
-from hub.steps.gate import clearance_profiles
+from hub.steps.gate import refresh_clearance
 from hub.store import tables
 
 
@@ -38,22 +38,7 @@ def equipment_clearance(
     for site in sites_of(context):
         scope = config.scope()
         device_ids = sorted(devices_in_scope(hub_store, site) if scope is None else scope.devices_touched(hub_store, site))
-        profiles = clearance_profiles(hub_store, site, device_ids, gate_rules, now)
-        hub_store.replace_device_clearance(
-            site,
-            [
-                {
-                    "device_id": p.device_id,
-                    "known": p.known,
-                    "hazards": [h.model_dump(mode="json") for h in p.hazards],
-                    "data_as_of": p.data_as_of,
-                    "computed_at": now,
-                }
-                for p in profiles.values()
-            ],
-            # A re-gate after a change replaces only the profiles of the devices it touched.
-            devices=None if scope is None else device_ids,
-        )
+        profiles = refresh_clearance(hub_store, site, device_ids, gate_rules, now, scoped=scope is not None)
         total += len(profiles)
         with_hazards += [
             {"site": site, "device_id": p.device_id, "hazards": ", ".join(sorted({h.code for h in p.hazards}))}

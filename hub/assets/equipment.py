@@ -35,11 +35,9 @@ from hub.assets.common import (
 )
 from hub.assets.sites import site_partitions, sites_of
 from hub.assets.systems import EAM
-from hub.connectors.eam import SoapFault
-from hub.connectors.retry import TransientError, VendorRejected
 from hub.mappings.engine import load_mapping
 from hub.resources import EamResource, HubStoreResource, RulesResource
-from hub.steps.eam import EamPull, judge, pull_plan, settle
+from hub.steps.eam import EamPull, pull_site
 from hub.steps.gate import EAM_ANSWERED, suspect_devices
 from hub.store import tables
 
@@ -82,35 +80,28 @@ def eam_pull(context: AssetExecutionContext, config: ChangeScopeConfig, store: H
         for site in sites_of(context):
             scope = config.scope()
             device_ids = devices_in_scope(hub_store, site) if scope is None else scope.devices_touched(hub_store, site)
-            fetched_at = datetime.now(timezone.utc)
-            whole, changes_only, since = pull_plan(hub_store, site, device_ids, fetched_at, eam.full_pull_every_h)
-            pulled = EamPull(site)
-            pulls.append(pulled)
-            try:
-                for ids, values in ((whole, {}), (changes_only, {"changed_since": since})):
-                    for page in client.pages("maintenance", ids=ids, site=site, **values) if ids else ():
-                        pulled.take(hub_store, mapping, page, fetched_at)
-            except (TransientError, VendorRejected, SoapFault, ValueError) as exc:
-                # ValueError: a request the SOAP stack refuses to build; the whole reply is then missing.
-                errors.append(f"{site}: {exc}")
+            site_pull = pull_site(hub_store, client, mapping, site, device_ids, eam.full_pull_every_h, eam.suspect_drop_share)
+            pulls.append(site_pull.pull)
+            if site_pull.error is not None:
+                errors.append(f"{site}: {site_pull.error}")
                 context.log.error(
                     f"EAM pull for {site} failed; devices whose data is older than the rules allow are blocked "
-                    f"(EAM_UNAVAILABLE/EAM_DATA_STALE): {exc}"
+                    f"(EAM_UNAVAILABLE/EAM_DATA_STALE): {site_pull.error}"
                 )
             else:
-                coverage = judge(hub_store, pulled, device_ids, whole, eam.suspect_drop_share)
+                coverage = site_pull.coverage
                 if coverage.reasons:
                     suspect_reasons.extend(f"{site}: {reason}" for reason in coverage.reasons)
                     context.log.error(
                         f"EAM reply for {site} held as suspect, nothing deleted, {len(coverage.suspect)} device(s) "
                         f"block as EAM_REPLY_SUSPECT: {'; '.join(coverage.reasons)}"
                     )
-                totals["work_orders_deleted"] += settle(hub_store, pulled, coverage, whole, fetched_at)
+                totals["work_orders_deleted"] += site_pull.deleted
                 totals["devices_not_found"] += len(coverage.unknown)
                 totals["devices_held_suspect"] += len(coverage.suspect)
-            totals["devices_requested"] += len(device_ids)
-            totals["devices_pulled_whole"] += len(whole)
-            totals["devices_asked_for_changes"] += len(changes_only)
+            totals["devices_requested"] += site_pull.requested
+            totals["devices_pulled_whole"] += len(site_pull.whole)
+            totals["devices_asked_for_changes"] += len(site_pull.changes_only)
     common = {
         **{k: totals[k] for k in ("devices_requested", "devices_pulled_whole", "devices_asked_for_changes")},
         "eam_calls": client.calls,

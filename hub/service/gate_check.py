@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.logic.clearance import DeviceProfile, iso
 from hub.logic.gate import decide, decision_fingerprint, invalid_permit_decisions, is_gated, with_reasons
@@ -32,7 +31,7 @@ from hub.mappings.engine import MappingAbort, load_mapping
 from hub.model import GateDecision, Permit, Reason
 from hub.resources import EamResource, HubStoreResource, PtwResource, resources_from_settings
 from hub.settings import HubSettings
-from hub.steps.eam import EamPull, judge, settle
+from hub.steps.eam import pull_site
 from hub.steps.gate import EAM_ANSWERED, clearance_profiles, record_decisions
 from hub.steps.records import quarantine_rejects
 from hub.store.repository import HubStore
@@ -44,9 +43,6 @@ log = logging.getLogger("hub.service")
 GATE_ASSET = "permit_gate_decisions"
 #: What an answer says when the rules do not gate the permit.
 NOT_GATED = "not_gated"
-#: Errors of an EAM request: it did not answer, or not usably (as the EAM pull asset counts them).
-EAM_ERRORS = (TransientError, VendorRejected, SoapFault, ValueError)
-
 
 #: Answers are reported to Dagster about this often, a permit's answers in that time as one event.
 REPORT_EVERY_S = 1.0
@@ -169,17 +165,10 @@ class GateCheckService:
 
     def refresh_eam(self, hub_store: HubStore, site: str, devices: list[str]) -> str | None:
         """Ask the EAM now for the devices, whole, in one batched pull; what went wrong, if anything."""
-        fetched_at = datetime.now(timezone.utc)
-        pulled = EamPull(site)
-        try:
-            with self.eam.client() as client:
-                for page in client.pages("maintenance", ids=devices, site=site):
-                    pulled.take(hub_store, self.eam_mapping, page, fetched_at)
-        except EAM_ERRORS as exc:
-            return f"{type(exc).__name__}: {exc}"
-        coverage = judge(hub_store, pulled, set(devices), devices, self.eam.suspect_drop_share)
-        settle(hub_store, pulled, coverage, devices, fetched_at)
-        return None
+        with self.eam.client() as client:
+            # Every device whole (no change-only asks): the answer must not rest on older data.
+            pulled = pull_site(hub_store, client, self.eam_mapping, site, set(devices), 0, self.eam.suspect_drop_share)
+        return pulled.error
 
     # -- one check --------------------------------------------------------------------------
 

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
+from hub.connectors.eam import SoapFault
+from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
 from hub.steps.gate import EAM_ANSWERED, EAM_SUSPECT, EAM_WHOLE
 from hub.steps.records import lineage_of, quarantine_rejects
 
 #: Leeway for clocks: the EAM stamps changes by its clock, the hub asks by its own.
 CLOCK_LEEWAY = timedelta(minutes=10)
+#: What a failed EAM request raises: the reply is then missing, whole.
+EAM_ERRORS = (TransientError, VendorRejected, SoapFault, ValueError)
 #: Fewer dropped open work orders than this are never suspect: one closed-and-deleted order is normal.
 SUSPECT_MIN_DROPPED = 2
 
@@ -134,3 +138,36 @@ def settle(hub_store, pull: EamPull, coverage: Coverage, whole: list[str], fetch
     hub_store.record_lookups(EAM_WHOLE, settled_whole, fetched_at, site=site)
     hub_store.record_lookups(EAM_SUSPECT, sorted(suspect), fetched_at, site=site)
     return dropped
+
+
+@dataclass
+class SitePull:
+    """One site's pull, whole: what was asked, what came in, and how it was judged. `error` says
+    why the reply is missing (nothing was settled then: the devices keep their old answer time)."""
+
+    pull: EamPull
+    requested: int
+    whole: list[str]
+    changes_only: list[str]
+    error: str | None = None
+    coverage: Coverage | None = None
+    deleted: int = 0
+
+
+def pull_site(
+    hub_store, client, mapping, site: str, device_ids: set[str], full_pull_every_h: float, suspect_drop_share: float
+) -> SitePull:
+    """Pull, judge and settle the site's devices `device_ids` through an open EAM `client`."""
+    fetched_at = datetime.now(timezone.utc)
+    whole, changes_only, since = pull_plan(hub_store, site, device_ids, fetched_at, full_pull_every_h)
+    out = SitePull(EamPull(site), len(device_ids), whole, changes_only)
+    try:
+        for ids, values in ((whole, {}), (changes_only, {"changed_since": since})):
+            for page in client.pages("maintenance", ids=ids, site=site, **values) if ids else ():
+                out.pull.take(hub_store, mapping, page, fetched_at)
+    except EAM_ERRORS as exc:  # ValueError: a request the SOAP stack refuses to build
+        out.error = f"{type(exc).__name__}: {exc}"
+        return out
+    out.coverage = judge(hub_store, out.pull, device_ids, whole, suspect_drop_share)
+    out.deleted = settle(hub_store, out.pull, out.coverage, whole, fetched_at)
+    return out

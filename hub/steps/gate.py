@@ -116,6 +116,29 @@ def clearance_profiles(
     return build_profiles(sorted(device_ids), eam, rules, now)
 
 
+def refresh_clearance(
+    hub_store, site: str, device_ids: Collection[str], rules: GateRules, now: datetime, *, scoped: bool
+) -> dict[str, DeviceProfile]:
+    """Compute and store the profiles of the site's devices: all of them, or (`scoped`, a re-gate
+    after a change) only those of `device_ids`, leaving the others' stored profiles as they are."""
+    profiles = clearance_profiles(hub_store, site, device_ids, rules, now)
+    hub_store.replace_device_clearance(
+        site,
+        [
+            {
+                "device_id": p.device_id,
+                "known": p.known,
+                "hazards": [h.model_dump(mode="json") for h in p.hazards],
+                "data_as_of": p.data_as_of,
+                "computed_at": now,
+            }
+            for p in profiles.values()
+        ],
+        devices=sorted(device_ids) if scoped else None,
+    )
+    return profiles
+
+
 def stored_profiles(hub_store, site: str, device_ids: Collection[str]) -> dict[str, DeviceProfile]:
     """The profiles the clearance step last stored for the site's devices."""
     return {

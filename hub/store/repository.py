@@ -272,8 +272,13 @@ class HubStore:
         table: Table,
         rows: Sequence[dict[str, Any]],
         keys: Sequence[str],
+        newest_by: str | None = None,
     ) -> None:
-        """INSERT .. ON CONFLICT (keys) DO UPDATE every other column; last row per key wins."""
+        """INSERT .. ON CONFLICT (keys) DO UPDATE every other column; last row per key wins.
+
+        With `newest_by` (a time column), a stored row is replaced only by one at least as new:
+        two pulls of one site at once (a sync and a re-gate) store what the later reply said,
+        whichever finishes last."""
         # In key order: concurrent site runs upserting shared rows (materials) lock them in
         # the same order, so they wait for each other instead of deadlocking.
         key = lambda r: tuple(r[k] for k in keys)  # noqa: E731
@@ -284,6 +289,7 @@ class HubStore:
         stmt = stmt.on_conflict_do_update(
             index_elements=list(keys),
             set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
+            where=None if newest_by is None else table.c[newest_by] <= stmt.excluded[newest_by],
         )
         # SQLAlchemy (>= 2.0.37, issue #13130) sends an ON CONFLICT executemany
         # without RETURNING row by row (psycopg2: one round trip per row). With
@@ -325,7 +331,8 @@ class HubStore:
             for p in permits
         ]
         with self._write() as conn:
-            self._upsert(conn, t.permits, rows, ["permit_id"])
+            # The PTW's own stamp orders two copies of a permit: an older one never replaces a newer.
+            self._upsert(conn, t.permits, rows, ["permit_id"], newest_by="updated_at")
 
     def load_permits(
         self,
@@ -381,7 +388,7 @@ class HubStore:
         fetched_at = _aware(fetched_at, "fetched_at")
         rows = [{**e.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for e in items]
         with self._write() as conn:
-            self._upsert(conn, t.equipment, rows, ["site", "device_id"])
+            self._upsert(conn, t.equipment, rows, ["site", "device_id"], newest_by="fetched_at")
 
     def load_equipment(self, site: str, device_ids: Collection[str] | None) -> dict[str, Equipment]:
         """A site's equipment by device id; ids the hub never fetched there are absent. None = all."""
@@ -398,7 +405,7 @@ class HubStore:
         fetched_at = _aware(fetched_at, "fetched_at")
         rows = [{**m.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for m in items]
         with self._write() as conn:
-            self._upsert(conn, t.maintenance_records, rows, ["site", "record_id"])
+            self._upsert(conn, t.maintenance_records, rows, ["site", "record_id"], newest_by="fetched_at")
 
     def drop_maintenance_records_not_refetched(
         self, site: str, device_ids: Collection[str], fetched_at: datetime
