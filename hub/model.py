@@ -26,8 +26,9 @@ RiskLevel = Literal["red", "orange", "yellow"]
 PermitStatus = Literal["submitted", "approved", "active", "suspended", "closed", "cancelled"]
 PermitResult = Literal["completed", "aborted", "incident"]
 MaintenanceKind = Literal["preventive", "corrective", "inspection", "overhaul"]
-MaintenanceStatus = Literal["planned", "approved", "in_progress", "completed", "closed", "cancelled"]
-Isolation = Literal["none", "applied", "released"]
+# "unknown": what a flavor file that declares the input unavailable writes (never a guess); the gate blocks on it.
+MaintenanceStatus = Literal["planned", "approved", "in_progress", "completed", "closed", "cancelled", "unknown"]
+Isolation = Literal["none", "applied", "released", "unknown"]
 Decision = Literal["allow", "block"]
 ReasonCode = Literal[
     "DEVICE_UNKNOWN",
@@ -42,6 +43,9 @@ ReasonCode = Literal[
     "EQUIPMENT_NOT_IN_SERVICE",
     "SITE_NOT_CONFIGURED",
     "EAM_REPLY_SUSPECT",
+    "ISOLATION_UNKNOWN",
+    "WORK_ORDER_STATUS_UNKNOWN",
+    "EQUIPMENT_STATUS_UNKNOWN",
     "GATE_DISABLED",
     "EAM_UNREACHABLE",
     "GATE_ERROR",
@@ -50,6 +54,8 @@ ReasonCode = Literal[
 PERMIT_TYPES: tuple[str, ...] = PermitType.__args__  # type: ignore[attr-defined]
 LIVE_PERMIT_STATUSES = frozenset({"submitted", "approved", "active"})
 FINISHED_MAINTENANCE_STATUSES = frozenset({"completed", "closed", "cancelled"})
+#: The value of a gate input (isolation, work-order or equipment status) the EAM cannot provide.
+UNKNOWN = "unknown"
 
 
 class Canonical(BaseModel):

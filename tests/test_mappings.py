@@ -596,7 +596,8 @@ def test_error_misspelt_setting(tmp_path):
     assert error == (
         f"{path}:10:19: inbound.process_parameter.fields.data_type.form: unknown key 'form'; did you mean 'from'? "
         "expected one of from, const, concat, separator, unit_of, default, optional, map, unknown, type, format, "
-        "time_of_day, places, transform, split, each, each_fields, convert"
+        "time_of_day, places, transform, split, each, each_fields, convert, first, reduce, unavailable, todo, reason, "
+        "lookup, timezone"
     )
 
 

@@ -20,14 +20,16 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from hub.mappings import dates, units
+from hub.mappings.gate_inputs import UNAVAILABLE_VALUE
 from hub.mappings.compile import TRANSFORMS, literal_values, nested_model
 from hub.mappings.source import Loc, problem
 from hub.mappings.spec import KINDS, FieldSpec, InboundSpec, MappingFile, OutboundSpec
 from hub.mappings.suggest import expected
+from hub.mappings.values import FieldError
 from hub.yamlfile import ConfigProblem
 
 _QUOTED = re.compile(r"'([^']*)'")
-_INBOUND_ONLY = ("concat", "unit_of", "split", "convert", "time_of_day")
+_INBOUND_ONLY = ("concat", "unit_of", "split", "convert", "time_of_day", "first", "reduce", "unavailable", "todo", "lookup")
 
 
 # --------------------------------------------------------------------------- structure
@@ -36,7 +38,7 @@ _INBOUND_ONLY = ("concat", "unit_of", "split", "convert", "time_of_day")
 def structure_problems(exc: ValidationError, node: yaml.Node | None, name: str) -> list[ConfigProblem]:
     """pydantic's errors about a mapping file, located and worded for the person editing it."""
     problems = []
-    for err in exc.errors(include_url=False):
+    for err in _without_union_tags(exc.errors(include_url=False)):
         loc = tuple(err["loc"])
         kind = err["type"]
         if kind == "extra_forbidden":
@@ -57,6 +59,32 @@ def structure_problems(exc: ValidationError, node: yaml.Node | None, name: str) 
                 message += "; YAML reads yes, no, on, off, true and false as true/false: put the text in quotes"
             problems.append(problem(node, loc, message, name))
     return problems
+
+
+#: The names pydantic gives the members of a union (``key: str | list[str]``) in an error's location.
+_UNION_TAGS = frozenset({"str", "list[str]", "SourceChoice"})
+
+
+def _without_union_tags(errors: list[Any]) -> list[Any]:
+    """One error per value of a union type: the text member's, located at the value itself.
+
+    A key given as ``no`` (YAML false) should read "should be a valid string", not also "should
+    be a valid list"; a list element's own problem keeps its place.
+    """
+    def tag_index(loc: Loc) -> int | None:
+        return next((i for i, part in enumerate(loc) if part in _UNION_TAGS), None)
+
+    text_failed = {tuple(e["loc"][:i]) for e in errors if (i := tag_index(tuple(e["loc"]))) is not None
+                   and e["loc"][i] == "str"}
+    kept = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        index = tag_index(loc)
+        if index is None:
+            kept.append(err)
+        elif loc[index] == "str" or loc[:index] not in text_failed:
+            kept.append({**err, "loc": loc[:index] + loc[index + 1:]})
+    return kept
 
 
 def _keys_at(loc: Loc) -> list[str]:
@@ -111,14 +139,51 @@ class Checker:
     def add(self, loc: Loc, message: str, at_key: bool = False) -> None:
         self.problems.append(problem(self.node, loc, message, self.name, at_key))
 
+    def zone(self, loc: Loc, name: str | None) -> None:
+        if name is None:
+            return
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            hint = expected(name, sorted(_zone_names()), listed=False)
+            self.add(loc, f"unknown time zone {name!r}; {hint} (use a name like Asia/Shanghai)")
+
+    def tables(self) -> None:
+        """Each look-up table: inline rows, or an endpoint operation that brings them, not both."""
+        operations = self.spec.endpoint.operations if self.spec.endpoint is not None else {}
+        for name, table in self.spec.tables.items():
+            loc = ("tables", name)
+            if (table.rows is None) == (table.operation is None):
+                self.add(loc, "give either 'rows' (an inline table) or 'operation' (a request of the endpoint)", True)
+                continue
+            if table.rows is not None:
+                for key in ("key", "value"):
+                    if getattr(table, key) is not None:
+                        self.add(loc + (key,), f"'{key}' names a field of requested rows: it is only for 'operation'", True)
+                continue
+            for key in ("key", "value"):
+                if getattr(table, key) is None:
+                    self.add(loc, f"a requested table needs '{key}': the field of each row holding the {key}", True)
+            try:
+                refresh = dates.parse_iso_duration(table.refresh)
+            except FieldError:
+                refresh = None
+            if refresh is None or refresh.total_seconds() <= 0:
+                self.add(loc + ("refresh",), f"{table.refresh!r} is not a positive ISO 8601 duration (e.g. PT1H)")
+            operation = operations.get(table.operation or "")
+            if operation is None:
+                self.add(loc + ("operation",), f"the endpoint has no operation {table.operation!r}; "
+                         f"{expected(table.operation or '', operations)}")
+            elif not any(name in r.records.values() for r in operation.requests):
+                self.add(loc + ("operation",), f"operation {table.operation!r} brings no records named {name!r}: "
+                         f"add {{<where>: {name}}} to a request's 'records'")
+            elif operation.takes_ids:
+                self.add(loc + ("operation",), f"operation {table.operation!r} takes ids; a table is read whole")
+
     def run(self) -> list[ConfigProblem]:
         spec = self.spec
-        if spec.timezone is not None:
-            try:
-                ZoneInfo(spec.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                hint = expected(spec.timezone, sorted(_zone_names()), listed=False)
-                self.add(("timezone",), f"unknown time zone {spec.timezone!r}; {hint} (use a name like Asia/Shanghai)")
+        self.zone(("timezone",), spec.timezone)
+        self.tables()
         for code, unit in spec.units.items():
             if unit not in units.UNITS:
                 self.add(("units", code), f"unknown unit {unit!r}; {expected(unit, units.UNITS)}")
@@ -167,6 +232,7 @@ class Checker:
                 continue
             annotation = model.model_fields[target].annotation
             self.common(floc, spec, inbound=True)
+            self.inbound_only(floc, what, target, spec)
             if group != "fields":
                 for key in ("convert", "unit_of"):
                     if getattr(spec, key) is not None:
@@ -187,6 +253,33 @@ class Checker:
                 sub_what = f"{what}.{target}"
                 self.inbound_fields(floc + ("each_fields",), sub_what, nested, spec.each_fields, "each_fields")
                 self.required_mapped(floc + ("each_fields",), sub_what, nested, spec.each_fields)
+
+    def inbound_only(self, loc: Loc, what: str, target: str, spec: FieldSpec) -> None:
+        """Settings that only inbound fields have: to-dos, unavailable inputs, reductions, look-ups."""
+        if spec.todo is not None:
+            self.add(loc + ("todo",), f"still to decide: {spec.todo}", at_key=True)
+        if spec.unavailable is not None and (what, target) not in UNAVAILABLE_VALUE:
+            can = ", ".join(f"{k}.{f}" for k, f in UNAVAILABLE_VALUE)
+            self.add(loc + ("unavailable",), f"{what}.{target} cannot be declared unavailable (only {can}): "
+                     "without it the record cannot be placed or read", at_key=True)
+        if spec.reason is not None and not (spec.has_const or spec.has_default):
+            self.add(loc + ("reason",), "'reason' says why a const or default is right: this field has neither", True)
+        if spec.lookup is not None and spec.lookup not in self.spec.tables:
+            hint = expected(spec.lookup, self.spec.tables) if self.spec.tables else "the file declares no 'tables'"
+            self.add(loc + ("lookup",), f"no look-up table {spec.lookup!r}; {hint}")
+        reduce = spec.reduce
+        if reduce is not None:
+            takes_value = reduce.op in ("min", "max", "first")
+            if takes_value and reduce.value is None:
+                self.add(loc + ("reduce",), f"reduce op {reduce.op} needs 'value': the field of each row to take", True)
+            if not takes_value and reduce.value is not None:
+                self.add(loc + ("reduce", "value"), f"reduce op {reduce.op} counts rows: 'value' is only for min, "
+                         "max and first", at_key=True)
+            for group in ("where", "unless"):
+                for path, wanted in getattr(reduce, group).items():
+                    values = wanted if isinstance(wanted, list) else [wanted]
+                    if not values or any(isinstance(v, (dict, list)) or v is None for v in values):
+                        self.add(loc + ("reduce", group, path), "a condition is a value or a list of values")
 
     def conversions(self, loc: Loc, kind: str, spec: InboundSpec) -> None:
         """convert's units and chooser, and unit_of naming a converted field of the same kind."""
@@ -278,8 +371,9 @@ class Checker:
     def common(self, loc: Loc, spec: FieldSpec, inbound: bool) -> None:
         sources = spec.sources
         if not sources:
-            self.add(loc, "needs 'from' (where the value comes from), 'const' (a fixed value) or 'concat' "
-                     "(several vendor fields joined)")
+            self.add(loc, "needs 'from' (where the value comes from), 'const' (a fixed value), 'concat' "
+                     "(several vendor fields joined), 'first' (the first of several present), 'reduce' (from a "
+                     "child list) or 'unavailable' (the vendor cannot provide it)")
         elif len(sources) > 1:
             self.add(loc, f"give only one of {', '.join(repr(s) for s in sources)}")
         if "separator" in spec.model_fields_set and spec.concat is None:
@@ -289,6 +383,7 @@ class Checker:
                 if name not in TRANSFORMS:
                     self.add(loc + (key, index), f"unknown transform {name!r}; {expected(name, TRANSFORMS)}")
         self.unknown_values(loc, spec)
+        self.zone(loc + ("timezone",), spec.timezone)
         vtype = spec.value_type
         if vtype == "list":
             if spec.transform:
@@ -325,14 +420,15 @@ class Checker:
                 self.add(loc + ("format",), f"'format' is only for type datetime, date or duration "
                          f"(this field has type {vtype})")
             else:
-                self.check_format(loc + ("format",), spec.format, vtype, needs_zone=vtype == "datetime")
+                needs_zone = vtype == "datetime" and spec.timezone is None
+                self.check_format(loc + ("format",), spec.format, vtype, needs_zone=needs_zone)
         time_of_day = spec.time_of_day
         if time_of_day is not None:
             if vtype != "datetime":
                 self.add(loc + ("time_of_day",), f"'time_of_day' completes a date-time: it needs type datetime "
                          f"(this field has type {vtype})", at_key=True)
             self.check_format(loc + ("time_of_day", "format"), time_of_day.format, "time_of_day", needs_zone=False)
-            if self.spec.timezone is None:
+            if self.spec.timezone is None and spec.timezone is None:
                 self.add(loc + ("time_of_day",), "a date plus a time of day is plant-local time: set 'timezone' at "
                          "the top of the file", at_key=True)
 

@@ -20,15 +20,21 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from hub.mappings import dates, units
-from hub.mappings.spec import ConvertSpec, FieldSpec
+from hub.mappings.children import reducer
+from hub.mappings.gate_inputs import UNAVAILABLE_VALUE
+from hub.mappings.spec import KINDS, ConvertSpec, FieldSpec, SourceChoice, TableSpec
 from hub.mappings.suggest import expected
 from hub.mappings.values import (
+    MISSING,
     FieldError,
     as_text,
     bad_character,
     describe_character,
     decimal_renderer,
+    emptiness,
     fail,
+    getter,
+    is_empty,
     parse_decimal,
     parse_int,
     parse_object,
@@ -51,7 +57,6 @@ TRANSFORMS: dict[str, Callable[[str], str]] = {
     "lower": str.lower,
 }
 
-MISSING: Any = object()  # vendor path absent
 OMIT: Any = object()  # leave the canonical field out so the model's default applies
 _UNLISTED: Any = object()  # a value the field's map does not list
 
@@ -66,10 +71,14 @@ class Abort(Exception):
 
 @dataclass
 class RecordState:
-    """What one vendor record has mapped to so far: later stages (unit conversion) read it."""
+    """What one vendor record has mapped to so far: later stages (unit conversion) read it.
+
+    ``tables`` holds the rows of the requested look-up tables this mapping run was given.
+    """
 
     data: dict[str, Any] = field(default_factory=dict)
     units: dict[str, str | None] = field(default_factory=dict)  # converted field -> its unit
+    tables: AnyMapping[str, AnyMapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,41 +107,6 @@ class OutField:
     target: str  # vendor path as written
     source: str | None  # canonical field, None for const
     run: Callable[[Any], Any]  # canonical record -> vendor value; raises FieldError
-
-
-def getter(path: str) -> Callable[[Any], Any]:
-    parts = tuple(path.split("."))
-    if len(parts) == 1:
-        (only,) = parts
-
-        def get_one(record: Any) -> Any:
-            return record.get(only, MISSING)
-
-        return get_one
-
-    def get_nested(record: Any) -> Any:
-        current = record
-        for part in parts:
-            if not isinstance(current, AnyMapping):
-                return MISSING
-            current = current.get(part, MISSING)
-            if current is MISSING:
-                return MISSING
-        return current
-
-    return get_nested
-
-
-def is_empty(value: Any) -> bool:
-    return value is MISSING or value is None or (type(value) is str and not value.strip())
-
-
-def emptiness(value: Any) -> str:
-    if value is MISSING:
-        return "missing"
-    if value is None:
-        return "is null"
-    return "is empty"
 
 
 def nested_model(annotation: Any) -> type[BaseModel] | None:
@@ -174,10 +148,23 @@ def _number(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+_KIND_OF = {model: kind for kind, model in KINDS.items()}
+_SHAPES: dict[str, Callable[[Any], bool]] = {
+    "text": lambda value: isinstance(value, (str, int, float, Decimal)) and not isinstance(value, bool),
+    "object": lambda value: isinstance(value, AnyMapping),
+    "list": lambda value: isinstance(value, (list, tuple)),
+}
+
+
 class Compiler:
-    def __init__(self, zone: ZoneInfo | None, unit_aliases: dict[str, str]):
+    def __init__(self, zone: ZoneInfo | None, unit_aliases: dict[str, str], tables: dict[str, TableSpec] | None = None):
         self.zone = zone
         self.unit_aliases = unit_aliases  # vendor code -> hub unit name
+        self.tables = tables or {}
+
+    def _zone(self, spec: FieldSpec) -> ZoneInfo | None:
+        """The field's own time zone, else the file's."""
+        return ZoneInfo(spec.timezone) if spec.timezone else self.zone
 
     # inbound ------------------------------------------------------------------------
 
@@ -185,6 +172,10 @@ class Compiler:
         if spec.has_const:
             constant = spec.const
             return InField(target, None, lambda record, state: constant)
+        if spec.unavailable is not None:
+            unknown = UNAVAILABLE_VALUE[(_KIND_OF[model], target)]  # checked at load
+            value = OMIT if unknown is None else unknown
+            return InField(target, None, lambda record, state: value)
         read, source = self._reader(spec)
         if spec.has_default:
             on_empty = spec.default
@@ -227,15 +218,58 @@ class Compiler:
                 return separator.join(texts)
 
             return read_concat, ", ".join(spec.concat)
+        if spec.first is not None:
+            return self._first_reader(spec.first)
+        if spec.reduce is not None:
+            reduce = reducer(spec.reduce, self._parser(spec))
+            return (lambda record, state: reduce(record)), f"{spec.reduce.over} ({spec.reduce.op})"
         assert spec.from_ is not None  # checked at load
         get = getter(spec.from_)
         return (lambda record, state: get(record)), spec.from_
+
+    @staticmethod
+    def _first_reader(choices: list[str | SourceChoice]) -> tuple[Callable[[Any, RecordState], Any], str]:
+        """The first candidate that is present, not empty and of its required shape."""
+        candidates = []
+        for choice in choices:
+            path, shape = (choice, None) if isinstance(choice, str) else (choice.from_, choice.shape)
+            candidates.append((getter(path), _SHAPES[shape] if shape else None))
+
+        def read_first(record: Any, state: RecordState) -> Any:
+            for get, fits in candidates:
+                value = get(record)
+                if not is_empty(value) and (fits is None or fits(value)):
+                    return value
+            return MISSING
+
+        names = [c if isinstance(c, str) else c.from_ for c in choices]
+        return read_first, " or ".join(names)
+
+    def _table_lookup(self, spec: FieldSpec) -> Callable[[str, RecordState], str] | None:
+        """text -> the table's value; a value the table lacks (or a table never loaded) quarantines."""
+        if spec.lookup is None:
+            return None
+        name, table = spec.lookup, self.tables[spec.lookup]
+        inline = dict(table.rows) if table.rows is not None else None
+        origin = "inline" if inline is not None else f"from operation {table.operation}"
+
+        def lookup(value: str, state: RecordState) -> str:
+            rows = inline if inline is not None else state.tables.get(name)
+            if rows is None:
+                raise fail(f"look-up table {name} ({origin}) has not been loaded, so {value!r} cannot be looked up")
+            found = rows.get(value)
+            if found is None:
+                raise fail(f"{value!r} is not in look-up table {name} ({origin}, {len(rows)} rows)")
+            return found
+
+        return lookup
 
     def _inbound_scalar(
         self, spec: FieldSpec, read: Callable[[Any, RecordState], Any], on_empty: Any
     ) -> Callable[[Any, RecordState], Any]:
         optional = spec.optional
         steps = tuple(TRANSFORMS[name] for name in spec.transform)
+        table = self._table_lookup(spec)
         lookup = self._map_lookup(spec)
         parse = self._parser(spec)
         is_object = spec.value_type == "object"
@@ -252,6 +286,8 @@ class Compiler:
             value = as_text(value)
             for step in steps:
                 value = step(value)
+            if table is not None:
+                value = table(value, state)
             if lookup is not None:
                 value = lookup(value)
                 if value is _UNLISTED:
@@ -265,10 +301,11 @@ class Compiler:
         time_of_day = spec.time_of_day
         if time_of_day is None:
             return lambda text, record: parse(text)
-        assert self.zone is not None  # checked at load
+        zone = self._zone(spec)
+        assert zone is not None  # checked at load
         read_date = dates.date_parser(spec.format or dates.ISO)
         read_time = dates.time_of_day_parser(time_of_day.format)
-        get_time, time_path, zone = getter(time_of_day.from_), time_of_day.from_, self.zone
+        get_time, time_path = getter(time_of_day.from_), time_of_day.from_
 
         def finish(date_text: str, record: Any) -> Any:
             day = read_date(date_text)
@@ -428,7 +465,7 @@ class Compiler:
         if vtype == "decimal":
             return parse_decimal
         if vtype == "datetime":
-            return dates.datetime_parser(fmt, self.zone)
+            return dates.datetime_parser(fmt, self._zone(spec))
         if vtype == "date":
             return dates.date_parser(fmt)
         if vtype == "duration":
@@ -481,7 +518,7 @@ class Compiler:
         if vtype == "decimal":
             return decimal_renderer(spec.places)
         if vtype == "datetime":
-            return dates.datetime_renderer(fmt, self.zone)
+            return dates.datetime_renderer(fmt, self._zone(spec))
         if vtype == "date":
             return dates.date_renderer(fmt)
         if vtype == "duration":

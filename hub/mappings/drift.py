@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from collections.abc import Mapping as AnyMapping
 from typing import Any
 
-from hub.mappings.spec import FieldSpec, InboundSpec
+from hub.mappings.spec import FieldSpec, InboundSpec, key_paths
 
 ELEMENT = "[*]"  # one element of a list, in reported paths: "reasons[*].code"
 _NESTED = (dict, list, tuple)  # vendor records are parsed JSON or XML: plain containers
@@ -28,6 +28,9 @@ def read_paths(fields: dict[str, FieldSpec]) -> set[str]:
                 paths.discard(spec.from_)
                 paths |= {f"{spec.from_}{ELEMENT}.{sub}" for sub in read_paths(spec.each_fields)}
         paths.update(spec.concat or ())
+        paths.update(c if isinstance(c, str) else c.from_ for c in spec.first or ())
+        if spec.reduce is not None:
+            paths.add(spec.reduce.over)  # the child list is read whole: its rows' fields are the filter's
         if spec.time_of_day is not None:
             paths.add(spec.time_of_day.from_)
         if spec.convert is not None:
@@ -76,7 +79,7 @@ def unmapped_fields(spec: InboundSpec, vendor_records: Iterable[Any]) -> dict[st
     ignored = set(spec.ignore)
     counts: Counter[str] = Counter()
     if spec.records_at is None:
-        unread = _Uncovered(read_paths(spec.fields) | {spec.key} - {None} | ignored)
+        unread = _Uncovered(read_paths(spec.fields) | set(key_paths(spec.key)) | ignored)
         flat_shapes: Counter[tuple[str, ...]] = Counter()
         for record in vendor_records:
             if not isinstance(record, AnyMapping):
@@ -89,8 +92,8 @@ def unmapped_fields(spec: InboundSpec, vendor_records: Iterable[Any]) -> dict[st
             for path in {str(k) for k in keys if unread(str(k))}:
                 counts[path] += records
         return dict(sorted(counts.items()))
-    outer_unread = _Uncovered({spec.records_at} | read_paths(spec.parent_fields) | {spec.parent_key} - {None} | ignored)
-    inner_unread = _Uncovered(read_paths(spec.fields) | {spec.key} - {None})
+    outer_unread = _Uncovered({spec.records_at} | read_paths(spec.parent_fields) | set(key_paths(spec.parent_key)) | ignored)
+    inner_unread = _Uncovered(read_paths(spec.fields) | set(key_paths(spec.key)))
     not_ignored = _Uncovered(ignored)
     children_prefix = spec.records_at + ELEMENT + "."
     for record in vendor_records:

@@ -49,7 +49,7 @@ from hub.mappings.compile import (
     getter,
 )
 from hub.mappings.source import PACKAGE_DIR, MappingSource, SourceFile, loc_text, packaged_mappings, read_source
-from hub.mappings.spec import KINDS, InboundSpec, MappingFile
+from hub.mappings.spec import KINDS, InboundSpec, MappingFile, key_name, key_paths
 from hub.mappings.suggest import closest
 from hub.mappings.values import FieldError, bad_character, describe_character, find_bad_text, storable, type_name, visible
 from hub.model import Canonical
@@ -98,9 +98,14 @@ class InboundResult:
 class VendorRecord:
     """One vendor record as the engine maps it: for records_at kinds, the enclosing object with one element."""
 
-    key: str | None
+    key: str | None  # exactly as the vendor wrote it: what is written back and replayed
     payload: Any  # what to map (or replay) to get exactly this record
     own: Any  # the record's own vendor fields: the element, for records_at kinds; else the payload
+
+    @property
+    def match_key(self) -> str | None:
+        """The key normalised (each part trimmed, upper case) for matching records, never for writing back."""
+        return None if self.key is None else "/".join(TRANSFORMS["id"](part) for part in self.key.split("/"))
 
 
 class OutboundError(ValueError):
@@ -132,9 +137,9 @@ class _InKind:
     kind: str
     model: type[Canonical]
     spec: InboundSpec
-    key: Callable[[Any], Any] | None
+    key: tuple[Callable[[Any], Any], ...] | None  # one getter per part of the key
     records_at_get: Callable[[Any], Any] | None
-    parent_key: Callable[[Any], Any] | None
+    parent_key: tuple[Callable[[Any], Any], ...] | None
     parent_fields: tuple[InField, ...]
     fields: tuple[InField, ...]  # in stage order: plain, converted, unit_of
     labels: dict[str, str]  # canonical field -> "field (from vendor path)" for validation errors
@@ -172,7 +177,7 @@ class Mapping:
         self.name = name  # used in quarantine reasons, e.g. "ptw.yaml" or "eam-hz02.yaml (extends eam.yaml)"
         self.files = files  # every file the mapping was read from, base first
         self.zone = ZoneInfo(spec.timezone) if spec.timezone else None
-        compiler = Compiler(self.zone, dict(spec.units))
+        compiler = Compiler(self.zone, dict(spec.units), dict(spec.tables))
         self._in = {kind: self._compile_inbound(compiler, kind, s) for kind, s in spec.inbound.items()}
         self._out = {
             kind: _OutKind(
@@ -208,9 +213,9 @@ class Mapping:
             kind=kind,
             model=model,
             spec=spec,
-            key=getter(spec.key) if spec.key else None,
+            key=tuple(getter(path) for path in key_paths(spec.key)) or None,
             records_at_get=getter(spec.records_at) if spec.records_at else None,
-            parent_key=getter(spec.parent_key) if spec.parent_key else None,
+            parent_key=tuple(getter(path) for path in key_paths(spec.parent_key)) or None,
             parent_fields=parent,
             fields=tuple(fields),
             labels=labels,
@@ -226,19 +231,23 @@ class Mapping:
 
     # inbound ------------------------------------------------------------------------
 
-    def inbound(self, kind: str, vendor_records: Iterable[dict[str, Any]]) -> InboundResult:
+    def inbound(
+        self, kind: str, vendor_records: Iterable[dict[str, Any]], tables: AnyMapping[str, AnyMapping[str, str]] | None = None,
+    ) -> InboundResult:
         """Map vendor records of one kind; every record ends up in `records` or `quarantined`.
 
-        Raises MappingAbort (and maps nothing) when a field with ``unknown: error`` meets an
-        unlisted value.
+        ``tables`` holds the rows of the look-up tables the endpoint requests (`hub.mappings.lookups`);
+        a field looking up a table not given quarantines its record. Raises MappingAbort (and maps
+        nothing) when a field with ``unknown: error`` meets an unlisted value.
         """
         compiled = self._inbound_kind(kind)
         result = InboundResult()
+        given = tables or {}
         for index, record in enumerate(vendor_records):
             if compiled.records_at_get is None:
-                self._inbound_one(compiled, result, record, record, index, None)
+                self._inbound_one(compiled, result, record, record, index, None, given)
             else:
-                self._inbound_nested(compiled, result, record, index)
+                self._inbound_nested(compiled, result, record, index, given)
         return result
 
     def vendor_records(self, kind: str, vendor_records: Iterable[Any]) -> list[VendorRecord]:
@@ -273,14 +282,20 @@ class Mapping:
         """
         return drift.unmapped_fields(self._inbound_kind(kind).spec, vendor_records)
 
-    def _key_of(self, get: Callable[[Any], Any] | None, record: Any) -> str | None:
-        if get is None or not isinstance(record, AnyMapping):
+    def _key_of(self, getters: tuple[Callable[[Any], Any], ...] | None, record: Any) -> str | None:
+        """The record's key as the vendor wrote it (parts trimmed, joined by "/"); None if a part is absent."""
+        if getters is None or not isinstance(record, AnyMapping):
             return None
-        value = get(record)
-        if value is MISSING or value is None or isinstance(value, (AnyMapping, list, tuple)):
-            return None
-        text = str(value).strip()
-        return text or None
+        parts = []
+        for get in getters:
+            value = get(record)
+            if value is MISSING or value is None or isinstance(value, (AnyMapping, list, tuple)):
+                return None
+            text = str(value).strip()
+            if not text:
+                return None
+            parts.append(text)
+        return "/".join(parts)
 
     def _child_key(self, compiled: _InKind, parent_key: str | None, child: Any) -> str | None:
         child_key = self._key_of(compiled.key, child)
@@ -289,7 +304,7 @@ class Mapping:
     def _label(self, compiled: _InKind, key: str | None, where: str, record: Any = None) -> str:
         if key is not None:
             return f"{self.name}: {compiled.kind} {visible(key)}"
-        no_key = f" (no {compiled.spec.key})" if compiled.spec.key and isinstance(record, AnyMapping) else ""
+        no_key = f" (no {key_name(compiled.spec.key)})" if compiled.spec.key and isinstance(record, AnyMapping) else ""
         return f"{self.name}: {compiled.kind} at {where}{no_key}"
 
     def _reject(
@@ -384,16 +399,17 @@ class Mapping:
     def _inbound_one(
         self, compiled: _InKind, result: InboundResult, record: Any, payload: Any, index: int,
         parent: tuple[RecordState, Problems, str | None, str, str] | None,
+        tables: AnyMapping[str, AnyMapping[str, str]],
     ) -> None:
         if parent is None:
             key = self._key_of(compiled.key, record)
             context = _Context(self._label(compiled, key, f"index {index}", record), key, "")
-            state, problems = RecordState(), []
+            state, problems = RecordState(tables=tables), []
         else:
             parent_state, parent_problems, parent_key, where, prefix = parent
             key = self._child_key(compiled, parent_key, record)
             context = _Context(self._label(compiled, key, where, record), key, prefix)
-            state, problems = RecordState(dict(parent_state.data)), list(parent_problems)
+            state, problems = RecordState(dict(parent_state.data), tables=tables), list(parent_problems)
         if not isinstance(record, AnyMapping):
             problems.append((None, f"record is not an object (found {type_name(record)})"))
             self._reject(result, compiled, context, payload, problems)
@@ -403,16 +419,18 @@ class Mapping:
         key_char = bad_character(key) if key is not None else None
         if key_char is not None and not problems:
             # No field reads the key, yet it names the record in quarantine and in replays.
-            problems.append((None, f"key {compiled.spec.key} contains {describe_character(key_char)}"))
+            problems.append((None, f"key {key_name(compiled.spec.key)} contains {describe_character(key_char)}"))
         if canonical is not None and not problems:
             result.records.append(canonical)
             return
         self._reject(result, compiled, context, payload, problems, state.data)
 
-    def _inbound_nested(self, compiled: _InKind, result: InboundResult, record: Any, index: int) -> None:
+    def _inbound_nested(
+        self, compiled: _InKind, result: InboundResult, record: Any, index: int, tables: AnyMapping[str, AnyMapping[str, str]],
+    ) -> None:
         """One vendor object holding a list (records_at): one canonical record per element."""
         if not isinstance(record, AnyMapping):
-            self._inbound_one(compiled, result, record, record, index, None)
+            self._inbound_one(compiled, result, record, record, index, None, tables)
             return
         assert compiled.records_at_get is not None
         records_at = compiled.spec.records_at or ""
@@ -426,14 +444,15 @@ class Mapping:
             self._reject(result, compiled, context, record, problems)
             return
         parent_context = _Context(self._label(compiled, parent_key, f"index {index}", record), parent_key, "")
-        parent_state, parent_problems = RecordState(), []
+        parent_state, parent_problems = RecordState(tables=tables), []
         self._run_fields(compiled, compiled.parent_fields, record, parent_context, parent_state, parent_problems)
         for position, child in enumerate(children):
             payload = _with_only_child(record, records_at, child)
             prefix = f"{records_at}[{position}]."
             where = f"index {index}, {prefix[:-1]}"
             self._inbound_one(
-                compiled, result, child, payload, index, (parent_state, parent_problems, parent_key, where, prefix)
+                compiled, result, child, payload, index, (parent_state, parent_problems, parent_key, where, prefix),
+                tables,
             )
 
     # outbound -----------------------------------------------------------------------

@@ -24,7 +24,7 @@ from hub.yamlfile import ConfigError, ConfigProblem, compose_node, construct, de
 PACKAGE_DIR = Path(__file__).resolve().parent
 SITES_DIR = PACKAGE_DIR / "sites"
 _NULL_TAG = "tag:yaml.org,2002:null"
-_SOURCE_KEYS = frozenset({"from", "const", "concat", "unit_of"})
+_SOURCE_KEYS = frozenset({"from", "const", "concat", "unit_of", "first", "reduce", "unavailable", "todo"})
 
 Loc = tuple[Any, ...]
 

@@ -99,6 +99,55 @@ class TimeOfDaySpec(_Strict):
     format: str = Field(default="iso_duration", min_length=1)
 
 
+class SourceChoice(_Strict):
+    """One candidate of ``first``: a vendor path, taken only when its value has ``shape``."""
+
+    from_: str = Field(alias="from", min_length=1)
+    shape: Literal["text", "object", "list"] | None = None
+
+
+#: Reductions over a child list (``reduce.op``).
+ReduceOp = Literal["any", "all", "count", "min", "max", "first"]
+
+
+class ReduceSpec(_Strict):
+    """One value from a child list of the vendor record: rows kept by ``where``/``unless``, then reduced.
+
+    ``empty`` is required: the result when the list is missing, null or empty (and, for
+    ``min``/``max``/``first``, when no row is kept), so an absent list never silently means
+    "none". ``any``/``all`` give "true"/"false", ``count`` a number, ``min``/``max``/``first``
+    the ``value`` field of a kept row (compared as the field's type).
+    """
+
+    over: str = Field(min_length=1)
+    op: ReduceOp
+    where: dict[str, Any] = Field(default_factory=dict)
+    unless: dict[str, Any] = Field(default_factory=dict)
+    value: str | None = Field(default=None, min_length=1)
+    empty: Any  # required: what an empty or missing list means is the mapping's decision
+
+
+class TableSpec(_Strict):
+    """A look-up table: inline ``rows``, or rows a request of the endpoint brings (``operation``).
+
+    A requested table's rows are vendor records; ``key`` and ``value`` name their fields, and
+    the rows are fetched again once older than ``refresh`` (ISO 8601 duration).
+    """
+
+    rows: dict[str, str] | None = None
+    operation: str | None = Field(default=None, min_length=1)
+    key: str | None = Field(default=None, min_length=1)
+    value: str | None = Field(default=None, min_length=1)
+    refresh: str = "PT1H"
+
+    @field_validator("rows", mode="before")
+    @classmethod
+    def _rows_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {_scalar_key(k): _scalar_key(v) for k, v in value.items()}
+        return value
+
+
 class FieldSpec(_Strict):
     """How to fill one target field.
 
@@ -127,6 +176,13 @@ class FieldSpec(_Strict):
     each: list[str] | None = None
     each_fields: dict[str, FieldSpec] | None = None
     convert: ConvertSpec | None = None
+    first: list[str | SourceChoice] | None = Field(default=None, min_length=2)
+    reduce: ReduceSpec | None = None
+    unavailable: str | None = Field(default=None, min_length=1)  # why the vendor cannot provide it
+    todo: str | None = Field(default=None, min_length=1)  # a draft's open question: refused until decided
+    reason: str | None = Field(default=None, min_length=1)  # why a gate input may be a const or default
+    lookup: str | None = Field(default=None, min_length=1)
+    timezone: str | None = Field(default=None, min_length=1)  # zone of this field's naive local times
 
     @field_validator("map", mode="before")
     @classmethod
@@ -139,7 +195,9 @@ class FieldSpec(_Strict):
     def sources(self) -> tuple[str, ...]:
         """The keys that say where the value comes from; a field needs exactly one."""
         given = {"from": self.from_ is not None, "const": self.has_const, "concat": self.concat is not None,
-                 "unit_of": self.unit_of is not None}
+                 "unit_of": self.unit_of is not None, "first": self.first is not None,
+                 "reduce": self.reduce is not None, "unavailable": self.unavailable is not None,
+                 "todo": self.todo is not None}
         return tuple(key for key, present in given.items() if present)
 
     @property
@@ -163,12 +221,24 @@ class FieldSpec(_Strict):
 class InboundSpec(_Strict):
     """Vendor records of one kind -> canonical records."""
 
-    key: str | None = Field(default=None, min_length=1)
+    key: str | list[str] | None = Field(default=None, min_length=1)  # several: a composite key (site, number)
     records_at: str | None = Field(default=None, min_length=1)
     parent_key: str | None = Field(default=None, min_length=1)
     parent_fields: dict[str, FieldSpec] = Field(default_factory=dict)
     fields: dict[str, FieldSpec]
     ignore: list[str] = Field(default_factory=list)  # vendor paths deliberately not mapped
+
+
+def key_paths(key: str | list[str] | None) -> tuple[str, ...]:
+    """The vendor paths of a (possibly composite) key."""
+    if key is None:
+        return ()
+    return (key,) if isinstance(key, str) else tuple(key)
+
+
+def key_name(key: str | list[str] | None) -> str:
+    """A key as messages name it: "siteid+assetnum"."""
+    return "+".join(key_paths(key))
 
 
 class OutboundSpec(_Strict):
@@ -185,6 +255,7 @@ class MappingFile(_Strict):
     description: str | None = None
     timezone: str | None = Field(default=None, min_length=1)
     units: dict[str, str] = Field(default_factory=dict)  # vendor unit code -> unit the hub knows
+    tables: dict[str, TableSpec] = Field(default_factory=dict)  # look-up tables fields name in 'lookup'
     inbound: dict[str, InboundSpec] = Field(default_factory=dict)
     outbound: dict[str, OutboundSpec] = Field(default_factory=dict)
     endpoint: EndpointSpec | None = None  # how to reach the system (docs/endpoints.md)

@@ -7,6 +7,7 @@ an `OutboundError` (outbound); a helper here never decides which.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from collections.abc import Mapping as AnyMapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,6 +23,45 @@ class FieldError(Exception):
     def __init__(self, items: list[tuple[str | None, str]]):
         self.items = items
         super().__init__(items)
+
+
+MISSING: Any = object()  # vendor path absent
+
+
+def getter(path: str) -> Callable[[Any], Any]:
+    """Reads a dotted vendor path; MISSING when any part is absent or not an object."""
+    parts = tuple(path.split("."))
+    if len(parts) == 1:
+        (only,) = parts
+
+        def get_one(record: Any) -> Any:
+            return record.get(only, MISSING)
+
+        return get_one
+
+    def get_nested(record: Any) -> Any:
+        current = record
+        for part in parts:
+            if not isinstance(current, AnyMapping):
+                return MISSING
+            current = current.get(part, MISSING)
+            if current is MISSING:
+                return MISSING
+        return current
+
+    return get_nested
+
+
+def is_empty(value: Any) -> bool:
+    return value is MISSING or value is None or (type(value) is str and not value.strip())
+
+
+def emptiness(value: Any) -> str:
+    if value is MISSING:
+        return "missing"
+    if value is None:
+        return "is null"
+    return "is empty"
 
 
 def fail(message: str) -> FieldError:
