@@ -14,8 +14,8 @@ to join them, because only the catalogue knows a characteristic's data type:
   the stored unit.
 
 Everything is derived from `fixtures/mes/materials.json`: material i has the one batch
-`str(i + 1).zfill(10)`; characteristic n (by first appearance of its parameter ID) has the internal ID
-`str(800 + n).zfill(10)`. A value the catalogue says is numeric but that is not (环氧乙烷's
+`str(i + 1).zfill(10)`; characteristic n (from 0, by first appearance of its parameter ID) has
+the internal ID `str(801 + n).zfill(10)`. A value the catalogue says is numeric but that is not (环氧乙烷's
 `OPERATING_PRESSURE` has no `DataType`) is served as text in `CharcValue` with no numeric value,
 so malformed stays malformed.
 """
