@@ -20,6 +20,7 @@ from hub.model import (
     Canonical,
     Equipment,
     MaintenanceRecord,
+    UNKNOWN,
     Reason,
     ReasonCode,
     UtcDateTime,
@@ -92,6 +93,28 @@ def _work_order_hazards(record: MaintenanceRecord, rules: GateRules) -> list[Haz
                 end=end,
             )
         )
+    if record.status == UNKNOWN:
+        # The flavor file says the EAM cannot tell whether this order is open: it may be, at any time.
+        hazards.append(
+            Hazard(
+                code="WORK_ORDER_STATUS_UNKNOWN",
+                device_id=device,
+                message=f"the status of work order {record.record_id} on {device} is unknown (the EAM mapping "
+                "cannot provide it), so it may be open at any time",
+                evidence=ref,
+            )
+        )
+    if record.isolation == UNKNOWN:
+        # Unknown is not "none": a lock may be on the equipment.
+        hazards.append(
+            Hazard(
+                code="ISOLATION_UNKNOWN",
+                device_id=device,
+                message=f"isolation on {device} under work order {record.record_id} is unknown (the EAM mapping "
+                "cannot provide it), so it may be applied",
+                evidence={**ref, "isolation": record.isolation},
+            )
+        )
     if record.isolation == "applied":
         # The lock on the equipment is the physical fact; the work order's status is paperwork.
         # A finished or cancelled order that still holds a lock is contradictory, and blocks.
@@ -139,7 +162,17 @@ def _profile(
                 evidence=where,
             )
         )
-    if equipment is not None and equipment.status not in rules.equipment_statuses_in_service:
+    if equipment is not None and equipment.status == UNKNOWN:
+        hazards.append(
+            Hazard(
+                code="EQUIPMENT_STATUS_UNKNOWN",
+                device_id=device,
+                message=f"the status of {device} at site {site} is unknown (the EAM mapping cannot provide it), "
+                "so it cannot be shown in service",
+                evidence={**where, "equipment_status": equipment.status},
+            )
+        )
+    elif equipment is not None and equipment.status not in rules.equipment_statuses_in_service:
         hazards.append(
             Hazard(
                 code="EQUIPMENT_NOT_IN_SERVICE",

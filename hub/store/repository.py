@@ -41,6 +41,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from hub.audit import GENESIS_HASH, AuditRow, extend_chain
 from hub.model import (
     FINISHED_MAINTENANCE_STATUSES,
+    UNKNOWN,
     Equipment,
     GateDecision,
     MaintenanceRecord,
@@ -447,11 +448,11 @@ class HubStore:
         self, site: str, device_ids: Collection[str] | None, *, unfinished_or_isolated: bool = False
     ) -> list[MaintenanceRecord]:
         """Work orders of the devices; with `unfinished_or_isolated`, only those that can still
-        block work (not finished, or holding an isolation). Years of finished history stay in
+        block work (not finished, or holding an isolation or not knowing whether they do). Years of finished history stay in
         the database instead of being read back on every sync."""
         m = t.maintenance_records
         where = (
-            (or_(m.c.status.not_in(sorted(FINISHED_MAINTENANCE_STATUSES)), m.c.isolation == "applied"),)
+            (or_(m.c.status.not_in(sorted(FINISHED_MAINTENANCE_STATUSES)), m.c.isolation.in_(("applied", UNKNOWN))),)
             if unfinished_or_isolated
             else ()
         ) + (m.c.site == site,)
