@@ -14,7 +14,11 @@ from hub.cli import JsonOption, console, emit_json
 from hub.cli.output import choices
 from hub.cli.errors import EXIT_CODES_HELP, FAILED
 from hub.mappings import KINDS, Mapping, load_mapping, packaged_mappings, site_overlays
+from hub.connectors.eam import parse_reply
+from hub.connectors.retry import TransientError
+from hub.mappings.draft import draft
 from hub.mappings.preview import MappingDiff, PreviewResult, diff, preview
+from hub.mappings.selector import records_in
 from hub.mappings.source import PACKAGE_DIR
 from hub.yamlfile import ConfigError
 
@@ -43,14 +47,23 @@ def validate(
         try:
             mapping = load_mapping(path)
         except ConfigError as exc:
-            files.append({"path": str(path), "ok": False, "problems": [asdict(p) for p in exc.problems]})
+            files.append({"path": str(path), "ok": False, "problems": [asdict(p) for p in exc.problems], "warnings": []})
             if not as_json:
                 for problem in exc.problems:
                     typer.echo(str(problem))
             continue
-        files.append({"path": str(path), "ok": True, "mapping": mapping.name, "sha256": mapping.sha256, "problems": []})
+        # A gate input the file invents without a reason is refused; with one, or declared unavailable, warned about.
+        refused = [f.problem for f in mapping.gate_findings if f.refused]
+        warned = [f.problem for f in mapping.gate_findings if not f.refused]
+        files.append({"path": str(path), "ok": not refused, "mapping": mapping.name, "sha256": mapping.sha256,
+                      "problems": [asdict(p) for p in refused], "warnings": [asdict(p) for p in warned]})
         if not as_json:
-            typer.echo(f"ok {path} ({mapping.name}, sha256 {mapping.sha256[:12]})")
+            for problem in refused:
+                typer.echo(str(problem))
+            for problem in warned:
+                typer.echo(f"warning: {problem}")
+            if not refused:
+                typer.echo(f"ok {path} ({mapping.name}, sha256 {mapping.sha256[:12]})")
     ok = all(f["ok"] for f in files)
     if as_json:
         emit_json({"ok": ok, "files": files})
@@ -67,12 +80,20 @@ def _load(system_or_path: str) -> Mapping:
         raise typer.Exit(FAILED) from None
 
 
-def _sample(path: Path, mapping: Mapping, kind: str | None) -> dict[str, list[Any]]:
-    """Records per kind from a JSON file holding a list of vendor records or {"kind": [records]}."""
+def _read_reply(path: Path) -> Any:
+    """A captured reply: JSON, or a SOAP envelope (its response's child elements, by element name)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise typer.BadParameter(f"{path}: cannot read JSON: {exc}", param_hint="--sample") from None
+        raw = path.read_bytes()
+        if raw.lstrip().startswith(b"<"):
+            return parse_reply(raw)
+        return json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, TransientError) as exc:
+        raise typer.BadParameter(f"{path}: cannot read JSON or a SOAP reply: {exc}", param_hint="--sample") from None
+
+
+def _sample(path: Path, mapping: Mapping, kind: str | None) -> dict[str, list[Any]]:
+    """Records per kind from a list of vendor records, {"kind": [records]}, or a reply as the vendor sent it."""
+    data = _read_reply(path)
     kinds = mapping.inbound_kinds
     if not kinds:
         raise typer.BadParameter(f"{mapping.name} maps nothing inbound; there is nothing to preview", param_hint="KIND")
@@ -88,6 +109,13 @@ def _sample(path: Path, mapping: Mapping, kind: str | None) -> dict[str, list[An
         chosen = {k: v for k, v in given.items() if k == kind or (kind is None and k in kinds)}
         if chosen:
             return chosen
+        # A reply as the vendor sent it: the endpoint's record selectors say where its records are.
+        found = records_in(mapping.spec.endpoint, data, (kind,) if kind else kinds)
+        if len(found) > 1 and len({id(v) for v in found.values()}) < len(found):
+            raise typer.BadParameter(f"{path}: the same records could be {', '.join(found)}: choose one",
+                                     param_hint="--kind")
+        if found:
+            return found
     found = ", ".join(data) if isinstance(data, dict) else type(data).__name__
     raise typer.BadParameter(
         f"{path}: expected a list of vendor records or an object keyed by record kind "
@@ -203,3 +231,23 @@ def diff_command(
         if chosen not in old_mapping.inbound_kinds:
             raise typer.BadParameter(f"{old_mapping.name} does not map {chosen!r} inbound", param_hint="OLD")
         _render_diff(diff(preview(old_mapping, chosen, records), preview(new_mapping, chosen, records)))
+
+
+@app.command("new", epilog=EXIT_CODES_HELP)
+def new_command(
+    system: Annotated[str, typer.Argument(help="The system the flavor is for (eam, mes, ptw, erp).")],
+    from_sample: Annotated[Path, typer.Option("--from-sample", help="A reply captured from the vendor (JSON or SOAP).")],
+    kind: KindOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the draft here (default: print it).")] = None,
+) -> None:
+    """Draft a flavor file from a captured reply; its gate inputs stay to-dos that validate refuses."""
+    if kind is None:
+        raise typer.BadParameter("say which canonical record kind the reply holds", param_hint="--kind")
+    text = draft(system, kind.value, _read_reply(from_sample))
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    if output.exists():
+        raise typer.BadParameter(f"{output} exists; a draft never overwrites a file", param_hint="--output")
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}; decide every 'todo:', then run: hub mappings validate {output}")

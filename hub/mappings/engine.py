@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
-from hub.mappings import drift
+from hub.mappings import drift, gate_inputs
 from hub.mappings.checks import Checker, structure_problems
 from hub.mappings.compile import (
     MISSING,
@@ -48,7 +48,15 @@ from hub.mappings.compile import (
     build_vendor,
     getter,
 )
-from hub.mappings.source import PACKAGE_DIR, MappingSource, SourceFile, loc_text, packaged_mappings, read_source
+from hub.mappings.source import (
+    PACKAGE_DIR,
+    MappingSource,
+    SourceFile,
+    loc_text,
+    packaged_mappings,
+    problem,
+    read_source,
+)
 from hub.mappings.spec import KINDS, InboundSpec, MappingFile, key_name, key_paths
 from hub.mappings.suggest import closest
 from hub.mappings.values import FieldError, bad_character, describe_character, find_bad_text, storable, type_name, visible
@@ -106,6 +114,14 @@ class VendorRecord:
     def match_key(self) -> str | None:
         """The key normalised (each part trimmed, upper case) for matching records, never for writing back."""
         return None if self.key is None else "/".join(TRANSFORMS["id"](part) for part in self.key.split("/"))
+
+
+@dataclass(frozen=True)
+class GateFinding:
+    """A gate input the file does not read from the vendor, located; ``refused`` without a reason."""
+
+    refused: bool
+    problem: ConfigProblem
 
 
 class OutboundError(ValueError):
@@ -169,8 +185,11 @@ class Mapping:
     """A loaded, checked and compiled mapping file. Immutable; safe to share between threads."""
 
     def __init__(self, spec: MappingFile, source_file: Path | None, sha256: str, name: str,
-                 files: tuple[SourceFile, ...] = ()):
+                 files: tuple[SourceFile, ...] = (), gate_findings: tuple[GateFinding, ...] = ()):
         self.spec = spec
+        # Gate inputs not read from the vendor (hub.mappings.gate_inputs): `hub mappings validate`
+        # refuses the file for a refused one and warns about the rest.
+        self.gate_findings = gate_findings
         self.system = spec.system
         self.source_file = source_file
         self.sha256 = sha256
@@ -510,7 +529,10 @@ def _build(source: MappingSource, name: str, source_file: Path | None) -> Mappin
     problems += Checker(spec, source.node, name).run()
     if problems:
         raise ConfigError(problems)
-    return Mapping(spec, source_file, source.sha256, source.name, source.files)
+    found = tuple(
+        GateFinding(f.refused, problem(source.node, f.loc, f.message, name, f.at_key)) for f in gate_inputs.findings(spec)
+    )
+    return Mapping(spec, source_file, source.sha256, source.name, source.files, found)
 
 
 def parse_mapping(data: bytes | str, name: str = "<mapping>", source_file: Path | None = None) -> Mapping:
