@@ -114,7 +114,7 @@ def _sample(path: Path, mapping: Mapping, kind: str | None) -> dict[str, list[An
         if len(found) > 1 and len({id(v) for v in found.values()}) < len(found):
             raise typer.BadParameter(f"{path}: the same records could be {', '.join(found)}: choose one",
                                      param_hint="--kind")
-        if found:
+        if any(found.values()):  # a reply holding no records has nothing to preview
             return found
     found = ", ".join(data) if isinstance(data, dict) else type(data).__name__
     raise typer.BadParameter(
