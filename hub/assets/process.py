@@ -20,6 +20,7 @@ from hub.assets.sites import site_of, site_partitions
 from hub.assets.systems import MES
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, MesResource
+from hub.steps.records import map_inbound
 from hub.store import tables
 
 
@@ -37,9 +38,8 @@ def process_parameters(context: AssetExecutionContext, store: HubStoreResource, 
     mapping = load_mapping(mes.mapping)
     client = mes.client()
     with client:
-        reply = client.fetch("parameters", ids=names)
-    vendor_records = reply.get("process_parameter", [])
-    result = mapping.inbound("process_parameter", vendor_records)
+        vendor_records = client.fetch("parameters", ids=names).get("process_parameter", [])
+        result = map_inbound(mapping, client, "process_parameter", vendor_records)
     hub_store.upsert_process_parameters(result.records, datetime.now(timezone.utc), lineage_of(mapping))
     quarantined = quarantine_rejects(hub_store, "mes", mapping, result.quarantined)
     # A name the MES does not know simply has no parameters, in every flavor.

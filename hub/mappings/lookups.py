@@ -3,7 +3,8 @@
 A table declared with ``operation:`` is read through the endpoint like any other records; the
 caller hands `LookupCache.tables` its connector's ``fetch`` (no I/O happens here), so the
 transport only ever sees the table's name as a kind of record, never a canonical field. A
-table that has never loaded is absent, and a record needing it is quarantined saying so.
+table that has never loaded is absent, and a record needing it is quarantined saying so; so is
+a record whose value the table holds twice with different answers.
 """
 
 from __future__ import annotations
@@ -46,11 +47,16 @@ class LookupCache:
                 records = fetch(table.operation).get(name, [])
                 get_key, get_value = getter(table.key), getter(table.value)
                 rows: dict[str, str] = {}
+                ambiguous: set[str] = set()
                 for record in records:
                     if not isinstance(record, Mapping):
                         continue
                     key, value = get_key(record), get_value(record)
                     if not is_empty(key) and not is_empty(value):
-                        rows[as_text(key).strip()] = as_text(value).strip()
-                self._rows[name], self._loaded_at[name] = rows, now
+                        text, found = as_text(key).strip(), as_text(value).strip()
+                        if rows.setdefault(text, found) != found:
+                            ambiguous.add(text)
+                # A key the system gives two values (a label two sites use differently) is no answer.
+                self._rows[name] = {k: v for k, v in rows.items() if k not in ambiguous}
+                self._loaded_at[name] = now
             return {name: dict(rows) for name, rows in self._rows.items()}

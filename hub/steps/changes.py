@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from hub.steps.gate import devices_in_scope
+from hub.steps.records import map_inbound
 
 #: Leeway for clocks: changes are stamped by the systems' clocks, asked for by the hub's.
 CLOCK_LEEWAY = timedelta(minutes=1)
@@ -55,7 +56,7 @@ def look(hub_store, ptw_client, ptw_mapping, eam_client, eam_mapping, site: str,
     permits: set[str] = set()
     with ptw_client:
         page = next(ptw_client.pages("permits_changed", since=since, site=site), {})
-    mapped = ptw_mapping.inbound("permit", page.get("permit", []))
+        mapped = map_inbound(ptw_mapping, ptw_client, "permit", page.get("permit", []))
     for permit in mapped.records:
         stamp = permit.updated_at.isoformat()
         if since is None or stamp > since:
@@ -78,7 +79,7 @@ def changed_devices(hub_store, eam_client, eam_mapping, site: str, since: str) -
     with eam_client:
         for reply in eam_client.pages("changes", site=site, changed_since=since):
             for kind, into in (("equipment", equipment), ("maintenance_record", records)):
-                result = eam_mapping.inbound(kind, reply.get(kind, []))
+                result = map_inbound(eam_mapping, eam_client, kind, reply.get(kind, []))
                 into.extend(r for r in result.records if r.site == site)
                 unreadable.update(
                     partial["device_id"]

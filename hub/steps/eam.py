@@ -21,7 +21,7 @@ from hub.connectors.eam import SoapFault
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.failpoints import failpoint
 from hub.steps.gate import EAM_ANSWERED, EAM_SUSPECT, EAM_WHOLE
-from hub.steps.records import lineage_of, quarantine_rejects
+from hub.steps.records import lineage_of, map_inbound, quarantine_rejects
 
 #: Leeway for clocks: the EAM stamps changes by its clock, the hub asks by its own.
 CLOCK_LEEWAY = timedelta(minutes=10)
@@ -59,11 +59,11 @@ class EamPull:
     equipment_sample: list[dict] = field(default_factory=list)
     record_sample: list[dict] = field(default_factory=list)
 
-    def take(self, hub_store, mapping, page: dict, fetched_at: datetime) -> None:
+    def take(self, hub_store, client, mapping, page: dict, fetched_at: datetime) -> None:
         vendor_equipment = page.get("equipment", [])
         vendor_records = page.get("maintenance_record", [])
-        equipment = mapping.inbound("equipment", vendor_equipment)
-        records = mapping.inbound("maintenance_record", vendor_records)
+        equipment = map_inbound(mapping, client, "equipment", vendor_equipment)
+        records = map_inbound(mapping, client, "maintenance_record", vendor_records)
         # The request named the site; a record of another site answers a question not asked.
         own_equipment = [e for e in equipment.records if e.site == self.site]
         own_records = [r for r in records.records if r.site == self.site]
@@ -164,7 +164,7 @@ def pull_site(
     try:
         for ids, values in ((whole, {}), (changes_only, {"changed_since": since})):
             for page in client.pages("maintenance", ids=ids, site=site, **values) if ids else ():
-                out.pull.take(hub_store, mapping, page, fetched_at)
+                out.pull.take(hub_store, client, mapping, page, fetched_at)
     except EAM_ERRORS as exc:  # ValueError: a request the SOAP stack refuses to build
         out.error = f"{type(exc).__name__}: {exc}"
         return out

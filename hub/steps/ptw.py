@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from hub.failpoints import failpoint
-from hub.steps.records import lineage_of, quarantine_rejects
+from hub.steps.records import lineage_of, map_inbound, quarantine_rejects
 
 CURSOR = "ptw.permits.updated_since"
 
@@ -31,7 +31,7 @@ def ingest_permits(hub_store, client, mapping, cursor_name: str, **query) -> Per
         for page in client.pages("permits_changed", since=hub_store.get_cursor(cursor_name), **query):
             vendor_permits = page.get("permit", [])
             out.fetched += len(vendor_permits)
-            result = mapping.inbound("permit", vendor_permits)
+            result = map_inbound(mapping, client, "permit", vendor_permits)
             out.unmapped.update(mapping.unmapped_fields("permit", vendor_permits))
             hub_store.upsert_permits(result.records, datetime.now(timezone.utc), lineage_of(mapping))
             failpoint("permits.before_cursor")

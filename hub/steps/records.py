@@ -1,12 +1,40 @@
-"""Handing mapped records to the store: lineage stamps and quarantine of the rejects."""
+"""Handing vendor records to the mapping and mapped records to the store: look-up tables,
+lineage stamps and quarantine of the rejects."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
 
 from hub.failpoints import failpoint
-from hub.mappings.engine import Mapping, Rejected
+from hub.mappings.engine import InboundResult, Mapping, Rejected
+from hub.mappings.lookups import LookupCache
 from hub.store.repository import HubStore, QuarantineItem
+
+#: One cache per mapping file (name and content hash): an edited file starts with fresh tables.
+_CACHES: dict[tuple[str, str], LookupCache] = {}
+_CACHES_LOCK = threading.Lock()
+
+
+def lookup_tables(mapping: Mapping, client: Any, now: datetime | None = None) -> dict[str, dict[str, str]]:
+    """The rows of the look-up tables the mapping requests, fetched through the system's open
+    `client` when stale (the transport sees only the table's operation); {} when it requests none.
+
+    A failed fetch raises, as a failed request for the records themselves would: records are
+    never mapped without a table they need.
+    """
+    if not any(table.operation is not None for table in mapping.spec.tables.values()):
+        return {}
+    with _CACHES_LOCK:
+        cache = _CACHES.setdefault((mapping.name, mapping.sha256), LookupCache(mapping))
+    return cache.tables(client.fetch, now or datetime.now(timezone.utc))
+
+
+def map_inbound(mapping: Mapping, client: Any, kind: str, vendor_records: Iterable[Any]) -> InboundResult:
+    """`Mapping.inbound` with the tables the mapping requests: every ingest path maps through here."""
+    return mapping.inbound(kind, vendor_records, tables=lookup_tables(mapping, client))
 
 
 def lineage_of(mapping: Mapping) -> tuple[str, str]:
