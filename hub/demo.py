@@ -3,7 +3,8 @@
 It starts the mock systems on free loopback ports, migrates the SQLite store,
 runs the full-sync job on a local Dagster instance and reads the outcome back from
 the store and from what the mock systems received. The `alternate` flavor points the
-hub at the EAM's Maximo OSLC face and the MES's SAP OData face instead, by settings alone.
+hub at the EAM's Maximo OSLC face and the MES's SAP OData face instead, by settings alone;
+`real-apis` at the EAM's Maximo REST API and the MES's S/4HANA standard OData services.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 from dagster import DagsterEventType, DagsterInstance
@@ -27,10 +29,23 @@ from mock_systems.servers import start_systems
 
 EAM_WSDL = Path(mock_systems.__file__).with_name("eam.wsdl")
 
-#: Per demo flavor: the mock system and the flavor file the EAM and the MES are reached through.
-FLAVORS: dict[str, dict[str, tuple[str, str]]] = {
-    "standard": {"eam": ("eam", "eam"), "mes": ("mes", "mes")},
-    "alternate": {"eam": ("eam_oslc", "eam-maximo-oslc"), "mes": ("mes_odata", "mes-sap-odata")},
+class Face(NamedTuple):
+    """A mock system's face: the server, the flavor file, and the URL's path on the server when
+    it is not the server's own (S/4HANA's services sit side by side below /sap/opu/odata/sap)."""
+
+    system: str
+    mapping: str
+    root: str | None = None
+
+    def url(self, systems) -> str:
+        return systems.urls[self.system] if self.root is None else systems.base_urls[self.system] + self.root
+
+
+#: Per demo flavor: the face the EAM and the MES are reached through.
+FLAVORS: dict[str, dict[str, Face]] = {
+    "standard": {"eam": Face("eam", "eam"), "mes": Face("mes", "mes")},
+    "alternate": {"eam": Face("eam_oslc", "eam-maximo-oslc"), "mes": Face("mes_odata", "mes-sap-odata")},
+    "real-apis": {"eam": Face("eam_oslc", "eam-maximo"), "mes": Face("mes_odata", "mes-sap-s4", "/sap/opu/odata/sap")},
 }
 
 
@@ -69,12 +84,12 @@ def _metadata(instance: DagsterInstance, run_ids: list[str], asset: str, key: st
 
 def demo_settings(systems, database_url: str, flavor: str) -> HubSettings:
     """The hub's settings for the mock plant `systems`, reaching the EAM and MES by `flavor`."""
-    (eam_system, eam_mapping), (mes_system, mes_mapping) = FLAVORS[flavor]["eam"], FLAVORS[flavor]["mes"]
+    eam, mes = FLAVORS[flavor]["eam"], FLAVORS[flavor]["mes"]
     return HubSettings(
         database_url=database_url,
         ptw=SystemEndpoint(url=systems.urls["ptw"]),
-        eam=SystemEndpoint(url=systems.urls[eam_system], mapping=eam_mapping),
-        mes=SystemEndpoint(url=systems.urls[mes_system], mapping=mes_mapping),
+        eam=SystemEndpoint(url=eam.url(systems), mapping=eam.mapping),
+        mes=SystemEndpoint(url=mes.url(systems), mapping=mes.mapping),
         erp=SystemEndpoint(url=systems.urls["erp"]),
         eam_wsdl=str(EAM_WSDL),
     )
@@ -91,7 +106,7 @@ def run_demo(
     ensure_dagster_home(workdir / "dagster_home")
     database_url = os.environ.get("HUB_DATABASE_URL", f"sqlite:///{workdir / 'hub.db'}")
 
-    eam_system, mes_system = FLAVORS[flavor]["eam"][0], FLAVORS[flavor]["mes"][0]
+    eam_system, mes_system = FLAVORS[flavor]["eam"].system, FLAVORS[flavor]["mes"].system
     with start_systems(fixtures, state_dir=workdir / "mock_state") as systems:
         settings = demo_settings(systems, database_url, flavor)
         with DagsterInstance.get() as instance:

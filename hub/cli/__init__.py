@@ -35,7 +35,9 @@ REPO_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 Flavor = choices(
-    "Flavor", ("standard", "alternate"), "`hub.demo.FLAVORS`: which faces of the mock EAM and MES the demo talks to."
+    "Flavor",
+    ("standard", "alternate", "real-apis"),  # hub.demo.FLAVORS (not imported here: it loads Dagster)
+    "`hub.demo.FLAVORS`: which faces of the mock EAM and MES the demo talks to.",
 )
 Executor = choices("Executor", ("in_process", "multiprocess", "celery"), "`hub.sync.EXECUTORS`.")
 LogLevel = choices(
@@ -65,7 +67,11 @@ def demo(
     fresh: Annotated[bool, typer.Option("--fresh", help="Start from an empty store and fresh mock systems.")] = False,
     flavor: Annotated[
         Flavor,
-        typer.Option(help="standard: EAM over SOAP, MES over B2MML REST; alternate: EAM over Maximo OSLC, MES over SAP OData."),
+        typer.Option(
+            help="standard: EAM over SOAP, MES over B2MML REST; alternate: EAM over Maximo OSLC, MES over SAP OData; "
+            "real-apis: EAM over Maximo's REST API (mxapiasset, mxapiwodetail), MES over S/4HANA's batch "
+            "characteristics (API_BATCH_SRV, API_CLFN_CHARACTERISTIC_SRV)."
+        ),
     ] = Flavor.standard,
     as_json: JsonOption = False,
     live: Annotated[
