@@ -132,6 +132,50 @@ class SafetyCostEntry(Canonical):
     description: str
 
 
+class ErpMessage(Canonical):
+    """One line of the ERP's log about an entry: why it was refused, or that it posted."""
+
+    text: str
+    code: str | None = None
+
+
+class ErpConfirmation(Canonical):
+    """The ERP's answer to one posted entry, named by the entry's idempotency key.
+
+    Severity 3 (error) means nothing was booked, whatever document number the reply carries.
+    """
+
+    message_uuid: str = Field(min_length=1)
+    severity: int = Field(ge=1, le=4)
+    accounting_document: str | None = None
+    company_code: str | None = None
+    fiscal_year: str | None = None
+    messages: tuple[ErpMessage, ...] = ()
+
+    @property
+    def posted(self) -> bool:
+        return self.severity < 3 and bool(self.accounting_document)
+
+    @property
+    def refusal(self) -> str:
+        """The ERP's own words for a refusal, never empty."""
+        return "; ".join(m.text for m in self.messages if m.text.strip()) or "refused without a message"
+
+
+class ErpDocument(Canonical):
+    """One document as the ERP booked it: what the ledger listing and a by-reference answer show."""
+
+    accounting_document: str = Field(min_length=1)
+    company_code: str
+    fiscal_year: str
+    reference: str
+    message_uuid: str | None = None
+    gl_account: str
+    cost_center: str
+    amount: Decimal
+    currency: str
+
+
 class Reason(Canonical):
     code: ReasonCode
     device_id: str | None = None

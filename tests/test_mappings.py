@@ -442,9 +442,13 @@ def cost_entry(**changes) -> SafetyCostEntry:
     return SafetyCostEntry(**values)
 
 
+ERP_MESSAGE = {"idempotency_key": "6f1c0000-0000-4000-8000-000000000001"}
+
+
 def test_erp_journal_entry_body():
-    body = load_mapping("erp").outbound("safety_cost_entry", cost_entry())
+    body = load_mapping("erp").outbound("safety_cost_entry", cost_entry(), ERP_MESSAGE)
     assert body == {
+        "MessageHeader": {"UUID": ERP_MESSAGE["idempotency_key"]},
         "JournalEntry": {
             "CompanyCode": "NJ01",
             "DocumentReferenceID": "PTW-NJ-2026-0007/labour",
@@ -460,13 +464,13 @@ def test_erp_journal_entry_body():
 
 @pytest.mark.parametrize(("amount", "text"), [("1234.5", "1234.50"), ("0.1", "0.10"), ("1E+3", "1000.00")])
 def test_erp_amount_has_two_decimals(amount, text):
-    body = load_mapping("erp").outbound("safety_cost_entry", cost_entry(amount=Decimal(amount)))
+    body = load_mapping("erp").outbound("safety_cost_entry", cost_entry(amount=Decimal(amount)), ERP_MESSAGE)
     assert body["JournalEntry"]["Amount"] == text
 
 
 def test_erp_amount_is_never_silently_rounded():
     with pytest.raises(OutboundError) as info:
-        load_mapping("erp").outbound("safety_cost_entry", cost_entry(amount=Decimal("520.005")))
+        load_mapping("erp").outbound("safety_cost_entry", cost_entry(amount=Decimal("520.005")), ERP_MESSAGE)
     assert str(info.value) == (
         "erp.yaml: safety_cost_entry PTW-NJ-2026-0007/labour: JournalEntry.Amount (from amount): "
         "520.005 has more than 2 decimal places; round it before posting"
@@ -574,7 +578,7 @@ def test_error_unknown_kind(tmp_path):
     path, error = load_error(tmp_path, BASE.replace("process_parameter:", "process_parameters:"))
     assert error == (
         f"{path}:4:3: inbound.process_parameters: unknown record kind 'process_parameters'; "
-        "did you mean 'process_parameter'? expected one of permit, equipment, maintenance_record, process_parameter, safety_cost_entry, gate_decision"
+        "did you mean 'process_parameter'? expected one of permit, equipment, maintenance_record, process_parameter, safety_cost_entry, gate_decision, erp_confirmation, erp_document"
     )
 
 
@@ -597,7 +601,7 @@ def test_error_misspelt_setting(tmp_path):
         f"{path}:10:19: inbound.process_parameter.fields.data_type.form: unknown key 'form'; did you mean 'from'? "
         "expected one of from, const, concat, separator, unit_of, default, optional, map, unknown, type, format, "
         "time_of_day, places, transform, split, each, each_fields, convert, first, reduce, unavailable, todo, reason, "
-        "lookup, timezone"
+        "lookup, timezone, items, negate"
     )
 
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hub.mappings import dates, units
+from hub.mappings import dates, outbound, units
 from hub.mappings.gate_inputs import UNAVAILABLE_VALUE
 from hub.mappings.compile import TRANSFORMS, literal_values, nested_model
 from hub.mappings.source import Loc, problem
@@ -324,24 +324,52 @@ class Checker:
         if spec.key is not None and spec.key not in model.model_fields:
             self.add(loc + ("key",), self.no_field(kind, spec.key, model))
         self.outbound_fields(loc + ("fields",), kind, model, spec.fields)
+        if spec.balance is not None:
+            self.balance(loc + ("balance",), spec)
+
+    def balance(self, loc: Loc, spec: OutboundSpec) -> None:
+        """``balance`` names a field built with ``items`` whose amounts sum to zero for any record."""
+        assert spec.balance is not None
+        field = spec.fields.get(spec.balance.items)
+        if field is None or field.items is None:
+            built = [t for t, f in spec.fields.items() if f.items is not None]
+            hint = expected(spec.balance.items, built) if built else "no field of this kind has 'items'"
+            self.add(loc + ("items",), f"{spec.balance.items!r} is not a field built with 'items'; {hint}")
+            return
+        problem_text = outbound.static_imbalance(field.items, spec.balance)
+        if problem_text is not None:
+            self.add(loc, problem_text, at_key=True)
 
     def outbound_fields(self, loc: Loc, what: str, model: type[BaseModel], fields: dict[str, FieldSpec]) -> None:
         seen: list[str] = []
         for target, spec in fields.items():
             floc = loc + (target,)
-            parts = target.split(".")
-            if any(not p for p in parts):
-                self.add(floc, f"vendor path {target!r} has an empty part", at_key=True)
+            unbuildable = outbound.path_problem(target)
+            if unbuildable is not None:
+                self.add(floc, unbuildable, at_key=True)
             for other in seen:
-                if other == target or other.startswith(target + ".") or target.startswith(other + "."):
+                if outbound.clashes(target, other):
                     self.add(floc, f"vendor path {target!r} clashes with {other!r}", at_key=True)
             seen.append(target)
             self.common(floc, spec, inbound=False)
             for key in _INBOUND_ONLY:
                 if getattr(spec, key) is not None:
                     self.add(floc + (key,), f"'{key}' is only for inbound mappings", at_key=True)
+            if spec.negate and spec.value_type != "decimal":
+                self.add(floc + ("negate",), f"'negate' turns a number's sign: it needs type decimal "
+                         f"(this field has type {spec.value_type})", at_key=True)
+            if spec.items is not None:
+                for index, item in enumerate(spec.items):
+                    self.outbound_fields(floc + ("items", index), what, model, item)
+                continue
             source = spec.from_
             if source is None or spec.has_const:
+                continue
+            name = outbound.message_value(source)
+            if name is not None:
+                if name not in outbound.MESSAGE_VALUES:
+                    self.add(floc + ("from",), f"no message value {source!r}; "
+                             f"{expected(name, outbound.MESSAGE_VALUES)} (written $name)")
                 continue
             if source not in model.model_fields:
                 self.add(floc + ("from",), self.no_field(what, source, model))
@@ -373,7 +401,8 @@ class Checker:
         if not sources:
             self.add(loc, "needs 'from' (where the value comes from), 'const' (a fixed value), 'concat' "
                      "(several vendor fields joined), 'first' (the first of several present), 'reduce' (from a "
-                     "child list) or 'unavailable' (the vendor cannot provide it)")
+                     "child list), 'unavailable' (the vendor cannot provide it) or, outbound, 'items' (objects "
+                     "built from the record)")
         elif len(sources) > 1:
             self.add(loc, f"give only one of {', '.join(repr(s) for s in sources)}")
         if "separator" in spec.model_fields_set and spec.concat is None:
@@ -382,6 +411,10 @@ class Checker:
             for index, name in enumerate(getattr(spec, key) or ()):
                 if name not in TRANSFORMS:
                     self.add(loc + (key, index), f"unknown transform {name!r}; {expected(name, TRANSFORMS)}")
+        if inbound:
+            for key in ("items", "negate"):
+                if key in spec.model_fields_set:
+                    self.add(loc + (key,), f"'{key}' is only for outbound mappings", at_key=True)
         self.unknown_values(loc, spec)
         self.zone(loc + ("timezone",), spec.timezone)
         vtype = spec.value_type

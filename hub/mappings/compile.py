@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from hub.mappings import dates, units
+from hub.mappings import dates, outbound, units
 from hub.mappings.children import reducer
 from hub.mappings.gate_inputs import UNAVAILABLE_VALUE
 from hub.mappings.spec import KINDS, ConvertSpec, FieldSpec, SourceChoice, TableSpec
@@ -106,7 +106,7 @@ class OutField:
     path: tuple[str, ...]  # vendor path, split
     target: str  # vendor path as written
     source: str | None  # canonical field, None for const
-    run: Callable[[Any], Any]  # canonical record -> vendor value; raises FieldError
+    run: Callable[[Any, AnyMapping[str, Any]], Any]  # (canonical record, message values) -> vendor value; raises FieldError
 
 
 def nested_model(annotation: Any) -> type[BaseModel] | None:
@@ -480,21 +480,24 @@ class Compiler:
         path = tuple(target.split("."))
         if spec.has_const:
             constant = spec.const
-            return OutField(path, target, None, lambda record: constant)
+            return OutField(path, target, None, lambda record, message: constant)
+        if spec.items is not None:
+            return OutField(path, target, None, self._outbound_items(spec.items, model))
         source = spec.from_
         assert source is not None  # checked at load
-        optional, default = spec.optional, spec.default
+        optional, default, negate = spec.optional, spec.default, spec.negate
+        read = _message_reader(name) if (name := outbound.message_value(source)) else _record_reader(source)
         render = self._renderer(spec, model, source)
         lookup = self._map_lookup(spec)
         steps = tuple(TRANSFORMS[name] for name in spec.transform)
 
-        def run(record: Any) -> Any:
-            value = getattr(record, source)
+        def run(record: Any, message: AnyMapping[str, Any]) -> Any:
+            value = read(record, message)
             if value is None:
                 if optional:
                     return default
                 raise fail("is null")
-            value = render(value)
+            value = render(-value if negate else value)
             if lookup is not None:
                 try:
                     value = lookup(value)
@@ -507,6 +510,23 @@ class Compiler:
             return value
 
         return OutField(path, target, source, run)
+
+    def _outbound_items(self, items: list[dict[str, FieldSpec]], model: type[BaseModel]) -> Callable[[Any, Any], Any]:
+        """One object per entry of ``items``, each built from the same record."""
+        groups = tuple(tuple(self.outbound_field(t, f, model) for t, f in item.items()) for item in items)
+
+        def run_items(record: Any, message: AnyMapping[str, Any]) -> list[dict[str, Any]]:
+            out, problems = [], []
+            for index, group in enumerate(groups):
+                try:
+                    out.append(build_vendor(group, record, message))
+                except FieldError as exc:
+                    problems.extend((f"[{index}].{where}", m) for where, m in exc.items)
+            if problems:
+                raise FieldError(problems)
+            return out
+
+        return run_items
 
     def _renderer(self, spec: FieldSpec, model: type[BaseModel], source: str) -> Callable[[Any], Any]:
         vtype = spec.value_type
@@ -532,7 +552,7 @@ class Compiler:
             subs = tuple(self.outbound_field(name, sub, nested) for name, sub in spec.each_fields.items())
 
             def element(item: Any) -> dict[str, Any]:
-                return build_vendor(subs, item)
+                return build_vendor(subs, item, {})
 
         else:
             steps = tuple(TRANSFORMS[name] for name in spec.each or ())
@@ -560,22 +580,32 @@ class Compiler:
         return render_list
 
 
-def build_vendor(fields: tuple[OutField, ...], record: Any) -> dict[str, Any]:
+def _record_reader(source: str) -> Callable[[Any, Any], Any]:
+    return lambda record, message: getattr(record, source)
+
+
+def _message_reader(name: str) -> Callable[[Any, Any], Any]:
+    def read(record: Any, message: AnyMapping[str, Any]) -> Any:
+        if name not in message:
+            raise fail(f"the writer gave no message value {name!r}")
+        return message[name]
+
+    return read
+
+
+def build_vendor(fields: tuple[OutField, ...], record: Any, message: AnyMapping[str, Any]) -> dict[str, Any]:
     """A vendor body from outbound fields, dotted vendor paths expanded into nested objects."""
     out: dict[str, Any] = {}
     problems: list[tuple[str | None, str]] = []
     for spec in fields:
         try:
-            value = spec.run(record)
+            value = spec.run(record, message)
         except FieldError as exc:
-            for where, message in exc.items:
+            for where, message_text in exc.items:
                 # a list element's problem arrives as "[i].sub"; name it from the vendor side
-                problems.append((spec.target + (where if where and where.startswith("[") else ""), message))
+                problems.append((spec.target + (where if where and where.startswith("[") else ""), message_text))
             continue
-        node = out
-        for part in spec.path[:-1]:
-            node = node.setdefault(part, {})
-        node[spec.path[-1]] = value
+        outbound.place(out, spec.path, value)
     if problems:
         raise FieldError(problems)
     return out

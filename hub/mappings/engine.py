@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
-from hub.mappings import drift, gate_inputs
+from hub.mappings import drift, gate_inputs, outbound
 from hub.mappings.checks import Checker, structure_problems
 from hub.mappings.compile import (
     MISSING,
@@ -57,7 +57,7 @@ from hub.mappings.source import (
     problem,
     read_source,
 )
-from hub.mappings.spec import KINDS, InboundSpec, MappingFile, key_name, key_paths
+from hub.mappings.spec import KINDS, BalanceSpec, InboundSpec, MappingFile, key_name, key_paths
 from hub.mappings.suggest import closest
 from hub.mappings.values import FieldError, bad_character, describe_character, find_bad_text, storable, type_name, visible
 from hub.model import Canonical
@@ -167,6 +167,7 @@ class _OutKind:
     model: type[Canonical]
     key: str | None
     fields: tuple[OutField, ...]
+    balance: BalanceSpec | None
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ class Mapping:
                 KINDS[kind],
                 s.key,
                 tuple(compiler.outbound_field(t, f, KINDS[kind]) for t, f in s.fields.items()),
+                s.balance,
             )
             for kind, s in spec.outbound.items()
         }
@@ -476,8 +478,12 @@ class Mapping:
 
     # outbound -----------------------------------------------------------------------
 
-    def outbound(self, kind: str, record: BaseModel) -> dict[str, Any]:
-        """The vendor body for one canonical record, dotted vendor paths expanded into objects."""
+    def outbound(self, kind: str, record: BaseModel, message: AnyMapping[str, Any] | None = None) -> dict[str, Any]:
+        """The vendor body for one canonical record, dotted vendor paths expanded into objects.
+
+        ``message`` holds the values fields read with ``from: $name`` (`hub.mappings.outbound`);
+        items that must balance and do not raise `OutboundError`, and nothing is sent.
+        """
         try:
             compiled = self._out[kind]
         except KeyError:
@@ -486,19 +492,23 @@ class Mapping:
             ) from None
         if not isinstance(record, compiled.model):
             raise TypeError(f"{kind} needs a {compiled.model.__name__}, got {type(record).__name__}")
+        key = getattr(record, compiled.key) if compiled.key else None
+        label = f"{self.name}: {kind}" + (f" {key}" if key is not None else "")
         try:
-            return build_vendor(compiled.fields, record)
+            body = build_vendor(compiled.fields, record, message or {})
         except FieldError as exc:
-            key = getattr(record, compiled.key) if compiled.key else None
-            label = f"{self.name}: {kind}" + (f" {key}" if key is not None else "")
             sources = {f.target: f.source for f in compiled.fields}
             parts = []
-            for where, message in exc.items:
+            for where, text in exc.items:
                 target = where or "?"
                 source = sources.get(target.split("[")[0])
-                parts.append(f"{target} (from {source}): {message}" if source else f"{target}: {message}")
+                parts.append(f"{target} (from {source}): {text}" if source else f"{target}: {text}")
             first = exc.items[0][0] if exc.items else None
             raise OutboundError(label + ": " + "; ".join(parts), first) from None
+        unbalanced = outbound.imbalance(body, compiled.balance) if compiled.balance is not None else None
+        if unbalanced is not None:
+            raise OutboundError(f"{label}: {unbalanced}", compiled.balance.items)
+        return body
 
 
 def _with_only_child(record: AnyMapping[str, Any], path: str, child: Any) -> dict[str, Any]:

@@ -35,6 +35,8 @@ from hub.connectors.endpoint import EndpointSpec
 from hub.model import (
     Canonical,
     Equipment,
+    ErpConfirmation,
+    ErpDocument,
     GateDecision,
     MaintenanceRecord,
     Permit,
@@ -50,6 +52,8 @@ KINDS: dict[str, type[Canonical]] = {
     "process_parameter": ProcessParameter,
     "safety_cost_entry": SafetyCostEntry,
     "gate_decision": GateDecision,
+    "erp_confirmation": ErpConfirmation,
+    "erp_document": ErpDocument,
 }
 
 #: Value types a field may declare. ``str`` is the default.
@@ -183,6 +187,8 @@ class FieldSpec(_Strict):
     reason: str | None = Field(default=None, min_length=1)  # why a gate input may be a const or default
     lookup: str | None = Field(default=None, min_length=1)
     timezone: str | None = Field(default=None, min_length=1)  # zone of this field's naive local times
+    items: list[dict[str, FieldSpec]] | None = Field(default=None, min_length=1)  # outbound: objects built from one record
+    negate: bool = False  # outbound decimal: the value with its sign turned
 
     @field_validator("map", mode="before")
     @classmethod
@@ -197,7 +203,7 @@ class FieldSpec(_Strict):
         given = {"from": self.from_ is not None, "const": self.has_const, "concat": self.concat is not None,
                  "unit_of": self.unit_of is not None, "first": self.first is not None,
                  "reduce": self.reduce is not None, "unavailable": self.unavailable is not None,
-                 "todo": self.todo is not None}
+                 "todo": self.todo is not None, "items": self.items is not None}
         return tuple(key for key, present in given.items() if present)
 
     @property
@@ -213,7 +219,7 @@ class FieldSpec(_Strict):
         """The declared type, or ``list`` when splitting or per-element settings are given, else ``str``."""
         if self.type is not None:
             return self.type
-        if self.split is not None or self.each is not None or self.each_fields is not None:
+        if self.split is not None or self.each is not None or self.each_fields is not None or self.items is not None:
             return "list"
         return "str"
 
@@ -241,11 +247,19 @@ def key_name(key: str | list[str] | None) -> str:
     return "+".join(key_paths(key))
 
 
+class BalanceSpec(_Strict):
+    """Items that must balance: the signed amounts at ``amount`` in each of ``items`` sum to zero."""
+
+    items: str = Field(min_length=1)  # the vendor path of a field built with 'items'
+    amount: str = Field(min_length=1)  # the vendor path of the amount inside each item
+
+
 class OutboundSpec(_Strict):
-    """A canonical record of one kind -> one vendor body."""
+    """A canonical record of one kind -> one vendor body (docs/mappings.md, "Outbound")."""
 
     key: str | None = Field(default=None, min_length=1)
     fields: dict[str, FieldSpec]
+    balance: BalanceSpec | None = None
 
 
 class MappingFile(_Strict):
