@@ -32,7 +32,7 @@ from hub.connectors.operations import SystemClient
 from hub.connectors.rest import RestClient
 from hub.connectors.retry import RetryPolicy, VendorRejected
 from hub.connectors.throttle import TokenBucket
-from hub.demo import run_demo
+from hub.demo import FLAVORS, Face, run_demo
 from hub.mappings import load_mapping, parse_mapping
 from hub.resources import EamResource
 from hub.settings import HubSettings, SystemEndpoint
@@ -48,6 +48,9 @@ WSDL = REPO / "mock_systems" / "eam.wsdl"
 FAST = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.5)
 SCOPE = ("submitted", "approved", "active", "suspended")
 ALTERNATE = {"eam": ("eam_oslc", "eam-maximo-oslc"), "mes": ("mes_odata", "mes-sap-odata")}
+REAL_APIS = {system: tuple(face) for system, face in FLAVORS["real-apis"].items()}
+#: (standard, flavor) file names: a flavor's file named in evidence reads as the standard's.
+RENAMED = (("eam", "eam-maximo-oslc"), ("mes", "mes-sap-odata"), ("eam", "eam-maximo"), ("mes", "mes-sap-s4"))
 LINEAGE = {"fetched_at", "mapping_file", "mapping_sha256"}
 
 
@@ -85,9 +88,9 @@ def _flavor_environment(mocks: Any, database_url: str, flavor: dict[str, tuple[s
     """HUB_* variables, as an operator would set them: URLs, and for a second flavor its mapping."""
     env = {"HUB_DATABASE_URL": database_url, "HUB_EAM_WSDL": str(WSDL), "HUB_READ_TIMEOUT_S": "10"}
     for name in ("ptw", "eam", "mes", "erp"):
-        system, mapping = flavor.get(name, (name, name))
-        env[f"HUB_{name.upper()}__URL"] = mocks.urls[system]
-        env[f"HUB_{name.upper()}__MAPPING"] = mapping
+        face = Face(*flavor.get(name, (name, name)))
+        env[f"HUB_{name.upper()}__URL"] = face.url(mocks)
+        env[f"HUB_{name.upper()}__MAPPING"] = face.mapping
     return env
 
 
@@ -131,7 +134,7 @@ def _run(mocks: Any, tmp: Path, flavor: dict[str, tuple[str, str]]) -> dict[str,
     with DagsterInstance.ephemeral() as instance:
         result = run_full_sync(settings, instance)
     store = HubStore(database_url)
-    renamed = {load_mapping(m).name: load_mapping(s).name for s, m in (("eam", "eam-maximo-oslc"), ("mes", "mes-sap-odata"))}
+    renamed = {load_mapping(m).name: load_mapping(s).name for s, m in RENAMED}
     return {
         "success": result.success,
         "settings": settings,
@@ -221,6 +224,78 @@ def test_both_flavors_store_the_same_process_parameters_in_canonical_units(both_
     assert all(r["updated_at"] is not None for r in alternate["process_parameters"])
     ethylene = next(r for r in alternate["process_parameters"] if r["material_name"] == "乙烯")
     assert ethylene["updated_at"].isoformat() == "2026-11-01T00:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def real_run(both_runs: tuple[dict, dict], mock_systems: Any, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The whole job with `hub demo --flavor real-apis`'s files: Maximo's REST API and S/4HANA's services."""
+    run = _run(mock_systems, tmp_path_factory.mktemp("real_apis"), REAL_APIS)
+    reset(mock_systems)
+    return run
+
+
+def _parameters(run: dict) -> dict[tuple[str, str], tuple]:
+    return {
+        (r["material_name"], r["parameter_id"]): (_number_or_text(r["value"]), r["data_type"], r["unit"])
+        for r in run["process_parameters"]
+    }
+
+
+def test_the_real_apis_are_what_the_run_spoke_to(real_run: dict) -> None:
+    assert real_run["success"]
+    assert (real_run["settings"].eam.mapping, real_run["settings"].mes.mapping) == ("eam-maximo", "mes-sap-s4")
+    assert real_run["lineage"] == {"eam-maximo.yaml"}
+    paths = {system: {e["path"] for e in real_run["received"][system]} for system in ("eam_oslc", "mes_odata")}
+    assert paths["eam_oslc"] == {f"/maximo/oslc/os/{s}" for s in ("mxapiasset", "mxapiwodetail", "mxapisynonymdomain")}
+    assert paths["mes_odata"] == {
+        "/sap/opu/odata/sap/API_BATCH_SRV/A_BatchCharcValue",
+        "/sap/opu/odata/sap/API_CLFN_CHARACTERISTIC_SRV/A_ClfnCharacteristicForKeyDate",
+    }
+    assert real_run["received"]["eam"] == [] and real_run["received"]["mes"] == []
+    assert all(e["status"] == 200 for log in real_run["received"].values() for e in log)
+    # The look-up tables are fetched once per run (cached, refreshed hourly / every ten minutes), not per batch.
+    synonyms = [e for e in real_run["received"]["eam_oslc"] if e["path"].endswith("mxapisynonymdomain")]
+    assert len(synonyms) <= 2
+
+
+def test_the_real_apis_gate_every_permit_as_the_standard_flavors(both_runs: tuple[dict, dict], real_run: dict) -> None:
+    standard, _ = both_runs
+    assert len(real_run["decisions"]) == 29
+    # The same decisions, reasons and evidence; only an unreadable record's problem quotes this
+    # flavor's reason (BOGUS is not in the synonym domain) rather than the SOAP flavor's.
+    def without_problem(run: dict) -> dict[str, tuple]:
+        return {
+            p: (d, [(code, device, [e for e in evidence if e[0] != "problem"]) for code, device, evidence in reasons])
+            for p, (d, reasons) in run["decisions"].items()
+        }
+
+    assert without_problem(real_run) == without_problem(standard)
+    problems = {e[1] for _, reasons in real_run["decisions"].values() for *_, ev in reasons for e in ev if e[0] == "problem"}
+    assert problems and all("eam-maximo" not in text for text in problems)  # evidence names the file as the standard's
+    assert any("'BOGUS' is not in look-up table wo_status" in text for text in problems)
+
+
+def test_the_real_apis_post_the_same_ledger_once(both_runs: tuple[dict, dict], real_run: dict) -> None:
+    standard, _ = both_runs
+    assert len(real_run["ledger"]) == 44 and real_run["ledger"] == standard["ledger"]
+
+
+def test_the_real_apis_store_the_same_equipment_and_work_orders(both_runs: tuple[dict, dict], real_run: dict) -> None:
+    standard, _ = both_runs
+    assert real_run["equipment"] == standard["equipment"]
+    assert real_run["maintenance_records"] == standard["maintenance_records"]
+    # Isolation read from the lock-out rows: applied, released and none, as the SOAP flavor says.
+    assert {r["isolation"] for r in real_run["maintenance_records"]} == {"applied", "released", "none"}
+
+
+def test_the_real_apis_store_the_same_process_parameters_in_canonical_units(both_runs: tuple[dict, dict], real_run: dict) -> None:
+    standard, _ = both_runs
+    assert _parameters(real_run) == _parameters(standard)
+    # Served as ABAP float text in the stored unit's SAP code, stored plainly in the hub's unit.
+    ethylene = {r["parameter_id"]: r for r in real_run["process_parameters"] if r["material_name"] == "乙烯"}
+    assert (ethylene["FLASH_POINT"]["value"], ethylene["FLASH_POINT"]["unit"]) == ("-136", "Cel")
+    assert ethylene["FLASH_POINT"]["updated_at"].isoformat() == "2026-11-01T00:00:00+00:00"
+    assert ethylene["TOXICITY_CLASS"]["data_type"] == "string"
 
 
 def _number_or_text(value: str) -> Decimal | str:
