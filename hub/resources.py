@@ -179,6 +179,7 @@ class PlantSystemResource(ConfigurableResource):
             max_response_bytes=self.max_response_bytes,
             ca_bundle=self.ca_bundle,
             deadline_s=self.request_deadline_s,
+            system=system,
         )
 
 
@@ -285,5 +286,5 @@ def resources_from_settings(settings: HubSettings) -> dict[str, ConfigurableReso
             suspect_drop_share=settings.eam_suspect_drop_share,
         ),
         "mes": _system(MesResource, "mes", settings, settings.mes_batch_size),
-        "erp": _system(ErpResource, "erp", settings, settings.erp_batch_size),
+        "erp": _system(ErpResource, "erp", settings, settings.erp_batch_size, wsdl=settings.erp_wsdl),
     }

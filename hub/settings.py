@@ -122,6 +122,7 @@ class HubSettings(BaseSettings):
     erp: SystemEndpoint = SystemEndpoint(url="http://127.0.0.1:8104")
     # A local file is preferred: a WSDL fetched at start-up is one more thing that can hang.
     eam_wsdl: str | None = None
+    erp_wsdl: str | None = None  # the SOAP ERP flavor's WSDL (erp-sap-soap)
 
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=30.0, gt=0)

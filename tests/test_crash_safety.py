@@ -132,17 +132,17 @@ def test_checker_holds_on_a_clean_sync_then_flags_tampering(synced_plant):
     assert all(v.held for v in _verdicts(plant, database_url).values())
 
     # A second booking of an entry, under a fresh message UUID, slips past the ERP's de-duplication.
-    [document] = [d for d in plant.observe(database_url).documents if d["DocumentReferenceID"] == "PTW-NJ-2026-0014/ppe"]
+    [document] = [d for d in plant.observe(database_url).documents if d.reference == "PTW-NJ-2026-0014/ppe"]
     duplicate = {
         "MessageHeader": {"UUID": str(uuid.uuid4())},
         "JournalEntry": {
-            "CompanyCode": document["CompanyCode"],
-            "DocumentReferenceID": document["DocumentReferenceID"],
-            "PostingDate": document["PostingDate"],
-            "TransactionCurrency": document["TransactionCurrency"],
-            "GLAccount": document["GLAccount"],
-            "CostCenter": document["CostCenter"],
-            "Amount": document["Amount"],
+            "CompanyCode": document.company_code,
+            "DocumentReferenceID": document.reference,
+            "PostingDate": "2026-11-20",
+            "TransactionCurrency": document.currency,
+            "GLAccount": document.gl_account,
+            "CostCenter": document.cost_center,
+            "Amount": str(document.amount),
         },
     }
     httpx.post(f"{plant.urls['erp']}/api/v1/journal-entries", json=duplicate, timeout=10).raise_for_status()

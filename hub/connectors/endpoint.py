@@ -153,6 +153,11 @@ class SoapSpec(_Strict):
     # The response element's attribute counting the records it carries: a reply that carries
     # fewer (or more) is incomplete, never taken as the whole answer.
     count_at: str | None = Field(default=None, min_length=1)
+    # Where the service listens, after the system's URL (none: at the URL itself).
+    path: str | None = Field(default=None, pattern=r"^/")
+    # flat: each record a dict of its leaf values (fast, for bulk reads); tree: nested as the
+    # WSDL's schema has it (lists where it allows several, "@name" attributes, "#text").
+    reply: Literal["flat", "tree"] = "flat"
 
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]

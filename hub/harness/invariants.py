@@ -25,6 +25,7 @@ from hub.logic.costs import CostError, cost_entries
 from hub.logic.gate import decide_all
 from hub.logic.rules import load_cost_rules, load_gate_rules
 from hub.mappings.engine import load_mapping
+from hub.model import ErpDocument
 from hub.steps.gate import SYNC_SCOPE_STATUSES, evaluate_unconfigured
 from hub.store.repository import HubStore, SchemaNotReadyError
 
@@ -60,7 +61,7 @@ class Expected:
 class Observed:
     """What the plant and the hub's bookkeeping hold after a run."""
 
-    documents: list[dict[str, Any]]  # ERP journal entries
+    documents: list[ErpDocument]  # the ERP's journal entries
     holds: dict[str, list[dict[str, Any]]]  # PTW permit -> holds of every source
     outbox: list[dict[str, Any]]
     quarantine: list[dict[str, Any]]  # resolved rows included
@@ -157,8 +158,13 @@ def expected_outcome(fixtures: Path, now: datetime, sites: Collection[str] = FIX
 def observe(admin_urls: dict[str, str], database_url: str) -> Observed:
     """Read the ERP ledger and PTW holds from the mocks' admin surface, and the hub's bookkeeping."""
     with httpx.Client(timeout=30) as http:
-        documents = http.get(f"{admin_urls['erp']}/_admin/state").raise_for_status().json()["documents"]
+        raw = http.get(f"{admin_urls['erp']}/_admin/state").raise_for_status().json()["documents"]
         holds = http.get(f"{admin_urls['ptw']}/_admin/state").raise_for_status().json()["holds"]
+    # The mock's ledger is written as its REST face lists documents: the REST flavor reads it.
+    mapped = load_mapping("erp").inbound("erp_document", raw)
+    if mapped.quarantined:
+        raise ValueError(f"the ERP's ledger holds a document the hub cannot read: {mapped.quarantined[0].reason}")
+    documents = mapped.records
     try:
         store = HubStore(database_url)
     except SchemaNotReadyError:  # killed before it created its store: it has booked nothing yet
@@ -172,14 +178,14 @@ def _twice(counts: Counter) -> list[str]:
 
 
 def _ledger(expected: Expected, observed: Observed) -> Verdict:
-    problems = [f"reference {ref} booked twice" for ref in _twice(Counter(d["DocumentReferenceID"] for d in observed.documents))]
-    problems += [f"message UUID {uuid} booked twice" for uuid in _twice(Counter(d["MessageUUID"] for d in observed.documents))]
-    booked = {d["DocumentReferenceID"]: d for d in observed.documents}
+    problems = [f"reference {ref} booked twice" for ref in _twice(Counter(d.reference for d in observed.documents))]
+    problems += [f"message UUID {uuid} booked twice" for uuid in _twice(Counter(d.message_uuid for d in observed.documents))]
+    booked = {d.reference: d for d in observed.documents}
     problems += [f"{ref} missing from the ledger" for ref in sorted(expected.ledger.keys() - booked.keys())]
     problems += [f"{ref} booked but not expected" for ref in sorted(booked.keys() - expected.ledger.keys())]
     for ref in sorted(expected.ledger.keys() & booked.keys()):
         doc = booked[ref]
-        line = (Decimal(doc["Amount"]), doc["CostCenter"], doc["GLAccount"])
+        line = (doc.amount, doc.cost_center, doc.gl_account)
         if line != expected.ledger[ref]:
             problems.append(f"{ref} booked as {line}, expected {expected.ledger[ref]}")
     return Verdict(LEDGER, tuple(problems))
@@ -188,7 +194,7 @@ def _ledger(expected: Expected, observed: Observed) -> Verdict:
 def _outbox(observed: Observed) -> Verdict:
     documents: dict[str, set[str]] = defaultdict(set)
     for doc in observed.documents:
-        documents[doc["DocumentReferenceID"]].add(doc["AccountingDocument"])
+        documents[doc.reference].add(doc.accounting_document)
     problems = []
     for row in observed.outbox:
         key, document = row["entry_key"], row["accounting_document"]

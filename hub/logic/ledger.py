@@ -12,9 +12,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hub.connectors.erp import LedgerDocument
 from hub.logic.costs import message_uuid
-from hub.model import SafetyCostEntry
+from hub.model import ErpDocument, SafetyCostEntry
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class LedgerMismatches:
         return not (self.missing_in_erp or self.not_recorded_in_hub or self.posted_twice or self.booked_differently)
 
 
-def _differences(entry: OutboxEntry, doc: LedgerDocument) -> list[str]:
+def _differences(entry: OutboxEntry, doc: ErpDocument) -> list[str]:
     booked = {
         "accounting_document": (entry.posted_as, doc.accounting_document),
         "reference": (entry.entry_key, doc.reference),
@@ -52,11 +51,11 @@ def _differences(entry: OutboxEntry, doc: LedgerDocument) -> list[str]:
     return [f"{name} hub={ours} erp={theirs}" for name, (ours, theirs) in booked.items() if ours != theirs]
 
 
-def reconcile(outbox: Sequence[OutboxEntry], documents: Sequence[LedgerDocument]) -> LedgerMismatches:
+def reconcile(outbox: Sequence[OutboxEntry], documents: Sequence[ErpDocument]) -> LedgerMismatches:
     by_key = {e.entry_key: e for e in outbox}
     by_uuid = {e.message_uuid: e for e in outbox}
 
-    def owner(doc: LedgerDocument) -> str | None:
+    def owner(doc: ErpDocument) -> str | None:
         """The entry key a document belongs to, or None when the hub did not post it."""
         if doc.message_uuid in by_uuid:
             return by_uuid[doc.message_uuid].entry_key
@@ -64,7 +63,7 @@ def reconcile(outbox: Sequence[OutboxEntry], documents: Sequence[LedgerDocument]
             return doc.reference
         return None
 
-    docs_of: dict[str, list[LedgerDocument]] = defaultdict(list)
+    docs_of: dict[str, list[ErpDocument]] = defaultdict(list)
     for doc in documents:
         key = owner(doc)
         if key is not None:

@@ -15,9 +15,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from hub.connectors.erp import LedgerDocument
 from hub.logic.ledger import LedgerMismatches, OutboxEntry, reconcile
-from hub.model import SafetyCostEntry
+from hub.model import ErpDocument, SafetyCostEntry
+from hub.writers.erp_outbox import documents_of, ledger_documents
 
 CURSOR = "erp.ledger.reconciled"
 
@@ -26,7 +26,7 @@ CURSOR = "erp.ledger.reconciled"
 class LedgerCheck:
     full: bool
     outbox_entries: int
-    documents: list[LedgerDocument]
+    documents: list[ErpDocument]
     found: LedgerMismatches
     elsewhere: dict[str, str] = field(default_factory=dict)  # entry key -> the site whose entry it is
     from_document: int | None = None
@@ -55,8 +55,9 @@ def _entries(rows) -> list[OutboxEntry]:
     ]
 
 
-def reconcile_site(hub_store, client, site: str, *, full: bool) -> LedgerCheck:
-    """The site's outbox against its company's ledger; raises the client's errors."""
+def reconcile_site(hub_store, client, mapping, site: str, *, full: bool) -> LedgerCheck:
+    """The site's outbox against its company's ledger, read through the ERP flavor `mapping`;
+    raises the client's errors."""
     cursor = json.loads(hub_store.get_cursor(f"{CURSOR}.{site}") or "{}")
     started = datetime.now(timezone.utc)
     outbox = hub_store.load_outbox(site=site)
@@ -69,7 +70,7 @@ def reconcile_site(hub_store, client, site: str, *, full: bool) -> LedgerCheck:
     with client:
         # The site's company only: its entries booked elsewhere show up as missing here, and as
         # booked under another company in that company's site check.
-        documents = client.list_documents(company=site, from_document=start)
+        documents = ledger_documents(client, mapping, company=site, from_document=start)
         if start is None:
             rows = outbox
         else:
@@ -88,7 +89,7 @@ def reconcile_site(hub_store, client, site: str, *, full: bool) -> LedgerCheck:
                 if row["entry_key"] in references and posted is not None and posted < start:
                     documents += [
                         d
-                        for d in client.documents_of(row["entry_key"])
+                        for d in documents_of(client, mapping, row["entry_key"])
                         if (d.company_code, d.fiscal_year, d.accounting_document) not in known
                     ]
     found = reconcile(_entries(rows), documents)
