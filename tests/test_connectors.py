@@ -20,6 +20,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -33,7 +34,7 @@ from conftest import loopback_server
 from lxml import etree
 
 from hub.connectors.eam import EamClient, SoapFault, parse_reply
-from hub.connectors.erp import Confirmation, ErpClient
+from hub.connectors.erp import ErpClient
 from hub.connectors.operations import SystemClient
 from hub.connectors.rest import RestClient
 from hub.connectors.retry import RetryPolicy, TransientError, VendorRejected
@@ -145,6 +146,30 @@ def mes(http: RestClient, mocks: Any, batch_size: int | None = None) -> SystemCl
 
 def erp(http: RestClient, mocks: Any, batch_size: int | None = None) -> ErpClient:
     return ErpClient(operations("erp", mocks.urls["erp"], rest=http, size=batch_size))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One entry's confirmation, read through erp.yaml, with the REST face's own `Duplicate` flag."""
+
+    message_uuid: str
+    accounting_document: str | None
+    fiscal_year: str | None
+    duplicate: bool
+    error: str | None
+
+
+def post(client: ErpClient, entries: list[tuple[str, dict]]) -> Iterator[list[Answer]]:
+    """Post (message UUID, journal entry) pairs, the UUID in each entry's MessageHeader, as erp.yaml writes it."""
+    mapping = load_mapping("erp")
+    for raw in client.post_entries([{"MessageHeader": {"UUID": u}, **entry} for u, entry in entries]):
+        confirmations = mapping.inbound("erp_confirmation", raw).records
+        assert len(confirmations) == len(raw)
+        yield [
+            Answer(c.message_uuid, c.accounting_document if c.posted else None, c.fiscal_year if c.posted else None,
+                   bool(r.get("Duplicate")), None if c.posted else c.refusal)
+            for c, r in zip(confirmations, raw)
+        ]
 
 
 def eam_client(
@@ -311,7 +336,7 @@ def test_erp_503_once_is_retried_and_posts_once(fresh_mocks: Any, rest: Callable
     http = rest("erp")
     message_uuid = str(uuid.uuid4())
 
-    [[confirmation]] = list(erp(http, fresh_mocks).post_entries([(message_uuid, journal_entry("R-503"))]))
+    [[confirmation]] = list(post(erp(http, fresh_mocks), [(message_uuid, journal_entry("R-503"))]))
 
     assert confirmation.accounting_document and not confirmation.duplicate and confirmation.error is None
     assert [e["status"] for e in received(fresh_mocks, "erp")] == [503, 200]
@@ -363,7 +388,7 @@ def test_erp_timeout_after_commit_never_posts_twice(fresh_mocks: Any, rest: Call
     http = rest("erp", read_timeout_s=0.3)
     message_uuid = str(uuid.uuid4())
 
-    [[confirmation]] = list(erp(http, fresh_mocks).post_entries([(message_uuid, journal_entry("R-TMO"))]))
+    [[confirmation]] = list(post(erp(http, fresh_mocks), [(message_uuid, journal_entry("R-TMO"))]))
 
     assert confirmation.accounting_document is not None and confirmation.error is None
     # Let the first, delayed request reach the ERP too.
@@ -445,15 +470,15 @@ def test_erp_post_entries_is_exactly_once(fresh_mocks: Any, rest: Callable[..., 
         (str(uuid.uuid4()), journal_entry("PTW-NJ-2026-0007/material", amount="80.50")),
     ]
 
-    [first] = list(client.post_entries(entries))
+    [first] = list(post(client, entries))
 
     assert [c.message_uuid for c in first] == [u for u, _ in entries]
-    assert all(isinstance(c, Confirmation) for c in first)
+    assert all(isinstance(c, Answer) for c in first)
     assert all(c.accounting_document and c.fiscal_year == "2026" for c in first)
     assert all(not c.duplicate and c.error is None for c in first)
     assert len({c.accounting_document for c in first}) == 2
 
-    [again] = list(client.post_entries(entries))
+    [again] = list(post(client, entries))
 
     assert all(c.duplicate for c in again)
     assert [c.accounting_document for c in again] == [c.accounting_document for c in first]
@@ -476,7 +501,7 @@ def test_erp_business_rejection_gives_error_and_no_document(
     good = (str(uuid.uuid4()), journal_entry("R-GOOD"))
     bad = (str(uuid.uuid4()), journal_entry("R-BAD", cost_center="CC-NJ-NOPE"))
 
-    [[ok, refused]] = list(client.post_entries([good, bad]))
+    [[ok, refused]] = list(post(client, [good, bad]))
 
     assert ok.accounting_document is not None and ok.error is None
     assert refused.message_uuid == bad[0]
@@ -493,7 +518,7 @@ def test_erp_find_by_reference_returns_the_posted_document(
     client = erp(rest("erp"), fresh_mocks)
     reference = "PTW-NJ-2026-0011/scaffold"
     message_uuid = str(uuid.uuid4())
-    [[confirmation]] = list(client.post_entries([(message_uuid, journal_entry(reference, amount="1200.00"))]))
+    [[confirmation]] = list(post(client, [(message_uuid, journal_entry(reference, amount="1200.00"))]))
 
     [document] = client.find_by_reference(reference)
 
@@ -514,7 +539,7 @@ def test_erp_batches_and_yields_per_batch(fresh_mocks: Any, rest: Callable[..., 
     width = client.operations.concurrency
     assert width == 3
 
-    batches = client.post_entries(entries)
+    batches = post(client, entries)
     first = next(batches)
     # No more than the flavor's window is in flight: the caller records as it goes.
     assert len(received(fresh_mocks, "erp")) <= width

@@ -35,7 +35,7 @@ from hub.assets.gate import gate_decisions_written_back
 from hub.connectors.breaker import breaker_for
 from hub.connectors.eam import EamClient, SoapFault
 from hub.connectors.endpoint import SoapSpec
-from hub.connectors.erp import ErpClient, LedgerDocument
+from hub.connectors.erp import ErpClient
 from hub.connectors.operations import SystemClient
 from hub.connectors.rest import RestClient
 from hub.connectors.retry import (
@@ -50,10 +50,11 @@ from hub.definitions import ASSETS, CHECKS
 from hub.logic.costs import message_uuid
 from hub.logic.ledger import OutboxEntry, reconcile
 from hub.mappings.engine import load_mapping
-from hub.model import SafetyCostEntry
+from hub.model import ErpDocument, SafetyCostEntry
 from hub.resources import resources_from_settings
 from hub.settings import HubSettings, SystemEndpoint
 from hub.store.repository import HubStore
+from hub.writers.erp_outbox import ledger_documents
 from mock_systems.servers import start_systems
 from test_connectors import ASSETS as EAM_ASSETS
 from test_connectors import FIXTURES, SOAP_ENV, TNS, WSDL, admin_state, journal_entry, received, set_faults
@@ -90,6 +91,11 @@ def maintenance(client: EamClient, assetnums: list[str]) -> dict[str, list[dict]
 
 def permits_page(client: RestClient) -> list[dict]:
     return client.request("GET", "/api/v1/permits", params={"page_size": 500})["items"]
+
+
+def with_uuids(pairs: list[tuple[str, dict]]) -> list[dict]:
+    """(message UUID, journal entry) pairs as the ERP flavor writes them: the UUID in the entry's MessageHeader."""
+    return [{"MessageHeader": {"UUID": message_uuid}, **entry} for message_uuid, entry in pairs]
 
 
 def erp_client(url: str, *, ledger_page_size: int | None = None) -> ErpClient:
@@ -550,9 +556,9 @@ def check_evaluation(result: Any, name: str) -> tuple[bool, dict]:
 def test_list_documents_pages_through_the_whole_ledger(fresh_mocks: Any) -> None:
     client = erp_client(fresh_mocks.urls["erp"], ledger_page_size=2)
     entries = [(str(uuid.uuid4()), journal_entry(f"PTW-NJ-2026-0007/line{i}", amount=f"{i + 1}.50")) for i in range(5)]
-    list(client.post_entries(entries))
+    list(client.post_entries(with_uuids(entries)))
 
-    documents = client.list_documents()
+    documents = ledger_documents(client, load_mapping("erp"))
 
     assert sorted(d.message_uuid for d in documents) == sorted(u for u, _ in entries)
     assert {d.reference: d.amount for d in documents} == {
@@ -567,10 +573,10 @@ def test_list_documents_of_one_company_asks_the_erp_for_that_company_only(fresh_
     nj = [(str(uuid.uuid4()), journal_entry(f"PTW-NJ-2026-0007/line{i}")) for i in range(3)]
     hz = journal_entry("PTW-HZ-2026-0005/labour")
     hz["JournalEntry"].update(CompanyCode="HZ02", CostCenter="CC-HZ-ARO")
-    list(client.post_entries([*nj, (str(uuid.uuid4()), hz)]))
+    list(client.post_entries(with_uuids([*nj, (str(uuid.uuid4()), hz)])))
 
-    assert [d.reference for d in client.list_documents(company="HZ02")] == ["PTW-HZ-2026-0005/labour"]
-    assert sorted(d.message_uuid for d in client.list_documents(company="NJ01")) == sorted(u for u, _ in nj)
+    assert [d.reference for d in ledger_documents(client, load_mapping("erp"), company="HZ02")] == ["PTW-HZ-2026-0005/labour"]
+    assert sorted(d.message_uuid for d in ledger_documents(client, load_mapping("erp"), company="NJ01")) == sorted(u for u, _ in nj)
     listing = [e["query"] for e in received(fresh_mocks, "erp") if e["method"] == "GET"]
     assert [q["CompanyCode"] for q in listing] == ["HZ02", "NJ01", "NJ01"]
 
@@ -589,8 +595,8 @@ def _entry(key: str, amount: str = "100.00") -> SafetyCostEntry:
     )
 
 
-def _document(number: str, key: str, uuid_: str | None, amount: str = "100.00") -> LedgerDocument:
-    return LedgerDocument(
+def _document(number: str, key: str, uuid_: str | None, amount: str = "100.00") -> ErpDocument:
+    return ErpDocument(
         accounting_document=number,
         company_code="NJ01",
         fiscal_year="2026",
@@ -671,7 +677,7 @@ def test_ledger_check_passes_when_clean_and_names_every_mismatch(
         other = "NJ01" if twin_entry["site"] != "NJ01" else "HZ02"
         other_company = journal_entry(twin)
         other_company["JournalEntry"].update(CompanyCode=other, CostCenter={"NJ01": "CC-NJ-CRK", "HZ02": "CC-HZ-ARO"}[other])
-        list(erp.post_entries([(str(uuid.uuid4()), same_company), (str(uuid.uuid4()), other_company)]))
+        list(erp.post_entries(with_uuids([(str(uuid.uuid4()), same_company), (str(uuid.uuid4()), other_company)])))
 
         passed, metadata = check_evaluation(run_all(settings, instance, only_check), "erp_ledger_reconciled")
         assert not passed
@@ -713,7 +719,7 @@ def test_a_sync_reconciles_only_new_documents_yet_sees_a_second_booking(
         row = next(r for r in HubStore(sqlite_url).load_outbox(site="NJ01") if r["status"] == "posted")
         twin = journal_entry(row["entry_key"])
         twin["JournalEntry"].update(CompanyCode="NJ01", CostCenter=row["payload"]["cost_center"])
-        list(erp_client(fresh_mocks.urls["erp"]).post_entries([(str(uuid.uuid4()), twin)]))
+        list(erp_client(fresh_mocks.urls["erp"]).post_entries(with_uuids([(str(uuid.uuid4()), twin)])))
         caught = ledger_check("NJ01")
         assert not caught["passed"] and caught["posted_twice"] == 1 and caught["entry_keys"] == row["entry_key"]
         assert caught["erp_documents"] == 2  # the new document, and the first booking fetched by reference
