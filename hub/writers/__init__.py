@@ -1,1 +1,1 @@
-"""How a decision or an entry reaches its system exactly once (PTW holds; the ERP outbox lives in hub/assets/erp.py)."""
+"""How a decision or an entry reaches its system exactly once: PTW holds (`ptw_holds`), the ERP outbox (`erp_outbox`)."""
