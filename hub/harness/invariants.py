@@ -43,7 +43,7 @@ INVARIANTS = {
 
 #: The sites of the fixture plant the hub is configured for (HUB_SITES' default).
 FIXTURE_SITES = ("NJ01", "HZ02")
-LedgerLine = tuple[Decimal, str, str]  # Amount, CostCenter, GLAccount
+LedgerLine = tuple[Decimal, str, str]  # amount, cost center, GL account
 ReasonKey = tuple[str, str | None]  # reason code, device
 
 
@@ -51,7 +51,7 @@ ReasonKey = tuple[str, str | None]  # reason code, device
 class Expected:
     """The plant's correct end state after the hub has synced the fixtures."""
 
-    ledger: dict[str, LedgerLine]  # DocumentReferenceID -> line
+    ledger: dict[str, LedgerLine]  # entry key (the document's reference) -> line
     blocks: dict[str, frozenset[ReasonKey]]  # permit -> reasons of its block
     quarantined: frozenset[tuple[str, str, str]]  # (system, record_kind, source_key)
     allowed: frozenset[str] = frozenset()  # gated permits the gate allows: none may carry the hub's hold
