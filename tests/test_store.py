@@ -536,6 +536,26 @@ def test_device_clearance_replace(store):
     assert set(store.load_device_clearance("NJ")) == {CHINESE_ID, "C"}
 
 
+def test_a_clearance_computed_later_is_not_replaced_by_an_earlier_one(store):
+    """A sync's clearance step, started before a re-gate refreshed a device, stores its profiles
+    after it: the re-gate's newer profile (a block) stays, so the sync's gate does not lift it."""
+    blocked = [{"code": "OPEN_WORK_ORDER", "evidence": {"record_id": "WO-9"}}]
+    later = T0 + timedelta(seconds=5)
+    store.replace_device_clearance(
+        "NJ", [{"device_id": "A", "known": True, "hazards": blocked, "data_as_of": later, "computed_at": later}], devices=["A"]
+    )
+    store.replace_device_clearance(
+        "NJ",
+        [
+            {"device_id": "A", "known": True, "hazards": [], "data_as_of": T0, "computed_at": T0},
+            {"device_id": "B", "known": True, "hazards": [], "data_as_of": T0, "computed_at": T0},
+        ],
+    )
+    got = store.load_device_clearance("NJ")
+    assert got["A"]["hazards"] == blocked and got["A"]["computed_at"] == later
+    assert got["B"]["hazards"] == []
+
+
 def test_cursors(store, clock):
     assert store.get_cursor("ptw.permits") is None
     store.set_cursor("ptw.permits", "2025-03-01T08:00:00Z")

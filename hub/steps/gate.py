@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from hub.logic.clearance import DeviceProfile, SiteEam, build_profiles
 from hub.logic.gate import decide, decision_fingerprint, invalid_permit_decisions
@@ -120,7 +120,12 @@ def refresh_clearance(
     hub_store, site: str, device_ids: Collection[str], rules: GateRules, now: datetime, *, scoped: bool
 ) -> dict[str, DeviceProfile]:
     """Compute and store the profiles of the site's devices: all of them, or (`scoped`, a re-gate
-    after a change) only those of `device_ids`, leaving the others' stored profiles as they are."""
+    after a change) only those of `device_ids`, leaving the others' stored profiles as they are.
+
+    A profile is stamped with the moment before the store was read for it: of two refreshes of
+    a device at once (a sync and a re-gate), the store keeps the one that read later, which saw
+    every change the other saw."""
+    computed_at = datetime.now(timezone.utc)
     profiles = clearance_profiles(hub_store, site, device_ids, rules, now)
     hub_store.replace_device_clearance(
         site,
@@ -130,7 +135,7 @@ def refresh_clearance(
                 "known": p.known,
                 "hazards": [h.model_dump(mode="json") for h in p.hazards],
                 "data_as_of": p.data_as_of,
-                "computed_at": now,
+                "computed_at": computed_at,
             }
             for p in profiles.values()
         ],

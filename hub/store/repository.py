@@ -493,7 +493,8 @@ class HubStore:
     def replace_device_clearance(
         self, site: str, rows: Sequence[Mapping[str, Any]], devices: Collection[str] | None = None
     ) -> None:
-        """Make the device_clearance rows of ``site``'s ``devices`` exactly ``rows`` (one transaction).
+        """Make the device_clearance rows of ``site``'s ``devices`` exactly ``rows`` (one transaction),
+        except rows computed later than these, which stay.
 
         ``devices`` None replaces all of the site's rows; other sites keep theirs while it writes.
 
@@ -524,13 +525,15 @@ class HubStore:
         if devices is not None and not seen <= set(devices):
             raise ValueError(f"device_clearance rows outside the devices replaced: {sorted(seen - set(devices))}")
         dc = t.device_clearance
+        # A profile computed later than this call's (a re-gate while a sync runs) is newer news:
+        # it is neither deleted nor overwritten here.
+        older = () if not clean else (dc.c.computed_at <= min(row["computed_at"] for row in clean),)
         with self._write() as conn:
             if devices is None:
-                conn.execute(delete(dc).where(dc.c.site == site))
+                conn.execute(delete(dc).where(dc.c.site == site, *older))
             for chunk in _chunks(_unique(devices), IN_CHUNK):
-                conn.execute(delete(dc).where(dc.c.site == site, dc.c.device_id.in_(chunk)))
-            for chunk in _chunks(clean, WRITE_CHUNK):
-                conn.execute(t.device_clearance.insert(), list(chunk))
+                conn.execute(delete(dc).where(dc.c.site == site, dc.c.device_id.in_(chunk), *older))
+            self._upsert(conn, dc, clean, ["site", "device_id"], newest_by="computed_at")
 
     def load_device_clearance(
         self, site: str, device_ids: Collection[str] | None = None
