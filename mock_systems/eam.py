@@ -304,6 +304,10 @@ class EamRecords:
     def asset(self, siteid: str, assetnum: str) -> dict | None:
         return self._assets.get((normalise_assetnum(siteid), normalise_assetnum(assetnum)))
 
+    def asset_changed_at(self, siteid: str, assetnum: str) -> datetime | None:
+        """When the asset was last changed through the admin surface (None: as the fixtures have it)."""
+        return self._asset_changed.get((normalise_assetnum(siteid), normalise_assetnum(assetnum)))
+
     def workorder(self, siteid: str, wonum: str) -> dict | None:
         found = self._find_workorder(normalise_assetnum(siteid), wonum)
         return self._workorders[found[0]][found[1]] if found is not None else None

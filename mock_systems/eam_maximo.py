@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from .base import PLANT_TZ
 from .eam import AssetQuery, EamRecords, normalise_assetnum, parse_datetime
 from .eam_oslc import (
     _CLAUSE_SEPARATOR,
@@ -212,6 +213,13 @@ class Plant:
     def asset_of(self, workorder: dict) -> dict | None:
         return self.records.asset(str(workorder.get("siteid", "")), str(workorder.get("assetnum", "")))
 
+    def asset_member(self, asset: dict) -> dict:
+        """An asset's attributes with Maximo's `changedate`: when it was last changed, or, for an
+        asset unchanged since the fixtures, its last data sync (none if it has neither)."""
+        changed = self.records.asset_changed_at(str(asset.get("siteid", "")), str(asset.get("assetnum", "")))
+        stamp = changed.astimezone(PLANT_TZ).replace(microsecond=0).isoformat() if changed else asset.get("datasyncdate")
+        return asset | ({"changedate": stamp} if stamp else {})
+
     def workorder_member(self, workorder: dict) -> dict:
         """A work order's attributes: the record without `isolationstate` (child rows carry it) and
         with its asset's `location`, as Maximo copies it onto the work order."""
@@ -297,15 +305,22 @@ def _location(asset: dict | None, siteid: Any) -> list[dict]:
 
 def _asset(plant: Plant, workorder: dict) -> list[dict]:
     asset = plant.asset_of(workorder)
-    return [asset] if asset is not None else []
+    return [plant.asset_member(asset)] if asset is not None else []
 
 
 def _asset_candidates(plant: Plant, clauses: list[Clause]) -> list[dict]:
+    """The assets the where clause could keep: by number, the site's changed ones since a
+    change date (the feed), or every asset."""
     assetnums, siteids = _values(clauses, "assetnum"), _values(clauses, "siteid")
-    if assetnums is None:
-        return plant.records.every_asset()
-    site = siteids[0] if siteids and len(siteids) == 1 else None
-    return plant.records.assets(AssetQuery([normalise_assetnum(n) for n in assetnums], normalise_assetnum(site) if site else None))
+    site = normalise_assetnum(siteids[0]) if siteids and len(siteids) == 1 else None
+    since = _values(clauses, "changedate", (">=",))
+    if assetnums is not None:
+        found = plant.records.assets(AssetQuery([normalise_assetnum(n) for n in assetnums], site))
+    elif site is not None and since is not None:
+        found = plant.records.assets(AssetQuery([], site, parse_datetime(since[0])))
+    else:
+        found = plant.records.every_asset()
+    return [plant.asset_member(asset) for asset in found]
 
 
 def _workorder_candidates(plant: Plant, clauses: list[Clause]) -> list[dict]:
@@ -325,7 +340,7 @@ def _workorder_candidates(plant: Plant, clauses: list[Clause]) -> list[dict]:
     return [plant.workorder_member(wo) | {"_record": wo} for wo in found]
 
 
-ASSET_ATTRIBUTES = ("assetnum", "siteid", "description", "location", "status", "nextinspdate", "datasyncdate")
+ASSET_ATTRIBUTES = ("assetnum", "siteid", "description", "location", "status", "nextinspdate", "datasyncdate", "changedate")
 WORKORDER_ATTRIBUTES = (
     "wonum", "siteid", "assetnum", "location", "worktype", "status", "schedstart", "schedfinish",
     "actfinish", "changedate",
@@ -335,7 +350,7 @@ STRUCTURES = (
     Structure(
         "mxapiasset", ASSET_ATTRIBUTES, lambda a: f"{a.get('assetnum')}/{a.get('siteid')}", _asset_candidates,
         {"location": Relation(LOCATION_ATTRIBUTES, lambda plant, asset: _location(asset, asset.get("siteid")))},
-        frozenset({"nextinspdate", "datasyncdate"}), {"status": "LOCASSETSTATUS"},
+        frozenset({"nextinspdate", "datasyncdate", "changedate"}), {"status": "LOCASSETSTATUS"},
     ),
     Structure(
         "mxapiwodetail", WORKORDER_ATTRIBUTES, lambda w: f"{w.get('siteid')}/{w.get('wonum')}",

@@ -15,6 +15,7 @@ from hub.definitions import ASSETS, CHECKS, build_definitions
 from hub.mappings.engine import load_mapping
 from hub.resources import resources_from_settings
 from hub.settings import SystemEndpoint
+from hub.steps.records import map_inbound
 from hub.store.repository import HubStore
 
 PLANT = timezone(timedelta(hours=8))
@@ -202,7 +203,7 @@ def test_news_a_changed_permit_brings_about_its_device_reaches_every_permit_on_i
     assert "EQUIPMENT_NOT_IN_SERVICE" in held["PTW-NJ-2026-0007"]
 
 
-@pytest.mark.parametrize("flavor", [("eam", "eam"), ("eam_oslc", "eam-maximo-oslc")])
+@pytest.mark.parametrize("flavor", [("eam", "eam"), ("eam_oslc", "eam-maximo-oslc"), ("eam_oslc", "eam-maximo")])
 def test_the_site_change_feed_in_both_flavors_serves_only_what_changed(fresh_mocks, sqlite_url, make_settings, flavor):
     """The `changes` operation of each EAM flavor file, against its mock face: since a moment,
     the site's changed assets and work orders and nothing else, never another site's."""
@@ -221,7 +222,7 @@ def test_the_site_change_feed_in_both_flavors_serves_only_what_changed(fresh_moc
     with resource.client() as client:
         for page in client.pages("changes", site="NJ01", changed_since=since.isoformat()):
             for kind in feed:
-                feed[kind] += mapping.inbound(kind, page.get(kind, [])).records
+                feed[kind] += map_inbound(mapping, client, kind, page.get(kind, [])).records
     assert [(e.site, e.device_id, e.status) for e in feed["equipment"]] == [("NJ01", "NJ-P-101", "not_ready")]
     assert [(r.site, r.record_id, r.status) for r in feed["maintenance_record"]] == [("NJ01", "WO-1058", "completed")]
     # Another site's feed over the same moment is empty.
