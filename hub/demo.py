@@ -4,7 +4,8 @@ It starts the mock systems on free loopback ports, migrates the SQLite store,
 runs the full-sync job on a local Dagster instance and reads the outcome back from
 the store and from what the mock systems received. The `alternate` flavor points the
 hub at the EAM's Maximo OSLC face and the MES's SAP OData face instead, by settings alone;
-`real-apis` at the EAM's Maximo REST API and the MES's S/4HANA standard OData services.
+`real-apis` at the EAM's Maximo REST API, the MES's S/4HANA standard OData services and the
+ERP's SAP journal-entry SOAP service.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from hub.sync import run_full_sync
 from mock_systems.servers import start_systems
 
 EAM_WSDL = Path(mock_systems.__file__).with_name("eam.wsdl")
+ERP_WSDL = Path(mock_systems.__file__).with_name("erp_journal_entry.wsdl")
 
 class Face(NamedTuple):
     """A mock system's face: the server, the flavor file, and the URL's path on the server when
@@ -43,9 +45,15 @@ class Face(NamedTuple):
 
 #: Per demo flavor: the face the EAM and the MES are reached through.
 FLAVORS: dict[str, dict[str, Face]] = {
-    "standard": {"eam": Face("eam", "eam"), "mes": Face("mes", "mes")},
-    "alternate": {"eam": Face("eam_oslc", "eam-maximo-oslc"), "mes": Face("mes_odata", "mes-sap-odata")},
-    "real-apis": {"eam": Face("eam_oslc", "eam-maximo"), "mes": Face("mes_odata", "mes-sap-s4", "/sap/opu/odata/sap")},
+    "standard": {"eam": Face("eam", "eam"), "mes": Face("mes", "mes"), "erp": Face("erp", "erp")},
+    "alternate": {
+        "eam": Face("eam_oslc", "eam-maximo-oslc"), "mes": Face("mes_odata", "mes-sap-odata"), "erp": Face("erp", "erp"),
+    },
+    "real-apis": {
+        "eam": Face("eam_oslc", "eam-maximo"),
+        "mes": Face("mes_odata", "mes-sap-s4", "/sap/opu/odata/sap"),
+        "erp": Face("erp", "erp-sap-soap"),
+    },
 }
 
 
@@ -84,14 +92,15 @@ def _metadata(instance: DagsterInstance, run_ids: list[str], asset: str, key: st
 
 def demo_settings(systems, database_url: str, flavor: str) -> HubSettings:
     """The hub's settings for the mock plant `systems`, reaching the EAM and MES by `flavor`."""
-    eam, mes = FLAVORS[flavor]["eam"], FLAVORS[flavor]["mes"]
+    eam, mes, erp = (FLAVORS[flavor][name] for name in ("eam", "mes", "erp"))
     return HubSettings(
         database_url=database_url,
         ptw=SystemEndpoint(url=systems.urls["ptw"]),
         eam=SystemEndpoint(url=eam.url(systems), mapping=eam.mapping),
         mes=SystemEndpoint(url=mes.url(systems), mapping=mes.mapping),
-        erp=SystemEndpoint(url=systems.urls["erp"]),
+        erp=SystemEndpoint(url=erp.url(systems), mapping=erp.mapping),
         eam_wsdl=str(EAM_WSDL),
+        erp_wsdl=str(ERP_WSDL),
     )
 
 
@@ -116,7 +125,8 @@ def run_demo(
         eam_requests = _requests(systems.base_urls[eam_system])
         mes_requests = _requests(systems.base_urls[mes_system])
         holds = _requests(systems.base_urls["ptw"], "/api/v1/permits/", "PUT")
-        erp_posts = _requests(systems.base_urls["erp"], "/api/v1/journal-entries", "POST")
+        # Every post to the ERP, whichever face (REST bulk, SOAP service) the flavor speaks.
+        erp_posts = [r for r in _requests(systems.base_urls["erp"], "", "POST") if not r["path"].startswith("/_admin")]
         if live is not None:
             live(systems, settings)
 

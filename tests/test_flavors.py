@@ -37,6 +37,7 @@ from hub.mappings import load_mapping, parse_mapping
 from hub.resources import EamResource
 from hub.settings import HubSettings, SystemEndpoint
 from hub.store import tables
+from hub.writers.erp_outbox import ledger_documents
 from hub.store.repository import HubStore
 from hub.sync import run_full_sync
 from hub.yamlfile import ConfigError
@@ -45,6 +46,7 @@ from mock_systems.servers import start_systems
 REPO = Path(__file__).parents[1]
 FIXTURES = REPO / "fixtures"
 WSDL = REPO / "mock_systems" / "eam.wsdl"
+ERP_WSDL = REPO / "mock_systems" / "erp_journal_entry.wsdl"
 FAST = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.5)
 SCOPE = ("submitted", "approved", "active", "suspended")
 ALTERNATE = {"eam": ("eam_oslc", "eam-maximo-oslc"), "mes": ("mes_odata", "mes-sap-odata")}
@@ -86,7 +88,7 @@ def executor(flavor: str, url: str, *, sizes: dict[str, int] | None = None, spec
 
 def _flavor_environment(mocks: Any, database_url: str, flavor: dict[str, tuple[str, str]]) -> dict[str, str]:
     """HUB_* variables, as an operator would set them: URLs, and for a second flavor its mapping."""
-    env = {"HUB_DATABASE_URL": database_url, "HUB_EAM_WSDL": str(WSDL), "HUB_READ_TIMEOUT_S": "10"}
+    env = {"HUB_DATABASE_URL": database_url, "HUB_EAM_WSDL": str(WSDL), "HUB_ERP_WSDL": str(ERP_WSDL), "HUB_READ_TIMEOUT_S": "10"}
     for name in ("ptw", "eam", "mes", "erp"):
         face = Face(*flavor.get(name, (name, name)))
         env[f"HUB_{name.upper()}__URL"] = face.url(mocks)
@@ -156,7 +158,7 @@ def _run(mocks: Any, tmp: Path, flavor: dict[str, tuple[str, str]]) -> dict[str,
             for site in settings.sites
         },
         "materials": sorted({m for p in store.load_permits(statuses=SCOPE) for m in p.material_names}),
-        "received": {name: received(mocks, name) for name in ("eam", "mes", "eam_oslc", "mes_odata")},
+        "received": {name: received(mocks, name) for name in ("eam", "mes", "eam_oslc", "mes_odata", "erp")},
     }
 
 
@@ -243,7 +245,8 @@ def _parameters(run: dict) -> dict[tuple[str, str], tuple]:
 
 def test_the_real_apis_are_what_the_run_spoke_to(real_run: dict) -> None:
     assert real_run["success"]
-    assert (real_run["settings"].eam.mapping, real_run["settings"].mes.mapping) == ("eam-maximo", "mes-sap-s4")
+    settings = real_run["settings"]
+    assert (settings.eam.mapping, settings.mes.mapping, settings.erp.mapping) == ("eam-maximo", "mes-sap-s4", "erp-sap-soap")
     assert real_run["lineage"] == {"eam-maximo.yaml"}
     paths = {system: {e["path"] for e in real_run["received"][system]} for system in ("eam_oslc", "mes_odata")}
     assert paths["eam_oslc"] == {f"/maximo/oslc/os/{s}" for s in ("mxapiasset", "mxapiwodetail", "mxapisynonymdomain")}
@@ -252,6 +255,9 @@ def test_the_real_apis_are_what_the_run_spoke_to(real_run: dict) -> None:
         "/sap/opu/odata/sap/API_CLFN_CHARACTERISTIC_SRV/A_ClfnCharacteristicForKeyDate",
     }
     assert real_run["received"]["eam"] == [] and real_run["received"]["mes"] == []
+    # The entries went to SAP's SOAP service; the REST face saw no post.
+    posts = {e["path"] for e in real_run["received"]["erp"] if e["method"] == "POST"}
+    assert posts == {"/sap/bc/srt/scs_ext/sap/journalentrycreaterequestconfi"}
     assert all(e["status"] == 200 for log in real_run["received"].values() for e in log)
     # The look-up tables are fetched once per run (cached, refreshed hourly / every ten minutes), not per batch.
     synonyms = [e for e in real_run["received"]["eam_oslc"] if e["path"].endswith("mxapisynonymdomain")]
@@ -487,10 +493,12 @@ def test_page_numbers_stop_at_the_total(fresh_mocks: Any) -> None:
         for i in range(5)
     ]
     with erp:
-        [confirmations] = list(erp.post_entries(entries))
-        documents = erp.list_documents()
+        # The UUID travels in each entry's MessageHeader, as the ERP flavor writes it.
+        [confirmations] = list(erp.post_entries([{"MessageHeader": {"UUID": u}, **entry} for u, entry in entries]))
+        documents = ledger_documents(erp, load_mapping("erp"))
 
-    assert all(c.accounting_document for c in confirmations)
+    confirmed = load_mapping("erp").inbound("erp_confirmation", confirmations).records
+    assert sorted(c.message_uuid for c in confirmed if c.posted) == sorted(u for u, _ in entries)
     assert sorted(d.message_uuid for d in documents) == sorted(u for u, _ in entries)
     listing = [e["query"] for e in received(fresh_mocks, "erp") if e["method"] == "GET"]
     assert [(q["page"], q["size"]) for q in listing] == [("1", "2"), ("2", "2"), ("3", "2")]

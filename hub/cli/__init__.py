@@ -70,7 +70,8 @@ def demo(
         typer.Option(
             help="standard: EAM over SOAP, MES over B2MML REST; alternate: EAM over Maximo OSLC, MES over SAP OData; "
             "real-apis: EAM over Maximo's REST API (mxapiasset, mxapiwodetail), MES over S/4HANA's batch "
-            "characteristics (API_BATCH_SRV, API_CLFN_CHARACTERISTIC_SRV)."
+            "characteristics (API_BATCH_SRV, API_CLFN_CHARACTERISTIC_SRV), ERP over SAP's journal-entry SOAP service "
+            "(JournalEntryBulkCreateRequest)."
         ),
     ] = Flavor.standard,
     as_json: JsonOption = False,
