@@ -308,31 +308,32 @@ def _asset(plant: Plant, workorder: dict) -> list[dict]:
     return [plant.asset_member(asset)] if asset is not None else []
 
 
-def _asset_candidates(plant: Plant, clauses: list[Clause]) -> list[dict]:
-    """The assets the where clause could keep: by number, the site's changed ones since a
-    change date (the feed), or every asset."""
+def _indexed(clauses: list[Clause]) -> tuple[AssetQuery | None, str | None]:
+    """The records' index query the where clause names (asset numbers, at a site if it names
+    one; or a site's changes since a change date), or None; and the site it names."""
     assetnums, siteids = _values(clauses, "assetnum"), _values(clauses, "siteid")
     site = normalise_assetnum(siteids[0]) if siteids and len(siteids) == 1 else None
     since = _values(clauses, "changedate", (">=",))
     if assetnums is not None:
-        found = plant.records.assets(AssetQuery([normalise_assetnum(n) for n in assetnums], site))
-    elif site is not None and since is not None:
-        found = plant.records.assets(AssetQuery([], site, parse_datetime(since[0])))
-    else:
-        found = plant.records.every_asset()
+        return AssetQuery([normalise_assetnum(n) for n in assetnums], site), site
+    if site is not None and since is not None:
+        return AssetQuery([], site, parse_datetime(since[0])), site
+    return None, site
+
+
+def _asset_candidates(plant: Plant, clauses: list[Clause]) -> list[dict]:
+    """The assets the where clause could keep, from the records' indexes where it allows."""
+    query, _ = _indexed(clauses)
+    found = plant.records.assets(query) if query is not None else plant.records.every_asset()
     return [plant.asset_member(asset) for asset in found]
 
 
 def _workorder_candidates(plant: Plant, clauses: list[Clause]) -> list[dict]:
     """The work orders the where clause could keep, from the records' indexes where it names
-    assets, or a site and a change date (the feed); every work order otherwise."""
-    assetnums, siteids = _values(clauses, "assetnum"), _values(clauses, "siteid")
-    site = normalise_assetnum(siteids[0]) if siteids and len(siteids) == 1 else None
-    since = _values(clauses, "changedate", (">=",))
-    if assetnums is not None:
-        found = plant.records.workorders(AssetQuery([normalise_assetnum(n) for n in assetnums], site))
-    elif site is not None and since is not None:
-        found = plant.records.workorders(AssetQuery([], site, parse_datetime(since[0])))
+    assets, a site and a change date (the feed), or a site and work order numbers."""
+    query, site = _indexed(clauses)
+    if query is not None:
+        found = plant.records.workorders(query)
     elif site is not None and (wonums := _values(clauses, "wonum")) is not None:
         found = [wo for wonum in wonums if (wo := plant.records.workorder(site, wonum)) is not None]
     else:

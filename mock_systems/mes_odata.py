@@ -88,6 +88,20 @@ def parse_filter(text: str | None) -> list[str]:
     return list(dict.fromkeys(name.strip() for name in names))
 
 
+def check_options(params, served: set[str]) -> None:
+    """Refuse system query options the service does not serve, and any format but JSON."""
+    unsupported = sorted(k for k in params if k.startswith("$") and k not in served)
+    if unsupported:
+        raise ODataQueryError(INVALID_OPTION, f"system query options not supported: {unsupported}")
+    if params.get("$format", "json") != "json":
+        raise ODataQueryError(INVALID_OPTION, "only $format=json is served")
+
+
+def check_inlinecount(params) -> None:
+    if params.get("$inlinecount", "none") not in {"allpages", "none"}:
+        raise ODataQueryError(INVALID_OPTION, "$inlinecount must be allpages or none")
+
+
 def count_option(raw: str | None, name: str, default: int, maximum: int | None = None) -> int:
     if raw is None:
         return default
@@ -168,13 +182,8 @@ class MesODataSystem(MockSystem):
     def entity_set(self, request: Request) -> JSONResponse:
         params = request.query_params
         try:
-            unsupported = sorted(k for k in params if k.startswith("$") and k not in QUERY_OPTIONS)
-            if unsupported:
-                raise ODataQueryError(INVALID_OPTION, f"system query options not supported: {unsupported}")
-            if params.get("$format", "json") != "json":
-                raise ODataQueryError(INVALID_OPTION, "only $format=json is served")
-            if params.get("$inlinecount", "none") not in {"allpages", "none"}:
-                raise ODataQueryError(INVALID_OPTION, "$inlinecount must be allpages or none")
+            check_options(params, QUERY_OPTIONS)
+            check_inlinecount(params)
             names = parse_filter(params.get("$filter"))
             top = count_option(params.get("$top"), "$top", MAX_TOP, MAX_TOP)
             skip = count_option(params.get("$skip"), "$skip", 0)

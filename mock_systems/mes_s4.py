@@ -41,6 +41,8 @@ from .mes_odata import (
     SAP_UNITS,
     ODataQueryError,
     change_stamp,
+    check_inlinecount,
+    check_options,
     count_option,
     literal,
     odata_error,
@@ -219,11 +221,7 @@ class S4Services:
     def answer(self, entity_set: EntitySet, keys: str | None, request: Request) -> JSONResponse:
         params = request.query_params
         try:
-            unsupported = sorted(k for k in params if k.startswith("$") and k not in QUERY_OPTIONS)
-            if unsupported:
-                raise ODataQueryError(INVALID_OPTION, f"system query options not supported: {unsupported}")
-            if params.get("$format", "json") != "json":
-                raise ODataQueryError(INVALID_OPTION, "only $format=json is served")
+            check_options(params, QUERY_OPTIONS)
             selected = self._select(params.get("$select"), entity_set)
             service = f"{str(request.base_url).rstrip('/')}{ODATA_ROOT}/{entity_set.service}"
             if keys is not None:
@@ -232,8 +230,7 @@ class S4Services:
                 if not found:
                     return odata_error(404, NOT_FOUND, f"Resource not found for segment '{entity_set.name}({keys})'")
                 return JSONResponse({"d": self._entity(entity_set, found[0], selected, service)})
-            if params.get("$inlinecount", "none") not in {"allpages", "none"}:
-                raise ODataQueryError(INVALID_OPTION, "$inlinecount must be allpages or none")
+            check_inlinecount(params)
             terms = parse_filter(params.get("$filter"), entity_set)
             top = count_option(params.get("$top"), "$top", MAX_TOP, MAX_TOP)
             skip = count_option(params.get("$skip"), "$skip", 0)
