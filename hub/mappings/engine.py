@@ -303,6 +303,11 @@ class Mapping:
         """
         return drift.unmapped_fields(self._inbound_kind(kind).spec, vendor_records)
 
+    def record_key(self, kind: str, record: Any) -> str | None:
+        """A vendor record's key as the flavor names it (`key:`), read without mapping the record:
+        what an unreadable record is filed under."""
+        return self._key_of(self._inbound_kind(kind).key, record)
+
     def _key_of(self, getters: tuple[Callable[[Any], Any], ...] | None, record: Any) -> str | None:
         """The record's key as the vendor wrote it (parts trimmed, joined by "/"); None if a part is absent."""
         if getters is None or not isinstance(record, AnyMapping):

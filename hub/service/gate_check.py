@@ -175,7 +175,7 @@ class GateCheckService:
     def check(self, *, permit: dict[str, Any] | None = None, ticket_no: str | None = None) -> GateAnswer:
         """The answer for a permit given as the PTW's record or by ticket number; never raises."""
         now = datetime.now(timezone.utc)
-        permit_id = ticket_no or (permit or {}).get("ticketNo")
+        permit_id = ticket_no or self.ptw_mapping.record_key("permit", permit)
         permit_id = permit_id if isinstance(permit_id, str) and permit_id.strip() else UNREADABLE
         rules_version = "(unread)"
         try:
@@ -198,8 +198,8 @@ class GateCheckService:
         try:
             mapped = self.ptw_mapping.inbound("permit", [record])
         except MappingAbort as exc:
-            key = record.get("ticketNo")
-            rejected = [{"source_key": key if isinstance(key, str) and key else UNREADABLE, "reason": str(exc), "partial": {}}]
+            key = self.ptw_mapping.record_key("permit", record)
+            rejected = [{"source_key": key or UNREADABLE, "reason": str(exc), "partial": {}}]
             mapped = None
         else:
             rejected = [{"source_key": r.source_key or UNREADABLE, "reason": r.reason, "partial": r.partial or {}} for r in mapped.quarantined]
