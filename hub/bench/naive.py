@@ -190,7 +190,8 @@ class NaiveConnector:
     def _post_entry(self, entry: SafetyCostEntry) -> None:
         uuid = str(message_uuid(entry.entry_key))
         self.store.enqueue_entries([entry], {entry.entry_key: uuid})
-        request = {"MessageHeader": {"UUID": uuid}, **self.erp_mapping.outbound("safety_cost_entry", entry)}
+        # The flavor writes the entry's MessageHeader (its UUID is the idempotency key), as for the hub.
+        request = self.erp_mapping.outbound("safety_cost_entry", entry, {"idempotency_key": uuid, "sent_at": _now()})
         confirmation = self.erp.post("/api/v1/journal-entries", json=request).raise_for_status().json()
         document = (confirmation.get("JournalEntry") or {}).get("AccountingDocument")
         if document:
