@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timezone
 
 from hub.logic.costs import CostError, cost_entries, message_uuid
 from hub.logic.rules import CostRules
-from hub.mappings.engine import load_mapping
+from hub.mappings.engine import Mapping, load_mapping
 from hub.model import Permit
+from hub.steps.records import lookup_tables, requests_tables
 from hub.store.repository import HubStore
 
 
@@ -39,15 +41,27 @@ def _label(row: dict) -> str:
     return f"#{row['id']} {row['system']}/{row['record_kind']} {row['source_key'] or '(no key)'}"
 
 
-def _replay_vendor_records(store: HubStore, rows: list[dict], outcome: ReplayOutcome) -> None:
+def _tables(mapping: Mapping, system: str, client_of: Callable[[str], Any] | None) -> dict | None:
+    """The look-up tables the mapping requests, fetched now through the system's client, so a
+    record is mapped again as it would be if pulled now (None: no client given, none fetched)."""
+    if client_of is None or not requests_tables(mapping):
+        return None
+    with client_of(system) as client:
+        return lookup_tables(mapping, client)
+
+
+def _replay_vendor_records(
+    store: HubStore, rows: list[dict], outcome: ReplayOutcome, client_of: Callable[[str], Any] | None
+) -> None:
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["source_file"] or row["system"], row["record_kind"], row["system"])].append(row)
-    for (source, kind, _system), members in groups.items():
+    for (source, kind, system), members in groups.items():
         mapping = load_mapping(source)
+        tables = _tables(mapping, system, client_of)
         upsert = _upsert_for(store, kind)
         for row in members:
-            result = mapping.inbound(kind, [row["payload"]])
+            result = mapping.inbound(kind, [row["payload"]], tables=tables)
             if result.quarantined:
                 outcome.still_failing.append((_label(row), result.quarantined[0].reason))
                 continue
@@ -68,11 +82,17 @@ def _replay_cost_lines(store: HubStore, rows: list[dict], rules: CostRules, outc
         outcome.replayed.append(_label(row))
 
 
-def replay(store: HubStore, cost_rules: CostRules, ids: Collection[int] | None = None) -> ReplayOutcome:
-    """Replay open quarantine rows (all, or those with the given ids)."""
+def replay(
+    store: HubStore,
+    cost_rules: CostRules,
+    ids: Collection[int] | None = None,
+    client_of: Callable[[str], Any] | None = None,
+) -> ReplayOutcome:
+    """Replay open quarantine rows (all, or those with the given ids). `client_of(system)` gives
+    a system's client, through which look-up tables a mapping requests are fetched."""
     rows = [r for r in store.list_quarantine() if ids is None or r["id"] in set(ids)]
     outcome = ReplayOutcome()
-    _replay_vendor_records(store, [r for r in rows if r["system"] in ("ptw", "eam", "mes")], outcome)
+    _replay_vendor_records(store, [r for r in rows if r["system"] in ("ptw", "eam", "mes")], outcome, client_of)
     _replay_cost_lines(store, [r for r in rows if r["system"] == "hub"], cost_rules, outcome)
     refused = [r for r in rows if r["system"] == "erp"]
     store.requeue_rejected([r["source_key"] for r in refused])

@@ -1,10 +1,14 @@
 """Quarantine: listed with reasons, replayed after a mapping fix, then flowing on like any record."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 from conftest import materialize_sites
 from dagster import DagsterInstance
 from typer.testing import CliRunner
@@ -12,8 +16,10 @@ from typer.testing import CliRunner
 from hub.assets.common import quarantine_rejects
 from hub.cli import app
 from hub.definitions import ASSETS, CHECKS
+from hub.demo import Face
 from hub.mappings.engine import load_mapping
 from hub.resources import resources_from_settings
+from hub.settings import SystemEndpoint, settings_environment
 from hub.store.migrate import upgrade
 from hub.store.repository import HubStore
 
@@ -104,3 +110,31 @@ def test_replayed_eam_record_keeps_its_receive_time(tmp_path):
     with store.engine.connect() as conn:
         fetched = conn.execute(text("SELECT fetched_at FROM maintenance_records")).scalar_one()
     assert datetime.fromisoformat(str(fetched)).replace(tzinfo=timezone.utc) == received
+
+
+def test_a_record_not_in_a_lookup_table_is_replayed_once_the_system_has_the_value(tmp_path, fresh_mocks, make_settings):
+    """A Maximo work order whose status label is in no row of the site's synonym domain is held;
+    once the site uses that label for an internal value, `hub quarantine replay` (a process of
+    its own, as an operator runs it) fetches the domain again and the record flows on."""
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    settings = make_settings(url, fresh_mocks.urls)
+    settings.eam = SystemEndpoint(url=Face("eam_oslc", "eam-maximo").url(fresh_mocks), mapping="eam-maximo")
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize_sites([*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance).success
+    store = HubStore(url)
+    [held] = [r for r in store.list_quarantine(system="eam") if r["source_key"] == "HZ02/WO-5045"]
+    assert "'BOGUS' is not in look-up table wo_status" in held["reason"]
+
+    # The site starts using BOGUS as its label for work in progress.
+    opened = httpx.post(f"{fresh_mocks.base_urls['eam']}/_admin/workorders", timeout=10, json={
+        "wonum": "WO-5999", "assetnum": "HZ-E-101", "siteid": "HZ02", "worktype": "CM", "status": "BOGUS",
+        "status_maxvalue": "INPRG", "schedstart": "2026-12-14T08:00:00+08:00",
+    })
+    assert opened.status_code == 201, opened.text
+    hub = Path(sys.executable).with_name("hub")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")} | settings_environment(settings)
+    done = subprocess.run([str(hub), "quarantine", "replay", str(held["id"])], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 replayed, 0 still failing" in done.stdout
+    [record] = [r for r in store.load_maintenance_records("HZ02", ["HZ-E-101"]) if r.record_id == "WO-5045"]
+    assert record.status == "in_progress"

@@ -95,15 +95,22 @@ def replay(
     Exits 1 when a record still fails, 2 when an id is not a quarantined record."""
     from hub.logic.rules import load_cost_rules
     from hub.quarantine import replay as replay_records
+    from hub.resources import resources_from_settings
     from hub.settings import HubSettings
     from hub.store.repository import HubStore
 
-    url = database_url or HubSettings().database_url
+    settings = HubSettings()
+    url = database_url or settings.database_url
+    resources = resources_from_settings(settings)
+
+    def client_of(system: str):
+        return resources[system].process_config_and_initialize().client()
+
     with database_errors(url):
         store = HubStore(url)
         if ids:
             _refuse_ids_not_open(store, ids)
-        outcome = replay_records(store, load_cost_rules(cost_rules_file), ids or None)
+        outcome = replay_records(store, load_cost_rules(cost_rules_file), ids or None, client_of)
     for label in outcome.replayed:
         console.print(f"replayed {label}", markup=False, soft_wrap=True)
     for label, reason in outcome.still_failing:

@@ -18,6 +18,11 @@ _CACHES: dict[tuple[str, str], LookupCache] = {}
 _CACHES_LOCK = threading.Lock()
 
 
+def requests_tables(mapping: Mapping) -> bool:
+    """Whether the mapping has look-up tables that are fetched from its system (not inline)."""
+    return any(table.operation is not None for table in mapping.spec.tables.values())
+
+
 def lookup_tables(mapping: Mapping, client: Any, now: datetime | None = None) -> dict[str, dict[str, str]]:
     """The rows of the look-up tables the mapping requests, fetched through the system's open
     `client` when stale (the transport sees only the table's operation); {} when it requests none.
@@ -25,7 +30,7 @@ def lookup_tables(mapping: Mapping, client: Any, now: datetime | None = None) ->
     A failed fetch raises, as a failed request for the records themselves would: records are
     never mapped without a table they need.
     """
-    if not any(table.operation is not None for table in mapping.spec.tables.values()):
+    if not requests_tables(mapping):
         return {}
     with _CACHES_LOCK:
         cache = _CACHES.setdefault((mapping.name, mapping.sha256), LookupCache(mapping))
