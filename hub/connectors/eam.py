@@ -5,7 +5,7 @@ Which operation, binding and arguments are sent is the flavor file's description
 zeep parses large replies about ten times slower than lxml, so the reply is taken
 raw and flattened here; the WSDL still defines what we send. One zeep client is
 built per process and reused, since loading a WSDL is slow. Every call, the WSDL load
-included, goes through the EAM's circuit breaker, with timeouts, a total deadline per request
+included, goes through the system's circuit breaker, with timeouts, a total deadline per request
 and a reply size limit.
 """
 
@@ -47,10 +47,10 @@ def _safe_parser() -> etree.XMLParser:
 
 
 class SoapFault(Exception):
-    """The EAM refused the request with a SOAP Fault; `faultcode` says whose fault."""
+    """The system refused the request with a SOAP Fault; `faultcode` says whose fault."""
 
-    def __init__(self, faultcode: str, faultstring: str):
-        super().__init__(f"EAM SOAP Fault {faultcode}: {faultstring}")
+    def __init__(self, faultcode: str, faultstring: str, system: str = "EAM"):
+        super().__init__(f"{system} SOAP Fault {faultcode}: {faultstring}")
         self.faultcode = faultcode
         self.faultstring = faultstring
 
@@ -102,7 +102,7 @@ def _response(xml: bytes, system: str = "EAM") -> etree._Element:
         raise TransientError(f"{system} reply has no SOAP Body")
     response = body[0]
     if _local(response.tag) == "Fault":
-        raise SoapFault(response.findtext("faultcode") or "", response.findtext("faultstring") or "")
+        raise SoapFault(response.findtext("faultcode") or "", response.findtext("faultstring") or "", system)
     return response
 
 
