@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -371,3 +372,57 @@ def test_new_drafts_a_flavor_from_a_captured_reply_that_validate_refuses_until_d
     assert checked.exit_code == 1
     for gate_input in ("status", "isolation", "device_id"):
         assert f"inbound.maintenance_record.fields.{gate_input}.todo: still to decide: gate input" in checked.output
+
+
+# --------------------------------------------------------------------------- a value field chosen by data type
+
+
+def batch_value(charc: str, text: str, number: str | None, unit: str = "") -> dict:
+    """An API_BATCH_SRV A_BatchCharcValue row as SAP sends it: both value fields, one of them meaningful."""
+    return {
+        "__metadata": {"type": "API_BATCH_SRV.A_BatchCharcValueType"}, "Material": "乙烯", "Batch": "B1",
+        "CharcInternalID": charc, "CharcValue": text, "CharcFromNumericValue": number,
+        "CharcFromNumericValueUnit": unit, "LastChangeDateTime": "/Date(1761955200000+0000)/",
+    }
+
+
+def test_the_catalogues_data_type_picks_the_value_field_never_the_one_that_happens_to_be_filled():
+    """SAP fills both value fields: a CHAR characteristic with an empty text still has a numeric
+    zero, a NUM one may carry text. The data type from the catalogue decides, so an empty CHAR
+    value is held as missing instead of read as 0, and a NUM value is read as its number."""
+    mapping = load_mapping("mes-sap-s4")
+    tables = {
+        "characteristic": {"0000000801": "FLASH_POINT", "0000000806": "TOXICITY_CLASS"},
+        "characteristic_type": {"0000000801": "NUM", "0000000806": "CHAR"},
+    }
+    result = mapping.inbound("process_parameter", [
+        batch_value("0000000801", "-136 °C", "-1.36E2", "CEL"),
+        batch_value("0000000806", "", "0.0E+00"),
+        batch_value("0000000806", "III", "0.0E+00"),
+    ], tables=tables)
+    assert [(p.parameter_id, p.value, p.data_type) for p in result.records] == [
+        ("FLASH_POINT", "-136", "double"), ("TOXICITY_CLASS", "III", "string"),
+    ]
+    [held] = result.quarantined
+    assert "value" in held.reason and "CharcValue" in held.reason
+
+
+def test_a_condition_on_a_field_the_kind_does_not_have_is_refused_at_its_place(tmp_path):
+    text = (
+        "extends: mes-sap-s4.yaml\n"
+        "inbound:\n"
+        "  process_parameter:\n"
+        "    fields:\n"
+        "      value:\n"
+        "        first:\n"
+        "          - {from: CharcFromNumericValue, when: {dtype: double}}\n"
+        "          - {from: CharcValue, when: {data_type: string}}\n"
+    )
+    path = tmp_path / "mes-site.yaml"
+    path.write_text(text, encoding="utf-8")
+    (tmp_path / "mes-sap-s4.yaml").write_text(
+        (Path(__file__).parents[1] / "hub/mappings/mes-sap-s4.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    result = run("validate", str(path))
+    assert result.exit_code == 1
+    assert "mes-site.yaml:7:" in result.output and "first[0].when: process_parameter has no field 'dtype'" in result.output

@@ -286,7 +286,7 @@ class Checker:
         model = KINDS[kind]
         plain = [
             n for group in (spec.parent_fields, spec.fields) for n, f in group.items()
-            if f.convert is None and f.unit_of is None
+            if f.convert is None and f.unit_of is None and not f.reads_fields
         ]
         converted = [n for n, f in spec.fields.items() if f.convert is not None]
         for target, field in spec.fields.items():
@@ -313,6 +313,14 @@ class Checker:
                     else:
                         message = self.no_field(kind, convert.by, model)
                     self.add(floc + ("convert", "by"), message)
+            for index, choice in enumerate(field.first or ()):
+                condition = getattr(choice, "condition", None)
+                if condition is not None and condition[0] not in plain:
+                    if condition[0] in model.model_fields:
+                        message = f"{kind}.{condition[0]} is not mapped by a plain field of this kind"
+                    else:
+                        message = self.no_field(kind, condition[0], model)
+                    self.add(floc + ("first", index, "when"), message)
             if field.unit_of is not None and field.unit_of not in converted:
                 hint = expected(field.unit_of, converted) if converted else "no field of this kind has 'convert'"
                 self.add(floc + ("unit_of",), f"{field.unit_of!r} is not a converted field; {hint}")

@@ -188,7 +188,10 @@ class Compiler:
         run = self._inbound_scalar(spec, read, on_empty)
         if spec.convert is not None:
             return InField(target, source, self._converting(spec.convert, spec.value_type, run), CONVERT)
-        return InField(target, source, run, UNIT_OF if spec.unit_of is not None else PLAIN)
+        if spec.unit_of is not None:
+            return InField(target, source, run, UNIT_OF)
+        # A field whose source is chosen by other fields is mapped after them.
+        return InField(target, source, run, CONVERT if spec.reads_fields else PLAIN)
 
     def _reader(self, spec: FieldSpec) -> tuple[Callable[[Any, RecordState], Any], str]:
         """(record, state) -> raw value or MISSING, and the vendor path(s) for messages."""
@@ -229,14 +232,17 @@ class Compiler:
 
     @staticmethod
     def _first_reader(choices: list[str | SourceChoice]) -> tuple[Callable[[Any, RecordState], Any], str]:
-        """The first candidate that is present, not empty and of its required shape."""
+        """The first candidate whose condition holds and whose value is present, not empty and of
+        its required shape."""
         candidates = []
         for choice in choices:
-            path, shape = (choice, None) if isinstance(choice, str) else (choice.from_, choice.shape)
-            candidates.append((getter(path), _SHAPES[shape] if shape else None))
+            path, shape, when = (choice, None, None) if isinstance(choice, str) else (choice.from_, choice.shape, choice.condition)
+            candidates.append((getter(path), _SHAPES[shape] if shape else None, when))
 
         def read_first(record: Any, state: RecordState) -> Any:
-            for get, fits in candidates:
+            for get, fits, when in candidates:
+                if when is not None and str(state.data.get(when[0])) != when[1]:
+                    continue
                 value = get(record)
                 if not is_empty(value) and (fits is None or fits(value)):
                     return value

@@ -104,10 +104,17 @@ class TimeOfDaySpec(_Strict):
 
 
 class SourceChoice(_Strict):
-    """One candidate of ``first``: a vendor path, taken only when its value has ``shape``."""
+    """One candidate of ``first``: a vendor path, taken only when its value has ``shape`` and
+    (``when``) a plain field of the record mapped to the given canonical value: SAP's value
+    field is chosen by the characteristic's data type, which another entity set carries."""
 
     from_: str = Field(alias="from", min_length=1)
     shape: Literal["text", "object", "list"] | None = None
+    when: dict[str, str] | None = Field(default=None, min_length=1, max_length=1)
+
+    @property
+    def condition(self) -> tuple[str, str] | None:
+        return next(iter(self.when.items())) if self.when else None
 
 
 #: Reductions over a child list (``reduce.op``).
@@ -205,6 +212,11 @@ class FieldSpec(_Strict):
                  "reduce": self.reduce is not None, "unavailable": self.unavailable is not None,
                  "todo": self.todo is not None, "items": self.items is not None}
         return tuple(key for key, present in given.items() if present)
+
+    @property
+    def reads_fields(self) -> tuple[str, ...]:
+        """The canonical fields its ``first`` candidates' ``when`` conditions read (mapped before it)."""
+        return tuple(c.condition[0] for c in self.first or () if isinstance(c, SourceChoice) and c.condition)
 
     @property
     def has_const(self) -> bool:
