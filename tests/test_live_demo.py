@@ -1,6 +1,6 @@
 """`hub demo --live` end to end: the gate-check service and a real Dagster daemon with its
 sensors, against the mock plant. The one test where the daemon, not a test, evaluates the
-sensor and launches the re-gate run whose hold suspends the work."""
+sensor, whose tick re-gates the change and writes the hold that suspends the work."""
 
 import json
 import os
@@ -24,9 +24,11 @@ def test_a_work_order_opened_under_running_work_suspends_it_through_the_daemon(t
     assert live["suspended"] and live["problem"] is None
     assert "OPEN_WORK_ORDER" in live["reasons"]
     assert 0 < live["latency_s"] < 90
-    # The re-gate run was a Dagster run of the regate job, launched by the daemon.
-    from dagster import DagsterInstance, RunsFilter
+    # The daemon's sensor tick re-gated it, and its decision reached Dagster as a materialization.
+    from dagster import AssetKey, DagsterInstance
 
     with DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
-        runs = instance.get_run_records(RunsFilter(job_name="regate"))
-    assert runs and any(r.dagster_run.status.value == "SUCCESS" for r in runs)
+        events = instance.fetch_materializations(AssetKey("permit_gate_decisions"), limit=100).records
+    by_sensor = [e.asset_materialization.metadata for e in events
+                 if e.asset_materialization.metadata.get("re_gated_by") is not None]
+    assert any(live["ticket"] in m["blocked_permit_ids"].value.split(", ") for m in by_sensor), by_sensor

@@ -131,6 +131,7 @@ class GateCheckService:
         self.ptw: PtwResource = quick_resources["ptw"].process_config_and_initialize()
         self.ptw_mapping = load_mapping(self.ptw.mapping)
         self.eam_mapping = load_mapping(self.eam.mapping)
+        self._store: HubStore | None = None
         self._instance_lock = threading.Lock()
         self._instance: Any = None
         self._rules: tuple[tuple[float, int], GateRules] | None = None
@@ -141,7 +142,10 @@ class GateCheckService:
     # -- the steps ------------------------------------------------------------------------
 
     def store(self) -> HubStore:
-        return HubStoreResource(database_url=self.settings.database_url).store()
+        """The store, opened once (building a resource per answer cost milliseconds)."""
+        if self._store is None:
+            self._store = HubStoreResource(database_url=self.settings.database_url).store()
+        return self._store
 
     def rules(self) -> GateRules:
         """The gate rules, read again whenever the file changes (its mtime and size), else cached."""
@@ -259,7 +263,7 @@ class GateCheckService:
             devices=[self._device(p, now) for p in (profiles or {}).values()],
             site=site,
         )
-        decision_id = str(uuid.uuid4())
+        decision_id, fingerprint = str(uuid.uuid4()), decision_fingerprint(decision)
         hub_store = None
         try:
             hub_store = self.store()
@@ -267,7 +271,7 @@ class GateCheckService:
                 record_decisions(hub_store, [decision], now)
             body = {
                 "decision_id": decision_id,
-                "fingerprint": decision_fingerprint(decision),
+                "fingerprint": fingerprint,
                 "decision": decision.decision,
                 "evaluated_at": iso(decision.evaluated_at),
                 "in_decision_trail": trail,
@@ -280,10 +284,12 @@ class GateCheckService:
             log.exception("gate check of %s: the decision could not be audited", decision.permit_id)
         if hub_store is not None and trail:
             try:
-                written = write_holds(
-                    hub_store, self.ptw.client(), self.ptw_mapping, self.ptw.hold_source, [decision], reconcile=False
-                )
-                answer.hold_error = "; ".join(written.failed) or None
+                # Most answers repeat a decision whose hold is at the PTW already: no client, no write.
+                if hub_store.holds_needing_write({decision.permit_id: fingerprint}):
+                    written = write_holds(
+                        hub_store, self.ptw.client(), self.ptw_mapping, self.ptw.hold_source, [decision], reconcile=False
+                    )
+                    answer.hold_error = "; ".join(written.failed) or None
             except Exception as exc:
                 answer.hold_error = f"{type(exc).__name__}: {exc}"
             if answer.hold_error:
