@@ -67,6 +67,14 @@ def reason_sort_key(reason: Reason) -> tuple:
     return (reason.code, reason.device_id or "", tuple(sorted(reason.evidence.items())), reason.message)
 
 
+#: Work-order inputs a flavor may declare unavailable, and what their unknown value may hide:
+#: unknown is never "none" (the order may be open, a lock may be on the equipment).
+UNKNOWN_WORK_ORDER_INPUTS = (
+    ("status", "WORK_ORDER_STATUS_UNKNOWN", "the status", "it may be open at any time"),
+    ("isolation", "ISOLATION_UNKNOWN", "the isolation", "a lock may be applied"),
+)
+
+
 def _work_order_hazards(record: MaintenanceRecord, rules: GateRules) -> list[Hazard]:
     device = record.device_id
     ref = {"work_order": record.record_id, "kind": record.kind, "status": record.status}
@@ -93,28 +101,17 @@ def _work_order_hazards(record: MaintenanceRecord, rules: GateRules) -> list[Haz
                 end=end,
             )
         )
-    if record.status == UNKNOWN:
-        # The flavor file says the EAM cannot tell whether this order is open: it may be, at any time.
-        hazards.append(
-            Hazard(
-                code="WORK_ORDER_STATUS_UNKNOWN",
-                device_id=device,
-                message=f"the status of work order {record.record_id} on {device} is unknown (the EAM mapping "
-                "cannot provide it), so it may be open at any time",
-                evidence=ref,
+    for attribute, code, what, risk in UNKNOWN_WORK_ORDER_INPUTS:
+        if getattr(record, attribute) == UNKNOWN:
+            hazards.append(
+                Hazard(
+                    code=code,
+                    device_id=device,
+                    message=f"{what} of work order {record.record_id} on {device} is unknown (the EAM mapping "
+                    f"cannot provide it), so {risk}",
+                    evidence={**ref, attribute: UNKNOWN},
+                )
             )
-        )
-    if record.isolation == UNKNOWN:
-        # Unknown is not "none": a lock may be on the equipment.
-        hazards.append(
-            Hazard(
-                code="ISOLATION_UNKNOWN",
-                device_id=device,
-                message=f"isolation on {device} under work order {record.record_id} is unknown (the EAM mapping "
-                "cannot provide it), so it may be applied",
-                evidence={**ref, "isolation": record.isolation},
-            )
-        )
     if record.isolation == "applied":
         # The lock on the equipment is the physical fact; the work order's status is paperwork.
         # A finished or cancelled order that still holds a lock is contradictory, and blocks.
