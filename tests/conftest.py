@@ -55,6 +55,13 @@ def own_module_environment():
     yield from _environment_kept()
 
 
+@pytest.fixture
+def http():
+    """A plain HTTP client for reading the mocks as any client would."""
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
 @pytest.fixture(scope="session")
 def mock_systems():
     """The mock systems (both flavors) on free loopback ports, serving `fixtures/`, for the whole session."""

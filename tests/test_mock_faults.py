@@ -43,12 +43,6 @@ HOLD_PATH = "/api/v1/permits/PTW-NJ-2026-0001/holds/integration-hub"
 DROPPED = (httpx.RemoteProtocolError, httpx.ReadError)  # what a reset connection looks like to httpx
 
 
-@pytest.fixture
-def http():
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
 def set_faults(http: httpx.Client, running: RunningSystems, system: str, *rules: dict) -> None:
     http.put(f"{running.base_urls[system]}/_admin/faults", json={"rules": list(rules)}).raise_for_status()
 

@@ -50,12 +50,6 @@ SAP_UNIT = {
 CONVERTED = {"Cel": ("FAH", lambda c: c * 9 / 5 + 32), "MPa": ("KPA", lambda mpa: mpa * 1000)}
 
 
-@pytest.fixture
-def http():
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
 def oslc(running, structure: str) -> str:
     return f"{running.urls['eam_oslc']}/os/{structure}"
 

@@ -38,12 +38,6 @@ NEW_PERMIT = {
 
 
 @pytest.fixture
-def http():
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
 def live(fresh_mocks, http):
     """The session's mocks, reset before and after: these tests change permits and work orders."""
     yield fresh_mocks

@@ -30,12 +30,6 @@ WORKORDERS = json.loads((FIXTURES / "eam/workorders.json").read_text(encoding="u
 ASSETS = json.loads((FIXTURES / "eam/assets.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture
-def http():
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
 def maximo(running, structure: str) -> str:
     return f"{running.urls['eam_oslc']}/os/{structure}"
 

@@ -57,12 +57,6 @@ def listing_key(permit: dict) -> tuple[datetime, str]:
     return local(permit["updateTime"]), permit["ticketNo"]
 
 
-@pytest.fixture
-def http():
-    with httpx.Client(timeout=10) as client:
-        yield client
-
-
 def admin(running, system: str, what: str) -> str:
     return f"{running.base_urls[system]}/_admin/{what}"
 
