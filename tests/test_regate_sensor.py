@@ -16,6 +16,9 @@ from hub.mappings.engine import load_mapping
 from hub.resources import resources_from_settings
 from hub.settings import SystemEndpoint
 from hub.steps.records import map_inbound
+from hub.logic.rules import load_gate_rules
+from hub.steps.gate import ChangeScope
+from hub.steps.regate import Systems, regate_site
 from hub.store.repository import HubStore
 
 PLANT = timezone(timedelta(hours=8))
@@ -117,6 +120,40 @@ def test_a_tick_whose_hold_cannot_be_written_hands_the_change_to_a_run(fresh_moc
         httpx.put(f"{ptw}/_admin/faults", json={"rules": []}, timeout=10).raise_for_status()
         run_requested(definitions, instance, request)
     assert holds(ptw)["PTW-NJ-2026-0007"] == ["OPEN_WORK_ORDER"]
+
+
+def test_an_empty_eam_reply_during_a_re_gate_in_the_tick_lifts_no_block(fresh_mocks, sqlite_url, make_settings):
+    """Attack on the in-tick path: the work order that blocks is closed at the EAM, but the
+    re-gate's pull gets an empty reply. Absence of evidence is not clearance: the stored work
+    order stays, the device is held as suspect, and the hold stays at the PTW."""
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    ptw, eam = fresh_mocks.base_urls["ptw"], fresh_mocks.base_urls["eam"]
+    with DagsterInstance.ephemeral() as instance:
+        definitions, cursor = synced(settings, instance)
+        open_work_order(eam)
+        blocked = tick(definitions, settings, instance, cursor)
+        assert holds(ptw)["PTW-NJ-2026-0007"] == ["OPEN_WORK_ORDER"]
+    closed = httpx.patch(f"{eam}/_admin/workorders/NJ01/WO-1999", json={"status": "COMP", "status_maxvalue": "COMP"}, timeout=10)
+    assert closed.status_code == 200, closed.text
+    httpx.put(f"{eam}/_admin/faults", json={"rules": [{"kind": "empty"}]}, timeout=10).raise_for_status()
+
+    resources = {k: r.process_config_and_initialize() for k, r in resources_from_settings(settings).items() if k in ("ptw", "eam")}
+    ptw_r, eam_r = resources["ptw"], resources["eam"]
+    systems = Systems(
+        ptw_r.client, load_mapping(ptw_r.mapping), ptw_r.hold_source, eam_r.client, load_mapping(eam_r.mapping),
+        eam_r.full_pull_every_h, eam_r.suspect_drop_share,
+    )
+    store = HubStore(sqlite_url)
+    regated = regate_site(store, systems, load_gate_rules(None), "NJ01", ChangeScope(frozenset(), frozenset({"NJ-P-101"})))
+
+    [decision] = [d for d in regated.decisions if d.permit_id == "PTW-NJ-2026-0007"]
+    # The stored open order still blocks; the reply either failed (the sensor then hands the
+    # change to a run) or was held as suspect (its devices block until a reply the hub trusts).
+    assert decision.decision == "block" and "OPEN_WORK_ORDER" in {r.code for r in decision.reasons}
+    assert regated.eam.error is not None or regated.eam.coverage.suspect == ["NJ-P-101"], regated.eam
+    assert "PTW-NJ-2026-0007" in holds(ptw)  # never lifted
+    assert "WO-1999" in {r.record_id for r in store.load_maintenance_records("NJ01", ["NJ-P-101"])}
+    assert json.loads(blocked.cursor)  # the tick that placed the block moved on
 
 
 def test_a_change_too_large_for_a_tick_becomes_one_run_that_writes_the_hold(fresh_mocks, sqlite_url, make_settings):
