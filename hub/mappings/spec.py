@@ -72,6 +72,13 @@ def _scalar_key(value: Any) -> Any:
     return value
 
 
+def _scalar_table(value: Any) -> Any:
+    """A YAML table (value map, look-up rows) with its scalar keys and values as text."""
+    if isinstance(value, dict):
+        return {_scalar_key(k): _scalar_key(v) for k, v in value.items()}
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -154,9 +161,7 @@ class TableSpec(_Strict):
     @field_validator("rows", mode="before")
     @classmethod
     def _rows_as_text(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {_scalar_key(k): _scalar_key(v) for k, v in value.items()}
-        return value
+        return _scalar_table(value)
 
 
 class FieldSpec(_Strict):
@@ -200,9 +205,7 @@ class FieldSpec(_Strict):
     @field_validator("map", mode="before")
     @classmethod
     def _map_keys_as_text(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {_scalar_key(k): _scalar_key(v) for k, v in value.items()}
-        return value
+        return _scalar_table(value)
 
     @property
     def sources(self) -> tuple[str, ...]:
