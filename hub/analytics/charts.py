@@ -1,0 +1,85 @@
+"""PNG charts for the analytics assets and the report: bytes in memory, so logic stays free of files.
+
+Matplotlib's Agg backend draws without a display; each chart is a fresh figure closed after
+rendering, so charts can be drawn side by side in one process.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from io import BytesIO
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen)
+
+from dagster import MetadataValue  # noqa: E402
+
+_SIZE = (7.0, 3.6)
+_DPI = 100
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=_DPI)
+    return buffer.getvalue()
+
+
+def _axes(title: str, ylabel: str):
+    # A bare Figure (not pyplot) keeps no global state between charts.
+    figure = Figure(figsize=_SIZE)
+    axes = figure.add_subplot()
+    axes.set_title(title)
+    axes.set_ylabel(ylabel)
+    axes.grid(axis="y", alpha=0.3)
+    return figure, axes
+
+
+def bar_chart(
+    labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: str = "", threshold: float | None = None
+) -> bytes:
+    """One bar per label; a dashed line marks a threshold when one is given."""
+    figure, axes = _axes(title, ylabel)
+    if labels:
+        axes.bar([str(label) for label in labels], [float(v) for v in values], color="#4878a8")
+        axes.tick_params(axis="x", labelrotation=30 if len(labels) > 4 else 0)
+    else:
+        axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
+    if threshold is not None:
+        axes.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+        axes.legend(loc="best")
+    return _png(figure)
+
+
+def line_chart(
+    x: Sequence, series: Mapping[str, Sequence[float]], *, title: str, ylabel: str = "", threshold: float | None = None
+) -> bytes:
+    """One line per named series over the shared x values (days, usually)."""
+    figure, axes = _axes(title, ylabel)
+    xs = [str(value) for value in x]
+    for name, values in series.items():
+        axes.plot(xs, [float(v) for v in values], marker="o", label=str(name))
+    if not xs:
+        axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
+    if threshold is not None:
+        axes.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    if series or threshold is not None:
+        axes.legend(loc="best")
+    axes.tick_params(axis="x", labelrotation=30 if len(xs) > 6 else 0)
+    return _png(figure)
+
+
+def chart_metadata(png: bytes, path: Path) -> dict[str, MetadataValue]:
+    """Writes the PNG and returns the metadata that shows it in the Dagster UI (embedded) and names its file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    embedded = base64.b64encode(png).decode("ascii")
+    return {
+        "chart": MetadataValue.md(f"![{path.stem}](data:image/png;base64,{embedded})"),
+        "chart_file": MetadataValue.path(str(path)),
+    }
