@@ -19,6 +19,9 @@ from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen
 
 from dagster import MetadataValue  # noqa: E402
 
+# Area and workshop names are Chinese: a CJK font, where installed, draws the glyphs DejaVu lacks
+# (Debian: fonts-wqy-microhei or fonts-noto-cjk); matplotlib falls back glyph by glyph.
+matplotlib.rcParams["font.family"] = ["DejaVu Sans", "WenQuanYi Micro Hei", "Noto Sans CJK SC"]
 _SIZE = (7.0, 3.6)
 _DPI = 100
 
