@@ -25,6 +25,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster_celery import celery_executor
 from sqlalchemy.engine import make_url
 
+from hub.assets.analytics import ANALYTICS_ASSETS
 from hub.assets.clearance import clearance_covers_every_device, equipment_clearance
 from hub.assets.costs import safety_cost_entries
 from hub.assets.equipment import devices_found_in_eam, eam_data_fresh, eam_pull
@@ -52,10 +53,11 @@ CHECKS = [
 ]
 OTHER_SITES = [permits_of_other_sites, every_permit_within_the_gate]
 
+# The analytics are computed from the store after the pulls and the gate, so a full sync ends with current KPIs.
 full_sync = define_asset_job(
     "full_sync",
-    selection=AssetSelection.assets(*ASSETS),
-    description="Pull permits, equipment and process data, gate permits, post safety costs.",
+    selection=AssetSelection.assets(*ASSETS, *ANALYTICS_ASSETS),
+    description="Pull permits, equipment and process data, gate permits, post safety costs, compute the permit KPIs.",
 )
 
 # The gate again, on what the store knows, for a site whose sync failed: Dagster skips the steps
@@ -166,13 +168,14 @@ FILES_READ = {
     "permit_gate_decisions": ("gate", "ptw"),
     "safety_cost_entries": ("costs",),
     "erp_postings": ("erp",),
+    **{spec.key.to_user_string(): ("analytics",) for asset in ANALYTICS_ASSETS for spec in asset.specs},
 }
 
 
 def file_versions(settings: HubSettings) -> dict[str, str]:
     """A short content hash of each configured flavor file (its base files included) and rule file."""
     versions = {system: flavor_of(settings, system).sha256[:12] for system in ("ptw", "eam", "mes", "erp")}
-    for rules, path in (("gate", settings.gate_rules_file), ("costs", settings.cost_rules_file)):
+    for rules, path in (("gate", settings.gate_rules_file), ("costs", settings.cost_rules_file), ("analytics", None)):
         versions[rules] = hashlib.sha256((path or RULES_DIR / f"{rules}.yaml").read_bytes()).hexdigest()[:12]
     return versions
 
@@ -196,7 +199,7 @@ def described(settings: HubSettings):
 
 def build_definitions(settings: HubSettings | None = None) -> Definitions:
     settings = settings or HubSettings()
-    hub_assets = map_asset_specs(described(settings), [*ASSETS, permits_of_other_sites])
+    hub_assets = map_asset_specs(described(settings), [*ASSETS, *ANALYTICS_ASSETS, permits_of_other_sites])
     edges = system_specs(settings, holds_from=[permit_gate_decisions, permits_of_other_sites], entries_from=[erp_postings])
     return Definitions(
         assets=[*hub_assets, *edges],

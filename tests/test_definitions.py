@@ -17,6 +17,14 @@ EDGES = {
     ("equipment_clearance", "permit_gate_decisions"),
     ("permits", "safety_cost_entries"),
     ("safety_cost_entries", "erp_postings"),
+    # The permit analytics, computed from what the pulls and the gate stored.
+    ("permits", "permit_approval_times"),
+    ("permits", "guardian_response_rates"),
+    ("permits", "overdue_permits"),
+    ("permits", "similar_work_alerts"),
+    ("equipment", "hazard_closure_cycle"),
+    ("maintenance_records", "hazard_closure_cycle"),
+    ("permit_gate_decisions", "gate_performance"),
     # The plant systems at the edges, as external assets: read from, and written to.
     ("ptw", "permits"),
     ("ptw", "permits_of_other_sites"),
@@ -65,6 +73,7 @@ def test_checks_job_and_schedule():
         ("maintenance_records", "eam_replies_trusted"),
         ("permit_gate_decisions", "gate_switched_on"),
         ("permits_of_other_sites", "every_permit_within_the_gate"),
+        ("guardian_response_rates", "guardian_response_rate_met"),
         *(
             (asset, "vendor_fields_mapped")
             for asset in ("permits", "equipment", "maintenance_records", "process_parameters", "permits_of_other_sites")
