@@ -442,3 +442,5 @@ import hub.cli.harness  # noqa: E402,F401  (adds the crashtest and chaos command
 import hub.cli.generate  # noqa: E402,F401  (adds the generate command)
 
 import hub.cli.bench  # noqa: E402,F401  (adds the bench command)
+
+import hub.cli.report  # noqa: E402,F401  (adds the report command)
