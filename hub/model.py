@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -25,7 +25,8 @@ PermitType = Literal["hot_work", "confined_space", "work_at_height", "lifting", 
 RiskLevel = Literal["red", "orange", "yellow"]
 PermitStatus = Literal["submitted", "approved", "active", "suspended", "closed", "cancelled"]
 PermitResult = Literal["completed", "aborted", "incident"]
-MaintenanceKind = Literal["preventive", "corrective", "inspection", "overhaul"]
+# "emergency": corrective work that could not wait for planning (Maximo worktype EM).
+MaintenanceKind = Literal["preventive", "corrective", "emergency", "inspection", "overhaul"]
 # "unknown": what a flavor file that declares the input unavailable writes (never a guess); the gate blocks on it.
 MaintenanceStatus = Literal["planned", "approved", "in_progress", "completed", "closed", "cancelled", "unknown"]
 Isolation = Literal["none", "applied", "released", "unknown"]
@@ -52,6 +53,8 @@ ReasonCode = Literal[
 ]
 
 PERMIT_TYPES: tuple[str, ...] = PermitType.__args__  # type: ignore[attr-defined]
+#: Work-order kinds that record a failure of the equipment (what failure histories count).
+FAILURE_KINDS = frozenset({"corrective", "emergency"})
 LIVE_PERMIT_STATUSES = frozenset({"submitted", "approved", "active"})
 FINISHED_MAINTENANCE_STATUSES = frozenset({"completed", "closed", "cancelled"})
 #: The value of a gate input (isolation, work-order or equipment status) the EAM cannot provide.
@@ -108,6 +111,9 @@ class MaintenanceRecord(Canonical):
     window_start: UtcDateTime | None = None
     window_end: UtcDateTime | None = None
     isolation: Isolation = "none"
+    # When the work was reported and actually finished: the dates failure histories need.
+    reported_at: UtcDateTime | None = None
+    completed_at: UtcDateTime | None = None
     updated_at: UtcDateTime
 
 
@@ -118,6 +124,24 @@ class ProcessParameter(Canonical):
     data_type: str
     unit: str | None = None
     updated_at: UtcDateTime | None = None
+
+
+class QualityRate(Canonical):
+    """One workshop's defect rate for one month, from the MES; the workshop is the PTW permit's area."""
+
+    site: str = Field(min_length=1)
+    workshop: str = Field(min_length=1)
+    month: date  # the first day of the month
+    defect_rate: Decimal = Field(ge=0, le=1)
+    units_inspected: int = Field(ge=0)
+    updated_at: UtcDateTime | None = None
+
+    @field_validator("month")
+    @classmethod
+    def _first_of_month(cls, value: date) -> date:
+        if value.day != 1:
+            raise ValueError("must be the first day of its month")
+        return value
 
 
 class SafetyCostEntry(Canonical):

@@ -34,6 +34,7 @@ def _upsert_for(store: HubStore, kind: str) -> Callable:
         "equipment": store.upsert_equipment,
         "maintenance_record": store.upsert_maintenance_records,
         "process_parameter": store.upsert_process_parameters,
+        "quality_rate": store.upsert_quality_rates,
     }[kind]
 
 

@@ -346,12 +346,12 @@ class RecordChangeError(ValueError):
 
 WORKORDER_FIELDS = (
     "wonum", "assetnum", "siteid", "worktype", "status", "status_maxvalue",
-    "schedstart", "schedfinish", "actfinish", "isolationstate",
+    "reportdate", "schedstart", "schedfinish", "actfinish", "isolationstate",
 )  # what a client gives; `changedate` is the EAM's
 WORKORDER_REQUIRED = ("wonum", "assetnum", "siteid", "worktype", "status", "status_maxvalue")
 WORKORDER_CHANGEABLE = ("status", "status_maxvalue", "isolationstate", "schedstart", "schedfinish", "actfinish")
 ASSET_CHANGEABLE = ("status", "nextinspdate", "datasyncdate")
-DATE_FIELDS = frozenset({"schedstart", "schedfinish", "actfinish", "nextinspdate", "datasyncdate"})
+DATE_FIELDS = frozenset({"reportdate", "schedstart", "schedfinish", "actfinish", "nextinspdate", "datasyncdate"})
 
 
 def _eam_now() -> str:

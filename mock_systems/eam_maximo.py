@@ -343,7 +343,7 @@ def _workorder_candidates(plant: Plant, clauses: list[Clause]) -> list[dict]:
 
 ASSET_ATTRIBUTES = ("assetnum", "siteid", "description", "location", "status", "nextinspdate", "datasyncdate", "changedate")
 WORKORDER_ATTRIBUTES = (
-    "wonum", "siteid", "assetnum", "location", "worktype", "status", "schedstart", "schedfinish",
+    "wonum", "siteid", "assetnum", "location", "worktype", "status", "reportdate", "schedstart", "schedfinish",
     "actfinish", "changedate",
 )
 LOCATION_ATTRIBUTES = ("location", "description", "siteid")
@@ -368,7 +368,7 @@ STRUCTURES = (
                 _lockouts, True,
             ),
         },
-        frozenset({"schedstart", "schedfinish", "actfinish", "changedate"}), {"status": "WOSTATUS"},
+        frozenset({"reportdate", "schedstart", "schedfinish", "actfinish", "changedate"}), {"status": "WOSTATUS"},
     ),
     Structure(
         "mxapisynonymdomain", ("domainid", "value", "maxvalue", "description", "defaults", "siteid"),

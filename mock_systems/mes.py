@@ -1,7 +1,8 @@
-"""MES mock: process parameters per material, ISA-95 / B2MML `MaterialDefinition` shape.
+"""MES mock: process parameters per material, ISA-95 / B2MML `MaterialDefinition` shape, and
+the monthly defect rate of each workshop (work center) from the quality records.
 
-Serves `fixtures/mes/materials.json` as stored, malformed parameters included, so the hub's
-quarantine path has something real to catch.
+Serves `fixtures/mes/materials.json` and `fixtures/mes/quality.json` as stored, malformed
+records included, so the hub's quarantine path has something real to catch.
 """
 
 from __future__ import annotations
@@ -37,11 +38,24 @@ class MesMaterials:
         return [self.by_name[n] for n in wanted if n in self.by_name], [n for n in wanted if n not in self.by_name]
 
 
+class MesQuality:
+    """The plant's monthly defect rates by workshop, in fixture order; every MES face answers from it."""
+
+    def __init__(self, fixtures_dir: Path):
+        self.rows: list[dict] = load_fixture(fixtures_dir, "mes/quality.json")
+
+    def of_site(self, site: str) -> list[dict]:
+        """The rows of one site, matched after trimming and upper-casing."""
+        wanted = site.strip().upper()
+        return [row for row in self.rows if str(row.get("SiteID", "")).strip().upper() == wanted]
+
+
 class MesSystem(MockSystem):
     name = "mes"
 
     def load_fixtures(self) -> None:
         self.materials = MesMaterials(self.fixtures_dir)
+        self.quality = MesQuality(self.fixtures_dir)
 
     def add_routes(self, app: FastAPI) -> None:
         @app.post("/api/v1/material-parameters/query")
@@ -57,6 +71,13 @@ class MesSystem(MockSystem):
                 return error(400, f"MaterialDefinitionIDs must hold 1 to {MAX_IDS} names, got {len(ids)}")
             known, unknown = self.materials.lookup(ids)
             return JSONResponse({"MaterialDefinition": known, "UnknownIDs": unknown})
+
+        @app.get("/api/v1/quality/defect-rates")
+        async def defect_rates(request: Request) -> JSONResponse:
+            site = request.query_params.get("siteId", "")
+            if not site.strip():
+                return error(400, "query needs siteId: the site whose work centers to list")
+            return JSONResponse({"DefectRate": self.quality.of_site(site)})
 
         @app.get("/api/v1/materials/{name}/parameters")
         async def one(name: str) -> JSONResponse:

@@ -15,6 +15,11 @@ Two things are deliberately not a copy of the B2MML answer, so a client has to d
 
 Values that are not numbers and units without an SAP code are served as stored, and a
 parameter without a `DataType` keeps lacking one, so malformed records stay malformed.
+
+The same service has `WorkshopDefectRateSet`: one row per site (`Plant`), workshop and month
+(`CalMonth`, SAP's `YYYYMM`), the rate as Edm.Decimal text, the units inspected, and the change
+stamp from the quality record's `LastUpdated` (`ChangedOn` + `ChangedAt`, plant local). It is
+filtered by `Plant eq '..'` and paged like `MaterialParameterSet`.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .base import PLANT_TZ, MockSystem
-from .mes import MesMaterials
+from .mes import MesMaterials, MesQuality
 
 SERVICE_ROOT = "/sap/opu/odata/sap/ZMES_PROCESS_SRV"
 ENTITY_SET = "MaterialParameterSet"
 ENTITY_TYPE = "ZMES_PROCESS_SRV.MaterialParameter"
+RATE_SET = "WorkshopDefectRateSet"
+RATE_TYPE = "ZMES_PROCESS_SRV.WorkshopDefectRate"
 MAX_MATERIALS = 40
 MAX_TOP = 200
 FIRST_CHANGE_DAY = date(2026, 11, 1)
@@ -63,6 +70,7 @@ CONVERSIONS: dict[str, tuple[str, Callable[[Decimal], Decimal]]] = {
 _LITERAL = r"'(?:[^']|'')*'"
 _FILTER = re.compile(rf"Material\s+eq\s+{_LITERAL}(?:\s+or\s+Material\s+eq\s+{_LITERAL})*")
 _LITERAL_TEXT = re.compile(r"'((?:[^']|'')*)'")
+_PLANT_FILTER = re.compile(rf"Plant\s+eq\s+({_LITERAL})")
 
 
 class ODataQueryError(ValueError):
@@ -143,6 +151,31 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def sap_stamp(moment: datetime) -> dict[str, str]:
+    """A plant-local moment as the service's change stamp: `ChangedOn` (the day) and `ChangedAt`."""
+    local = moment.astimezone(PLANT_TZ)
+    return {
+        "ChangedOn": f"/Date({(local.date() - EPOCH).days * 86_400_000})/",
+        "ChangedAt": f"PT{local.hour:02d}H{local.minute:02d}M{local.second:02d}S",
+    }
+
+
+def _rate_row(record: dict) -> dict:
+    """A quality record as a `WorkshopDefectRateSet` row; unreadable values are served as stored."""
+    row = {
+        "Plant": record.get("SiteID"),
+        "Workshop": record.get("WorkCenterID"),
+        "CalMonth": str(record.get("Period", "")).replace("-", ""),
+        "DefectRate": record.get("DefectRate"),
+        "InspectedQty": record.get("QuantityInspected"),
+    }
+    try:
+        row.update(sap_stamp(datetime.fromisoformat(str(record.get("LastUpdated")))))
+    except ValueError:
+        pass
+    return {key: value for key, value in row.items() if value is not None}
+
+
 class MesODataSystem(MockSystem):
     """The MES as SAP OData v2: `MaterialParameterSet` of service `ZMES_PROCESS_SRV`."""
 
@@ -151,6 +184,7 @@ class MesODataSystem(MockSystem):
 
     def load_fixtures(self) -> None:
         self.materials = MesMaterials(self.fixtures_dir)
+        self.quality = MesQuality(self.fixtures_dir)
         self._rows: dict[str, list[dict]] = {
             name: self._rows_of(material, position)
             for position, (name, material) in enumerate(self.materials.by_name.items())
@@ -159,11 +193,7 @@ class MesODataSystem(MockSystem):
     @staticmethod
     def _rows_of(material: dict, position: int) -> list[dict]:
         """The material's parameters as entity rows (without `__metadata`, which needs the host)."""
-        changed = change_stamp(position)
-        stamp = {
-            "ChangedOn": f"/Date({(changed.date() - EPOCH).days * 86_400_000})/",
-            "ChangedAt": f"PT{changed.hour:02d}H{changed.minute:02d}M{changed.second:02d}S",
-        }
+        stamp = sap_stamp(change_stamp(position))
         rows = []
         for parameter in material.get("Parameter") or []:
             value = parameter.get("Value") or {}
@@ -190,12 +220,34 @@ class MesODataSystem(MockSystem):
         except ODataQueryError as exc:
             return odata_error(400, exc.code, str(exc))
         rows = [row for name in names for row in self._rows.get(name, [])]
+        return self._page(request, rows, ENTITY_SET, ENTITY_TYPE, ("Material", "ParameterId"), top, skip)
+
+    def rate_set(self, request: Request) -> JSONResponse:
+        params = request.query_params
+        try:
+            check_options(params, QUERY_OPTIONS)
+            check_inlinecount(params)
+            match = _PLANT_FILTER.fullmatch((params.get("$filter") or "").strip())
+            if match is None:
+                raise ODataQueryError(INVALID_FILTER, f"$filter must be Plant eq '...', got {params.get('$filter')!r}")
+            top = count_option(params.get("$top"), "$top", MAX_TOP, MAX_TOP)
+            skip = count_option(params.get("$skip"), "$skip", 0)
+        except ODataQueryError as exc:
+            return odata_error(400, exc.code, str(exc))
+        rows = [_rate_row(record) for record in self.quality.of_site(match.group(1)[1:-1].replace("''", "'"))]
+        return self._page(request, rows, RATE_SET, RATE_TYPE, ("Plant", "Workshop", "CalMonth"), top, skip)
+
+    @staticmethod
+    def _page(request: Request, rows: list[dict], entity_set: str, entity_type: str, keys: tuple[str, ...],
+              top: int, skip: int) -> JSONResponse:
+        """One page of an entity set's rows, each with its `__metadata`, and the link to the next."""
+        params = request.query_params
         service = f"{str(request.base_url).rstrip('/')}{SERVICE_ROOT}"
         results = []
         for row in rows[skip : skip + top]:
-            key = f"Material={literal(row['Material'])},ParameterId={literal(str(row.get('ParameterId', '')))}"
-            uri = f"{service}/{ENTITY_SET}({key})"
-            results.append({"__metadata": {"id": uri, "uri": uri, "type": ENTITY_TYPE}, **row})
+            key = ",".join(f"{name}={literal(str(row.get(name, '')))}" for name in keys)
+            uri = f"{service}/{entity_set}({key})"
+            results.append({"__metadata": {"id": uri, "uri": uri, "type": entity_type}, **row})
         body: dict[str, Any] = {"results": results}
         if params.get("$inlinecount") == "allpages":
             body["__count"] = str(len(rows))
@@ -208,6 +260,10 @@ class MesODataSystem(MockSystem):
         async def material_parameters(request: Request) -> JSONResponse:
             return self.entity_set(request)
 
+        @app.get(f"{SERVICE_ROOT}/{RATE_SET}")
+        async def workshop_defect_rates(request: Request) -> JSONResponse:
+            return self.rate_set(request)
+
         from .mes_s4 import S4Services  # it builds on this module's OData helpers
 
-        S4Services(self.materials).add_routes(app)
+        S4Services(self.materials, self.quality).add_routes(app)

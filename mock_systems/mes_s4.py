@@ -18,6 +18,13 @@ Everything is derived from `fixtures/mes/materials.json`: material i has the one
 the internal ID `str(801 + n).zfill(10)`. A value the catalogue says is numeric but that is not (环氧乙烷's
 `OPERATING_PRESSURE` has no `DataType`) is served as text in `CharcValue` with no numeric value,
 so malformed stays malformed.
+
+Quality comes from an analytical CDS query published as OData v2,
+`C_INSPLOTDEFECTRATEQ_CDS/C_InspLotDefectRateQResults`: one row per plant, work center and
+calendar month (`CalendarYearMonth`, `YYYYMM`), with the inspected and defective quantities and
+the defect rate as Edm.Decimal text. The work center's code (`WorkCenter`) is derived from its
+position in the site's rows of `fixtures/mes/quality.json`; its description (`WorkCenterText`)
+is the workshop's name. An analytical query carries no change stamp.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .base import PLANT_TZ
-from .mes import MesMaterials
+from .mes import MesMaterials, MesQuality
 from .mes_odata import (
     FIRST_CHANGE_DAY,
     INVALID_FILTER,
@@ -134,6 +141,13 @@ CHARACTERISTICS = EntitySet(
      "CharcValueUnit", "MultipleValuesAreAllowed", "CharcLastChangedDateTime"),
     frozenset({"CharcInternalID", "Characteristic"}),
 )
+DEFECT_RATES = EntitySet(
+    "C_INSPLOTDEFECTRATEQ_CDS", "C_InspLotDefectRateQResults", "C_INSPLOTDEFECTRATEQ_CDS.C_InspLotDefectRateQResult",
+    ("ID",),
+    ("ID", "Plant", "WorkCenter", "WorkCenterText", "CalendarYearMonth", "InspectedQuantity", "DefectiveQuantity",
+     "QuantityUnit", "DefectRate"),
+    frozenset({"Plant", "CalendarYearMonth"}),
+)
 BATCH_VALUES = EntitySet(
     "API_BATCH_SRV", "A_BatchCharcValue", "API_BATCH_SRV.A_BatchCharcValueType",
     ("Material", "BatchIdentifyingPlant", "Batch", "CharcInternalID", "CharcValuePositionNumber"),
@@ -208,15 +222,41 @@ class ClassificationPlant:
             "LastChangeDateTime": sap_date(change_stamp(position)),
         }
 
-    def rows(self, entity_set: EntitySet) -> list[dict]:
-        return self.characteristics if entity_set is CHARACTERISTICS else self.values
+def _defect_rates(quality: MesQuality) -> list[dict]:
+    """The quality records as the analytical query's rows; unreadable values are served as stored."""
+    centers: dict[tuple[str, str], str] = {}
+    rows = []
+    for record in quality.rows:
+        plant, workshop = str(record.get("SiteID", "")), str(record.get("WorkCenterID", ""))
+        center = centers.setdefault(
+            (plant, workshop), f"{plant[:4]}WC{1 + sum(1 for p, _ in centers if p == plant):02d}"
+        )
+        month = str(record.get("Period", "")).replace("-", "")
+        inspected, rate = record.get("QuantityInspected"), record.get("DefectRate")
+        try:
+            defective = str(round(Decimal(str(rate)) * int(inspected)))
+        except (InvalidOperation, TypeError, ValueError):
+            defective = None
+        rows.append({
+            "ID": f"{plant}/{center}/{month}", "Plant": plant, "WorkCenter": center, "WorkCenterText": workshop,
+            "CalendarYearMonth": month, "InspectedQuantity": None if inspected is None else str(inspected),
+            "DefectiveQuantity": defective, "QuantityUnit": "EA", "DefectRate": rate,
+        })
+    return rows
 
 
 class S4Services:
-    """The routes of both standard services, added to the OData MES's server."""
+    """The routes of the standard services, added to the OData MES's server."""
 
-    def __init__(self, materials: MesMaterials):
+    def __init__(self, materials: MesMaterials, quality: MesQuality):
         self.plant = ClassificationPlant(materials)
+        self._rows = {
+            CHARACTERISTICS: self.plant.characteristics, BATCH_VALUES: self.plant.values,
+            DEFECT_RATES: _defect_rates(quality),
+        }
+
+    def rows(self, entity_set: EntitySet) -> list[dict]:
+        return self._rows[entity_set]
 
     def answer(self, entity_set: EntitySet, keys: str | None, request: Request) -> JSONResponse:
         params = request.query_params
@@ -226,7 +266,7 @@ class S4Services:
             service = f"{str(request.base_url).rstrip('/')}{ODATA_ROOT}/{entity_set.service}"
             if keys is not None:
                 wanted = parse_key(keys, entity_set)
-                found = [r for r in self.plant.rows(entity_set) if all(str(r[k]) == v for k, v in wanted.items())]
+                found = [r for r in self.rows(entity_set) if all(str(r[k]) == v for k, v in wanted.items())]
                 if not found:
                     return odata_error(404, NOT_FOUND, f"Resource not found for segment '{entity_set.name}({keys})'")
                 return JSONResponse({"d": self._entity(entity_set, found[0], selected, service)})
@@ -236,7 +276,7 @@ class S4Services:
             skip = count_option(params.get("$skip"), "$skip", 0)
         except ODataQueryError as exc:
             return odata_error(400, exc.code, str(exc))
-        rows = [r for r in self.plant.rows(entity_set) if not terms or any(str(r[p]) == v for p, v in terms)]
+        rows = [r for r in self.rows(entity_set) if not terms or any(str(r[p]) == v for p, v in terms)]
         body: dict[str, Any] = {"results": [self._entity(entity_set, r, selected, service) for r in rows[skip : skip + top]]}
         if params.get("$inlinecount") == "allpages":
             body["__count"] = str(len(rows))
@@ -260,7 +300,7 @@ class S4Services:
         return {"__metadata": {"id": uri, "uri": uri, "type": entity_set.type_name}, **{p: row[p] for p in selected}}
 
     def add_routes(self, app: FastAPI) -> None:
-        for entity_set in (CHARACTERISTICS, BATCH_VALUES):
+        for entity_set in (CHARACTERISTICS, BATCH_VALUES, DEFECT_RATES):
             self._add_route(app, entity_set)
 
     def _add_route(self, app: FastAPI, entity_set: EntitySet) -> None:

@@ -136,7 +136,11 @@ class PagesSpec(_Strict):
         missing = sorted(key for key in needed if getattr(self, key) is None)
         if missing:
             raise ValueError(f"paging style {self.style} needs {', '.join(missing)}")
-        given = self.model_fields_set - {"style", "size", "size_param"}
+        # A key at its default says nothing, so a spec's own dump validates again.
+        given = {
+            key for key in self.model_fields_set - {"style", "size", "size_param"}
+            if getattr(self, key) != type(self).model_fields[key].default
+        }
         foreign = sorted(given - needed - _STYLE_OPTIONAL.get(self.style, frozenset()))
         if foreign:
             raise ValueError(f"{', '.join(foreign)}: not part of paging style {self.style}")

@@ -79,7 +79,7 @@ def _work_order_hazards(record: MaintenanceRecord, rules: GateRules) -> list[Haz
     device = record.device_id
     ref = {"work_order": record.record_id, "kind": record.kind, "status": record.status}
     hazards = []
-    if record.kind in rules.counted_work_order_kinds and record.status not in FINISHED_MAINTENANCE_STATUSES:
+    if rules.counts(record.kind) and record.status not in FINISHED_MAINTENANCE_STATUSES:
         start, end = record.window_start, record.window_end
         evidence = dict(ref)
         if start is not None:

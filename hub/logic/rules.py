@@ -71,6 +71,14 @@ class GateRules(_Rules):
     def disabled(self) -> bool:
         return self.gate_disabled_reason is not None
 
+    def counts(self, kind: MaintenanceKind) -> bool:
+        """Whether an open work order of this kind blocks. Emergency work is corrective work that
+        could not wait, so it counts wherever corrective work does: a rule file written before the
+        kind existed keeps blocking on it."""
+        return kind in self.counted_work_order_kinds or (
+            kind == "emergency" and "corrective" in self.counted_work_order_kinds
+        )
+
     @field_validator("gate_disabled_reason")
     @classmethod
     def _reason_given(cls, value: str | None) -> str | None:

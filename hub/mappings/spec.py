@@ -41,6 +41,7 @@ from hub.model import (
     MaintenanceRecord,
     Permit,
     ProcessParameter,
+    QualityRate,
     SafetyCostEntry,
 )
 
@@ -50,6 +51,7 @@ KINDS: dict[str, type[Canonical]] = {
     "equipment": Equipment,
     "maintenance_record": MaintenanceRecord,
     "process_parameter": ProcessParameter,
+    "quality_rate": QualityRate,
     "safety_cost_entry": SafetyCostEntry,
     "gate_decision": GateDecision,
     "erp_confirmation": ErpConfirmation,

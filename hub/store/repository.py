@@ -47,6 +47,7 @@ from hub.model import (
     MaintenanceRecord,
     Permit,
     ProcessParameter,
+    QualityRate,
     SafetyCostEntry,
 )
 from hub.store import tables as t
@@ -485,6 +486,21 @@ class HubStore:
         for row in rows:
             out.append(_canonical(ProcessParameter, row))
         return out
+
+    def upsert_quality_rates(
+        self, items: Sequence[QualityRate], fetched_at: datetime, lineage: Lineage | None = None
+    ) -> None:
+        fetched_at = _aware(fetched_at, "fetched_at")
+        rows = [{**q.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for q in items]
+        with self._write() as conn:
+            self._upsert(conn, t.quality_rates, rows, ["site", "workshop", "month"])
+
+    def quality_rates(self, site: str) -> list[QualityRate]:
+        """The site's monthly defect rates, by workshop and month."""
+        q = t.quality_rates
+        with self._read() as conn:
+            rows = conn.execute(select(q).where(q.c.site == site).order_by(q.c.workshop, q.c.month)).mappings().all()
+        return [_canonical(QualityRate, row) for row in rows]
 
     # ------------------------------------------------------------------ device clearance
 

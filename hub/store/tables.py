@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     Index,
     Integer,
     MetaData,
@@ -94,10 +95,26 @@ maintenance_records = Table(
     Column("window_start", UtcDateTime, nullable=True),
     Column("window_end", UtcDateTime, nullable=True),
     Column("isolation", String, nullable=False),
+    Column("reported_at", UtcDateTime, nullable=True),
+    Column("completed_at", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("fetched_at", UtcDateTime, nullable=False),
     *lineage_columns(),
     Index("ix_maintenance_records_site_device_id", "site", "device_id"),
+)
+
+# A workshop's monthly defect rate from the MES; the workshop is the permits' area name.
+quality_rates = Table(
+    "quality_rates",
+    metadata,
+    Column("site", String, primary_key=True),
+    Column("workshop", String, primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("defect_rate", ExactDecimal, nullable=False),
+    Column("units_inspected", Integer, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=True),
+    Column("fetched_at", UtcDateTime, nullable=False),
+    *lineage_columns(),
 )
 
 process_parameters = Table(
