@@ -275,8 +275,11 @@ def test_answer_is_reported_to_dagster(service, fresh_mocks, tmp_path, monkeypat
     assert event is not None, "the answer never reached Dagster"
     materialization = event.asset_materialization
     assert materialization.partition == "NJ01"
-    assert materialization.metadata["decision_id"].value == answer["decision_id"]
-    assert materialization.metadata["decision"].value == "block"
+    [row] = materialization.metadata["decisions"].value.records
+    assert row.data["permit_id"] == "PTW-NJ-2026-0001"
+    assert row.data["decision_id"] == answer["decision_id"]
+    assert row.data["decision"] == "block"
+    assert materialization.metadata["blocked_permit_ids"].value == "PTW-NJ-2026-0001"
 
 
 def test_after_a_sync_the_service_decides_from_the_store_as_the_batch_gate_did(service, fresh_mocks, sqlite_url):

@@ -32,7 +32,8 @@ from hub.model import GateDecision, Permit, Reason
 from hub.resources import EamResource, HubStoreResource, PtwResource, resources_from_settings
 from hub.settings import HubSettings
 from hub.steps.eam import pull_site
-from hub.steps.gate import EAM_ANSWERED, clearance_profiles, record_decisions
+from hub.service.trail import TrailWriter
+from hub.steps.gate import EAM_ANSWERED, clearance_profiles
 from hub.steps.records import quarantine_rejects
 from hub.store.repository import HubStore
 from hub.writers.ptw_holds import write_holds
@@ -44,8 +45,10 @@ GATE_ASSET = "permit_gate_decisions"
 #: What an answer says when the rules do not gate the permit.
 NOT_GATED = "not_gated"
 
-#: Answers are reported to Dagster about this often, a permit's answers in that time as one event.
+#: Answers are reported to Dagster about this often: a site's answers in that time as one event.
 REPORT_EVERY_S = 1.0
+#: Permits listed in one report's table (the counts cover them all).
+REPORT_ROWS = 200
 #: Answers waiting to be reported; beyond this, an answer is reported while its caller waits.
 REPORT_BACKLOG = 10_000
 
@@ -132,6 +135,8 @@ class GateCheckService:
         self.ptw_mapping = load_mapping(self.ptw.mapping)
         self.eam_mapping = load_mapping(self.eam.mapping)
         self._store: HubStore | None = None
+        self._trail: TrailWriter | None = None
+        self._open_lock = threading.RLock()
         self._instance_lock = threading.Lock()
         self._instance: Any = None
         self._rules: tuple[tuple[float, int], GateRules] | None = None
@@ -143,9 +148,17 @@ class GateCheckService:
 
     def store(self) -> HubStore:
         """The store, opened once (building a resource per answer cost milliseconds)."""
-        if self._store is None:
-            self._store = HubStoreResource(database_url=self.settings.database_url).store()
-        return self._store
+        with self._open_lock:
+            if self._store is None:
+                self._store = HubStoreResource(database_url=self.settings.database_url).store()
+            return self._store
+
+    def trail(self) -> TrailWriter:
+        """The one writer of this service's answers to the trail and the audit log."""
+        with self._open_lock:
+            if self._trail is None:
+                self._trail = TrailWriter(self.store)
+            return self._trail
 
     def rules(self) -> GateRules:
         """The gate rules, read again whenever the file changes (its mtime and size), else cached."""
@@ -226,7 +239,8 @@ class GateCheckService:
             if refreshed:
                 eam_error = self.refresh_eam(hub_store, permit.site, refreshed)
                 now = datetime.now(timezone.utc)
-            profiles = clearance_profiles(hub_store, permit.site, devices, rules, now)
+            with hub_store.transaction():  # one snapshot: the profiles read one state of the store
+                profiles = clearance_profiles(hub_store, permit.site, devices, rules, now)
         decision = decide(permit, profiles, rules, now, site_configured=site_configured)
         if decision is None:
             return GateAnswer(permit.permit_id, NOT_GATED, now, rules.version, site=permit.site)
@@ -265,20 +279,18 @@ class GateCheckService:
         )
         decision_id, fingerprint = str(uuid.uuid4()), decision_fingerprint(decision)
         hub_store = None
+        body = {
+            "decision_id": decision_id,
+            "fingerprint": fingerprint,
+            "decision": decision.decision,
+            "evaluated_at": iso(decision.evaluated_at),
+            "in_decision_trail": trail,
+        }
+        if not trail:
+            body["reasons"] = [r.model_dump(mode="json") for r in decision.reasons]
         try:
             hub_store = self.store()
-            if trail:
-                record_decisions(hub_store, [decision], now)
-            body = {
-                "decision_id": decision_id,
-                "fingerprint": fingerprint,
-                "decision": decision.decision,
-                "evaluated_at": iso(decision.evaluated_at),
-                "in_decision_trail": trail,
-            }
-            if not trail:
-                body["reasons"] = [r.model_dump(mode="json") for r in decision.reasons]
-            hub_store.append_audit("gate_check", [(decision.permit_id, body)], now)
+            self.trail().append(decision, body, trail=trail)
             answer.decision_id = decision_id
         except Exception:
             log.exception("gate check of %s: the decision could not be audited", decision.permit_id)
@@ -343,39 +355,56 @@ class GateCheckService:
                 self._reports.task_done()
 
     def _report_now(self, answers: list[GateAnswer]) -> None:
-        latest: dict[str, tuple[GateAnswer, int]] = {}
+        """One event per site: Dagster's event log takes a few per second, not hundreds."""
+        by_site: dict[str | None, dict[str, tuple[GateAnswer, int]]] = {}
         for answer in answers:
+            latest = by_site.setdefault(answer.site, {})
             seen = latest.get(answer.permit_id, (answer, 0))[1]
             latest[answer.permit_id] = (answer, seen + 1)
-        for answer, count in latest.values():
-            self._materialize(answer, count)
+        for site, latest in by_site.items():
+            # Blocks first, so a capped table never hides one behind allows.
+            self._materialize(site, sorted(latest.values(), key=lambda pair: (pair[0].decision != "block", pair[0].permit_id)))
 
-    def _materialize(self, answer: GateAnswer, answers: int) -> None:
-        """The answer as a runless materialization of the gate asset; failing to report is logged only."""
+    def _materialize(self, site: str | None, answers: list[tuple[GateAnswer, int]]) -> None:
+        """The site's latest answer per permit as one runless materialization of the gate asset,
+        with a row per permit; failing to report is logged only."""
         try:
             instance = self.dagster_instance()
             if instance is None:
                 return
-            from dagster import AssetMaterialization
+            from dagster import AssetMaterialization, MetadataValue, TableColumn, TableRecord, TableSchema
 
-            instance.report_runless_asset_event(
-                AssetMaterialization(
-                    asset_key=GATE_ASSET,
-                    partition=answer.site,
-                    description=f"gate check of {answer.permit_id} by the gate-check service",
-                    metadata={
-                        "source": "gate-check service",
+            rows = [
+                TableRecord(
+                    {
                         "permit_id": answer.permit_id,
                         "decision": answer.decision,
                         "reasons": ", ".join(sorted({r.code for r in answer.reasons})) or "none",
-                        "rule_version": answer.rule_version,
                         "decision_id": answer.decision_id or "none",
+                        "rule_version": answer.rule_version,
                         "eam_refreshed": ", ".join(answer.eam_refreshed) or "none",
                         "eam_error": answer.eam_error or "none",
                         "hold_error": answer.hold_error or "none",
-                        "answers_in_this_report": answers,
+                        "answers": count,
+                    }
+                )
+                for answer, count in answers[:REPORT_ROWS]
+            ]
+            columns = [TableColumn(name, "int" if name == "answers" else "string") for name in rows[0].data]
+            blocked = [answer.permit_id for answer, _ in answers if answer.decision == "block"]
+            instance.report_runless_asset_event(
+                AssetMaterialization(
+                    asset_key=GATE_ASSET,
+                    partition=site,
+                    description=f"gate checks of {len(answers)} permits by the gate-check service",
+                    metadata={
+                        "source": "gate-check service",
+                        "permits_decided": len(answers),
+                        "answers": sum(count for _, count in answers),
+                        "blocked_permit_ids": ", ".join(blocked[:50]) or "none",
+                        "decisions": MetadataValue.table(rows, TableSchema(columns)),
                     },
                 )
             )
         except Exception:
-            log.exception("gate check of %s: the answer could not be reported to Dagster", answer.permit_id)
+            log.exception("gate checks at site %s: the answers could not be reported to Dagster", site)

@@ -208,14 +208,20 @@ def record_decisions(hub_store, decisions: list[GateDecision], now: datetime, *,
     The trail records a decision when it changes (its fingerprint: outcome, reasons, rule
     version), so unchanged syncs add nothing; `only_changed=False` records every one (a
     decision someone asked for)."""
-    fingerprints = {d.permit_id: decision_fingerprint(d) for d in decisions}
+    chosen = [(d, decision_fingerprint(d)) for d in decisions]
     if only_changed:
-        recorded = hub_store.latest_fingerprints(list(fingerprints))
-        decisions = [d for d in decisions if recorded.get(d.permit_id) != fingerprints[d.permit_id]]
-    if not decisions:
+        # In order: a permit decided twice in one batch is compared with its decision before.
+        latest = hub_store.latest_fingerprints({d.permit_id for d in decisions})
+        changed = []
+        for decision, fingerprint in chosen:
+            if latest.get(decision.permit_id) != fingerprint:
+                changed.append((decision, fingerprint))
+                latest[decision.permit_id] = fingerprint
+        chosen = changed
+    if not chosen:
         return 0  # no write lock taken for nothing: gate checks and runs share the store
-    audited = [(d.permit_id, {**d.model_dump(mode="json"), "fingerprint": fingerprints[d.permit_id]}) for d in decisions]
+    audited = [(d.permit_id, {**d.model_dump(mode="json"), "fingerprint": fp}) for d, fp in chosen]
     hub_store.append_gate_decisions(
-        decisions, [fingerprints[d.permit_id] for d in decisions], audit=AuditBatch("gate_decision", audited, now)
+        [d for d, _ in chosen], [fp for _, fp in chosen], audit=AuditBatch("gate_decision", audited, now)
     )
-    return len(decisions)
+    return len(chosen)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -163,9 +164,10 @@ def _make_engine(url: str | URL) -> Engine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        engine = create_engine(
-            parsed, json_serializer=_json_dumps, connect_args={"timeout": 30}
-        )
+        on_disk = parsed.database not in (None, "", ":memory:")
+        # A connection per thread that decides at once (the gate-check service's threads).
+        pool = {"pool_size": 10, "max_overflow": 40} if on_disk else {}
+        engine = create_engine(parsed, json_serializer=_json_dumps, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -175,7 +177,7 @@ def _make_engine(url: str | URL) -> Engine:
             cursor = dbapi_connection.cursor()
             try:
                 cursor.execute("PRAGMA busy_timeout = 30000")
-                if parsed.database not in (None, "", ":memory:"):
+                if on_disk:
                     cursor.execute("PRAGMA journal_mode = WAL")
             finally:
                 cursor.close()
@@ -206,6 +208,8 @@ class HubStore:
         self.engine: Engine = _make_engine(self.url)
         self._clock = clock
         self._backend = self.url.get_backend_name()
+        self._pinned = threading.local()
+        self._write_lock = threading.Lock() if self._backend == "sqlite" else nullcontext()
         if check_schema:
             try:
                 self.check_schema()
@@ -252,13 +256,44 @@ class HubStore:
             )
 
     @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[None]:
+        """Every store call of this thread inside the block shares one transaction: one
+        snapshot for a decision's reads, or one commit for a group of appends. Nested
+        blocks join the outer one; a write inside a read-only block is refused (SQLite
+        would have to upgrade the snapshot's lock, which can deadlock)."""
+        if getattr(self._pinned, "conn", None) is not None:
+            if write and not self._pinned.write:
+                raise RuntimeError("a write transaction cannot be opened inside a read-only one")
+            yield
+            return
+        with (self._write if write else self._read)() as conn:
+            self._pinned.conn, self._pinned.write = conn, write
+            try:
+                yield
+            finally:
+                self._pinned.conn = None
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(hub_write=True) as conn:
-            with conn.begin():
-                yield conn
+        pinned = getattr(self._pinned, "conn", None)
+        if pinned is not None:
+            if not self._pinned.write:
+                raise RuntimeError("a write inside a read-only store transaction")
+            yield pinned
+            return
+        # SQLite has one writer at a time: threads of this process queue here, woken as soon as
+        # the lock is free, instead of in SQLite's busy handler, which sleeps up to 100 ms a try.
+        with self._write_lock:
+            with self.engine.connect().execution_options(hub_write=True) as conn:
+                with conn.begin():
+                    yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        pinned = getattr(self._pinned, "conn", None)
+        if pinned is not None:
+            yield pinned
+            return
         with self.engine.connect() as conn:
             with conn.begin():
                 yield conn
