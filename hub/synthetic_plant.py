@@ -6,6 +6,11 @@ small share of malformed records the hub must quarantine. Everything is drawn fr
 `random.Random(seed)` and written in a fixed order, never from the clock, so the same arguments
 give byte-identical files. The big lists are streamed one compact record per line, which keeps
 memory flat and lets `change_plant` rewrite single records without parsing the rest.
+
+With `effects` (the default), two patterns the cross-system analyses should find are planted:
+one workshop whose monthly work at height and defect rate rise together, and two devices named
+by open lifting permits whose failures come ever sooner. Without, failures of a device are
+spread evenly over its history and defect rates vary month to month without a trend.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import math
 import random
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +41,7 @@ PERMITS_FILE = "ptw/permits.json"
 ASSETS_FILE = "eam/assets.json"
 WORK_ORDERS_FILE = "eam/workorders.json"
 MATERIALS_FILE = "mes/materials.json"
+QUALITY_FILE = "mes/quality.json"
 COMPANY_FILE = "erp/company.json"
 COST_RULES_FILE = "rules/costs.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -68,6 +75,15 @@ PLANNED_STATUS_WEIGHTS = {"WAPPR": 30, "APPR": 35, "WSCH": 25, "WMATL": 10}
 OPEN_STATUS_WEIGHTS = {"INPRG": 45, "APPR": 25, "WAPPR": 15, "WMATL": 15}
 SYNONYM_SHARE = 0.45
 TERMINAL_STATUSES = ("CLOSE", "CAN")
+FAILURE_TYPES = ("CM", "EM")
+
+# Planted effects. The rising workshop's permits are work at height this often (26 % elsewhere).
+RISING_HEIGHT_SHARE = 0.5
+# Days between the planted failures of a device, oldest first: the last three come about five times sooner.
+PLANTED_FAILURE_GAPS = (150, 130, 140, 120, 40, 25, 15)
+PLANTED_DEVICES = 2
+QUALITY_MONTHS = 12  # months of defect rates, up to the month before the anchor's
+FAILURE_PERIOD_DAYS = (20, 120)  # a device's own mean time between failures
 
 SURNAMES = "张王李赵刘陈杨黄吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦方白邹孟熊秦邱江尹薛段雷侯龙史陶黎贺顾毛郝龚邵万钱严武戴孔汤"
 GIVEN_NAMES = (
@@ -226,6 +242,9 @@ class Calendar:
 
     def year(self, minute: int) -> str:
         return self._days[minute // DAY][:4]
+
+    def month(self, minute: int) -> str:
+        return self._days[minute // DAY][:7]
 
 
 class JsonLines:
@@ -453,8 +472,10 @@ class OpenPermit:
 
 
 class PermitWriter:
-    def __init__(self, rng: random.Random, cal: Calendar, sites: list[Site], pool: DevicePool, materials: list[str]):
+    def __init__(self, rng: random.Random, cal: Calendar, sites: list[Site], pool: DevicePool, materials: list[str],
+                 rising: tuple[str, str] | None = None):
         self.rng, self.cal, self.sites = rng, cal, sites
+        self.rising = rising  # (site, area) whose work at height grows towards the anchor
         self.pool = pool
         self.site = Weighted(rng, sites, [rng.uniform(0.6, 1.4) for _ in sites])
         self.areas = {s.code: Weighted(rng, s.areas, [rng.uniform(0.5, 1.5) for _ in s.areas]) for s in sites}
@@ -472,6 +493,9 @@ class PermitWriter:
         self.material_count = Weighted.of(rng, MATERIALS_PER_PERMIT)
         self.numbers = {s.code: 0 for s in sites}
         self.open: list[OpenPermit] = []
+        self.lifted_open: list[str] = []  # devices of open lifting permits, in order of appearance
+        # Work-at-height permits (not cancelled) per (site, area, month of planned start).
+        self.height_months: dict[tuple[str, str, str], int] = {}
 
     def _typed(self, device: str) -> str:
         """As a person types it into the PTW: now and then lower case or with a stray space."""
@@ -510,13 +534,19 @@ class PermitWriter:
         site = self.site()
         area = self.areas[site.code]()
         kind = self.type()
+        rising = (site.code, area.name) == self.rising
+        if rising and rng.random() < RISING_HEIGHT_SHARE:
+            kind = "GC"
         state = self.state()
         shortest, longest = PERMIT_DURATIONS[kind]
         duration = rng.randint(shortest // 30, longest // 30) * 30
         time_of_day = rng.choice((7 * 60, 7 * 60 + 30, 8 * 60, 8 * 60, 8 * 60 + 30, 9 * 60, 13 * 60, 14 * 60))
         guardian = _person(rng) if rng.random() < 0.87 else None
         approve = arrive = close = result = hours = None
-        if state in ("CLOSED", "CANCELLED"):
+        if state in ("CLOSED", "CANCELLED") and rising and kind == "GC":
+            # Denser towards the anchor: the month's count grows through the year.
+            start = a - (4 + int(361 * (1 - math.sqrt(rng.random())))) * DAY + time_of_day
+        elif state in ("CLOSED", "CANCELLED"):
             start = a - rng.randint(4, 365) * DAY + time_of_day
         elif state == "SUBMITTED":
             start = a + rng.randint(1, 45) * DAY + time_of_day
@@ -553,6 +583,11 @@ class PermitWriter:
         typed, real = self._equipment(site, area)
         if state in OPEN_STATES and real:
             self.open.append(OpenPermit(real, start, end))
+            if kind == "DZ":
+                self.lifted_open.extend(real)
+        if kind == "GC" and state != "CANCELLED":
+            month = (site.code, area.name, cal.month(start))
+            self.height_months[month] = self.height_months.get(month, 0) + 1
         self.numbers[site.code] += 1
         record = {
             "ticketNo": f"PTW-{site.short}-{cal.year(submit)}-{self.numbers[site.code]:05d}",
@@ -621,8 +656,12 @@ def _label(rng: random.Random, maxvalue: str) -> str:
 
 class WorkOrderWriter:
     def __init__(self, rng: random.Random, cal: Calendar, pool: DevicePool, open_permits: list[OpenPermit],
-                 site_of: Callable[[str], str], count: int):
+                 site_of: Callable[[str], str], count: int, planted: Sequence[str] = ()):
         self.rng, self.cal = rng, cal
+        # Devices whose failure history is the planted series only: drawn failures become preventive work.
+        self.planted = frozenset(planted)
+        # Finished failures drawn so far per device, and the device's phase in its evenly spread series.
+        self.failures: dict[str, tuple[float, int]] = {}
         order = list(pool.all)
         rng.shuffle(order)
         # The offset grows with the fleet, so the busiest device carries a similar share at any scale.
@@ -649,6 +688,43 @@ class WorkOrderWriter:
     def _device(self) -> str:
         return self.skewed() if self.rng.random() < 0.3 else self.rng.choice(self.uniform)
 
+    def _next_failure(self, device: str) -> int | None:
+        """When the device's next failure is reported, None once its history is full. A device fails
+        at its own period, each failure up to 15 % of it early or late, so no device fails faster
+        by chance (work still open was reported back then and waits in the backlog)."""
+        latest = self.cal.anchor - 3 * DAY - WORK_DURATIONS["CM"][1]
+        if device not in self.failures:
+            period = self.rng.randint(*FAILURE_PERIOD_DAYS) * DAY
+            self.failures[device] = (self.cal.anchor - 400 * DAY + self.rng.randint(0, period), period)
+        due, period = self.failures[device]
+        if due > latest:
+            return None
+        self.failures[device] = (due + period, period)
+        return due + int((self.rng.random() - 0.5) * 0.3 * period)
+
+    def _lead(self, kind: str) -> int:
+        """How long before its start work is reported: failures hours, planned work weeks.
+        (`random()` arithmetic: randint would cost a tenth of the large plant's time.)"""
+        if kind in FAILURE_TYPES:
+            return 20 + int(self.rng.random() * 16 * 60)
+        return (2 + int(self.rng.random() * 29)) * DAY
+
+    def planted_failure(self, number: int, device: str, index: int) -> dict:
+        """Failure `index` of a planted device: closed corrective or emergency work, reported on the
+        planted schedule that ends a week before the anchor."""
+        rng, cal = self.rng, self.cal
+        reported = cal.anchor - 7 * DAY - sum(PLANTED_FAILURE_GAPS[index:]) * DAY + rng.randint(0, 8 * 60)
+        kind = rng.choice(FAILURE_TYPES)
+        start = reported + rng.randint(30, 4 * 60)
+        finish = start + rng.randint(2, 24) * 60
+        return {
+            "wonum": f"WO-{number}", "assetnum": device, "siteid": self.site_of(device), "worktype": kind,
+            "status": _label(rng, "CLOSE"), "status_maxvalue": "CLOSE", "reportdate": cal.iso(reported),
+            "schedstart": cal.iso(start), "schedfinish": cal.iso(finish),
+            "actfinish": cal.iso(finish - rng.randint(0, 60)), "isolationstate": "RELEASED",
+            "changedate": cal.iso(finish + rng.randint(60, 2 * DAY)),
+        }
+
     def work_order(self, number: int) -> dict:
         rng, cal, a = self.rng, self.cal, self.cal.anchor
         kind = self.worktype()
@@ -656,7 +732,7 @@ class WorkOrderWriter:
         duration = rng.randint(shortest // 30, longest // 30) * 30
         category = self.category()
         finish_known = True
-        actfinish = None
+        actfinish = reported = None
         if category == "overlap":
             permit = rng.choice(self.open_permits)
             device = rng.choice(permit.devices)
@@ -681,13 +757,23 @@ class WorkOrderWriter:
         else:
             device = self._device()
             status = self.finished()
-            start = a - rng.randint(3 * DAY + longest, 400 * DAY)
+            if kind in FAILURE_TYPES and device not in self.planted:
+                reported = self._next_failure(device)
+            if reported is not None:
+                start = reported + self._lead(kind)
+            else:
+                start = a - rng.randint(3 * DAY + longest, 400 * DAY)
             roll = rng.random()
             isolation = "APPLIED" if roll < 0.004 else "RELEASED" if roll < 0.4 else "NONE"
             if status != "CAN":
                 actfinish = start + int(duration * rng.uniform(0.6, 1.1))
             changed = min(a - 1, (actfinish or start) + rng.randint(30, 3 * DAY))
         start -= start % 15
+        if kind in FAILURE_TYPES and category != "finished" and device not in self.planted:
+            reported = self._next_failure(device)
+            reported = None if reported is None else min(reported, start - self._lead(kind))
+        if kind in FAILURE_TYPES and reported is None:
+            kind = "PM"  # the device's failures are all placed (or planted): this is preventive work
         record: dict[str, Any] = {
             "wonum": f"WO-{number}",
             "assetnum": device,
@@ -695,6 +781,7 @@ class WorkOrderWriter:
             "worktype": kind,
             "status": _label(rng, status),
             "status_maxvalue": status,
+            "reportdate": cal.iso(min(start - self._lead(kind) if reported is None else reported, changed)),
             "schedstart": cal.iso(start),
         }
         if finish_known:
@@ -726,15 +813,60 @@ def _break_work_order(rng: random.Random, record: dict) -> dict:
 
 def _write_work_orders(out_dir: Path, rng: random.Random, writer: WorkOrderWriter, count: int,
                        malformed: list[dict]) -> None:
-    broken = set(rng.sample(range(count), _malformed_count(count)))
+    # The planted failure series come first (as many as the count allows), whole and well formed.
+    planted = [(d, i) for d in sorted(writer.planted) for i in range(len(PLANTED_FAILURE_GAPS) + 1)][:count]
+    broken = set(rng.sample(range(len(planted), count), min(count - len(planted), _malformed_count(count))))
     handle, out = _open_list(out_dir, WORK_ORDERS_FILE)
     with handle:
         for index in range(count):
-            record = writer.work_order(1_000_001 + index)
+            if index < len(planted):
+                record = writer.planted_failure(1_000_001 + index, *planted[index])
+            else:
+                record = writer.work_order(1_000_001 + index)
             if index in broken:
                 malformed.append(_break_work_order(rng, record))
             out.write(record)
         out.close()
+
+
+# --------------------------------------------------------------------------- MES quality
+
+
+def _quality_months(anchor: date) -> list[date]:
+    """The first days of the QUALITY_MONTHS months before the anchor's month, oldest first."""
+    months = []
+    year, month = anchor.year, anchor.month
+    for _ in range(QUALITY_MONTHS):
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+        months.append(date(year, month, 1))
+    return months[::-1]
+
+
+def _write_quality(out_dir: Path, rng: random.Random, anchor: date, sites: list[Site],
+                   height_months: dict[tuple[str, str, str], int], rising: tuple[str, str] | None) -> int:
+    """A defect rate per workshop and month. The rising workshop's rate follows its month's work
+    at height (with a little noise); every other rate varies around the workshop's own level."""
+    months = _quality_months(anchor)
+    handle, out = _open_list(out_dir, QUALITY_FILE)
+    with handle:
+        for site in sites:
+            for area in site.areas:
+                level = rng.uniform(0.006, 0.03)
+                counts = [height_months.get((site.code, area.name, m.isoformat()[:7]), 0) for m in months]
+                most = max(counts) or 1
+                for month, count in zip(months, counts):
+                    if (site.code, area.name) == rising:
+                        rate = level * (0.5 + 1.5 * count / most) * rng.uniform(0.95, 1.05)
+                    else:
+                        rate = level * rng.uniform(0.75, 1.25)
+                    last_day = (month.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+                    out.write({
+                        "SiteID": site.code, "WorkCenterID": area.name, "Period": month.isoformat()[:7],
+                        "DefectRate": f"{rate:.4f}", "QuantityInspected": rng.randrange(1500, 12000, 10),
+                        "LastUpdated": f"{last_day.isoformat()}T22:{rng.randrange(60):02d}:00+08:00",
+                    })
+        out.close()
+    return out.count
 
 
 # --------------------------------------------------------------------------- ERP and cost rules
@@ -795,11 +927,12 @@ def _check_arguments(sites: int, permits: int, devices: int, work_orders: int, m
 
 
 def generate_plant(out_dir: Path, *, sites: int, permits: int, devices: int, work_orders: int, materials: int,
-                   seed: int, anchor: date = DEFAULT_ANCHOR) -> dict:
+                   seed: int, anchor: date = DEFAULT_ANCHOR, effects: bool = True) -> dict:
     """Write a synthetic plant group into `out_dir` and return its manifest (also in manifest.json).
 
     Every `updateTime` and `changedate` lies before `anchor` (plant local), so a change stamped
-    at or after it is the only thing an incremental pull sees.
+    at or after it is the only thing an incremental pull sees. `effects` plants the patterns the
+    cross-system analyses look for; the manifest names where.
     """
     _check_arguments(sites, permits, devices, work_orders, materials)
     out_dir = Path(out_dir)
@@ -809,11 +942,15 @@ def generate_plant(out_dir: Path, *, sites: int, permits: int, devices: int, wor
     plant_sites = _make_sites(rng, sites)
     pool = _write_assets(out_dir, rng, cal, plant_sites, devices, malformed)
     material_names = _write_materials(out_dir, rng, materials, malformed)
-    permit_writer = PermitWriter(rng, cal, plant_sites, pool, material_names)
+    rising = (plant_sites[0].code, plant_sites[0].areas[0].name) if effects else None
+    permit_writer = PermitWriter(rng, cal, plant_sites, pool, material_names, rising)
     states = _write_permits(out_dir, rng, permit_writer, permits, malformed)
+    quality = _write_quality(out_dir, rng, anchor, plant_sites, permit_writer.height_months, rising)
     site_by_prefix = {s.short: s.code for s in plant_sites}
+    planted = list(dict.fromkeys(permit_writer.lifted_open))[:PLANTED_DEVICES] if effects else []
     wo_writer = WorkOrderWriter(
-        rng, cal, pool, permit_writer.open, lambda assetnum: site_by_prefix[assetnum.split("-")[0]], work_orders
+        rng, cal, pool, permit_writer.open, lambda assetnum: site_by_prefix[assetnum.split("-")[0]], work_orders,
+        planted,
     )
     _write_work_orders(out_dir, rng, wo_writer, work_orders, malformed)
     _write_json(out_dir / COMPANY_FILE, _company(plant_sites))
@@ -823,15 +960,19 @@ def generate_plant(out_dir: Path, *, sites: int, permits: int, devices: int, wor
         "generator": "hub.synthetic_plant",
         "arguments": {
             "sites": sites, "permits": permits, "devices": devices, "work_orders": work_orders,
-            "materials": materials, "seed": seed, "anchor": anchor.isoformat(),
+            "materials": materials, "seed": seed, "anchor": anchor.isoformat(), "effects": effects,
         },
         "timezone": "Asia/Shanghai",
         "sites": [
             {"code": s.code, "name": s.name, "areas": {a.name: a.cost_center for a in s.areas}} for s in plant_sites
         ],
+        "effects": {
+            "height_quality_workshop": None if rising is None else {"site": rising[0], "workshop": rising[1]},
+            "failing_devices": [{"site": site_by_prefix[d.split("-")[0]], "device_id": d} for d in planted],
+        },
         "counts": {
             "permits": permits, "permit_states": states, "assets": devices, "work_orders": work_orders,
-            "materials": materials, "company_codes": sites,
+            "materials": materials, "quality_rates": quality, "company_codes": sites,
             "malformed": {f: sum(1 for m in malformed if m["file"] == f)
                           for f in (PERMITS_FILE, ASSETS_FILE, WORK_ORDERS_FILE, MATERIALS_FILE)},
         },

@@ -33,6 +33,14 @@ def generate(
             help="The plant's 'today': open permits cluster around it, every change stamp lies before it.",
         ),
     ] = DEFAULT_ANCHOR.isoformat(),
+    effects: Annotated[
+        bool,
+        typer.Option(
+            "--effects/--no-effects",
+            help="Plant a workshop whose work at height and defect rate rise together, and lifted devices "
+            "that fail ever sooner (what the cross-system analyses look for).",
+        ),
+    ] = True,
 ) -> None:
     """Generate a seeded synthetic plant in the fixture format the mock systems serve (fixtures/README.md)."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_FILE).is_file())):
@@ -41,7 +49,7 @@ def generate(
     try:
         manifest = generate_plant(
             out, sites=sites, permits=permits, devices=devices, work_orders=work_orders, materials=materials,
-            seed=seed, anchor=anchor.date(),
+            seed=seed, anchor=anchor.date(), effects=effects,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
