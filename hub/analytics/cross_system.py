@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import pandas as pd
 
@@ -62,7 +63,7 @@ def height_against_quality(
         columns=["site", "workshop", "start"],
     )
     starts = pd.to_datetime(height["start"], utc=True).dt.tz_convert(zone)
-    height["month"] = [pd.Timestamp(year=s.year, month=s.month, day=1).date() for s in starts]
+    height["month"] = pd.Series([date(s.year, s.month, 1) for s in starts], index=height.index, dtype=object)
     counts = height.groupby([*WORKSHOP_KEY, "month"]).size().rename("height_permits").reset_index()
     quality = pd.DataFrame(
         [(r.site, r.workshop, r.month, float(r.defect_rate)) for r in rates],

@@ -1,0 +1,239 @@
+"""The cross-system analyses: hand-computed figures on tiny data, the rule file, the planted
+effects of a generated plant, and the assets against the mocks."""
+
+import json
+import math
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, materialize
+
+from hub.analytics.cross_system import height_against_quality, lifting_failure_intervals
+from hub.assets.equipment import eam_pull
+from hub.assets.permits import permits as permits_asset
+from hub.assets.quality import CROSS_SYSTEM_ASSETS
+from hub.logic.cross_system_rules import (
+    CrossSystemRules,
+    FailureIntervalRules,
+    HeightQualityRules,
+    load_cross_system_rules,
+)
+from hub.mappings.engine import load_mapping
+from hub.model import MaintenanceRecord, Permit, QualityRate
+from hub.resources import resources_from_settings
+from hub.synthetic_plant import generate_plant
+from hub.yamlfile import ConfigError
+
+UTC = timezone.utc
+RULES = CrossSystemRules(
+    version="test",
+    height_quality=HeightQualityRules(min_months=4, min_correlation=0.9),
+    failure_intervals=FailureIntervalRules(recent_intervals=3, min_earlier_intervals=2, shortening_factor=2),
+)
+
+
+def permit(n: int, start: datetime, area: str = "A", permit_type: str = "work_at_height", status: str = "closed",
+           devices: tuple[str, ...] = (), site: str = "NJ01") -> Permit:
+    return Permit(
+        permit_id=f"PTW-{n}", permit_type=permit_type, risk_level="yellow", site=site, area=area,
+        device_ids=devices, applicant="王强", planned_start=start, planned_end=start + timedelta(hours=4),
+        status=status, submitted_at=start - timedelta(days=1), updated_at=start,
+    )
+
+
+def rate(workshop: str, month: int, value: str) -> QualityRate:
+    return QualityRate(site="NJ01", workshop=workshop, month=date(2026, month, 1), defect_rate=Decimal(value),
+                       units_inspected=1000)
+
+
+def mid(month: int) -> datetime:
+    return datetime(2026, month, 15, 1, 0, tzinfo=UTC)
+
+
+def height_data():
+    counts = {"A": [1, 2, 3, 4], "B": [0, 1, 0, 1], "C": [1, 2, 3], "D": [4, 3, 2, 1]}
+    permits, n = [], 0
+    for area, per_month in counts.items():
+        for month, count in enumerate(per_month, start=1):
+            for _ in range(count - (area == "A" and month == 4)):
+                n += 1
+                permits.append(permit(n, mid(month), area))
+    permits += [
+        # 01:00 on 1 April in Shanghai: April, not March.
+        permit(100, datetime(2026, 3, 31, 17, 0, tzinfo=UTC), "A"),
+        permit(101, mid(2), "A", status="cancelled"),  # never worked
+        permit(102, mid(2), "A", permit_type="hot_work"),  # not work at height
+        permit(103, mid(6), "A"),  # no rate that month: not compared
+    ]
+    rates = (
+        [rate("A", m, v) for m, v in zip(range(1, 5), ("0.01", "0.02", "0.03", "0.05"))]
+        + [rate("B", m, "0.02") for m in range(1, 5)]
+        + [rate("C", m, v) for m, v in zip(range(1, 4), ("0.01", "0.02", "0.03"))]
+        + [rate("D", m, v) for m, v in zip(range(1, 5), ("0.05", "0.03", "0.02", "0.01"))]
+    )
+    return permits, rates
+
+
+def test_work_at_height_against_quality_by_hand():
+    result = height_against_quality(*height_data(), RULES)
+    a = result.monthly[result.monthly["workshop"] == "A"]
+    assert a["height_permits"].tolist() == [1, 2, 3, 4]
+    assert a["month"].tolist() == [date(2026, m, 1) for m in range(1, 5)]
+    by = result.workshops.set_index("workshop")
+    # x = 1,2,3,4; y = .01,.02,.03,.05: Sxy = .065, Sxx = 5, Syy = .000875.
+    assert by.loc["A", "correlation"] == pytest.approx(0.065 / math.sqrt(5 * 0.000875))
+    assert by.loc["A", "permit_slope"] == pytest.approx(1.0)
+    assert by.loc["A", "rate_slope"] == pytest.approx(0.013)
+    assert by.loc["A", "months"] == 4 and by.loc["A", "rising_together"]
+    assert math.isnan(by.loc["B", "correlation"]) and not by.loc["B", "rising_together"]  # a flat rate
+    assert by.loc["C", "correlation"] == pytest.approx(1.0) and not by.loc["C", "rising_together"]  # 3 months
+    assert by.loc["D", "correlation"] > 0.9 and not by.loc["D", "rising_together"]  # both fall
+    assert result.monthly[result.monthly["workshop"] == "B"]["height_permits"].tolist() == [0, 1, 0, 1]
+
+
+def failure(record_id: str, device: str, day: float | None, kind: str = "corrective", status: str = "closed",
+            site: str = "NJ01") -> MaintenanceRecord:
+    reported = None if day is None else datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)
+    return MaintenanceRecord(record_id=record_id, site=site, device_id=device, kind=kind, status=status,
+                             reported_at=reported, updated_at=datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def test_lifting_failure_intervals_by_hand():
+    lifting = [
+        permit(1, mid(11), permit_type="lifting", status="approved", devices=("X", "Y")),
+        permit(2, mid(11), permit_type="lifting", status="submitted", devices=("Z",)),
+        permit(3, mid(11), permit_type="hot_work", status="approved", devices=("W",)),
+    ]
+    records = [failure(f"X{i}", "X", day, kind="emergency" if i % 2 else "corrective")
+               for i, day in enumerate((0, 100, 190, 270, 300, 320, 330))]
+    records += [
+        failure("X-can", "X", 310, status="cancelled"),  # no failure
+        failure("X-pm", "X", 315, kind="preventive"),  # no failure
+        failure("X-undated", "X", None),  # cannot be placed in time
+        failure("X-other-site", "X", 325, site="HZ02"),  # another site's device X
+    ]
+    records += [failure(f"Y{i}", "Y", day) for i, day in enumerate((0, 50, 100, 140, 170, 200))]
+    records += [failure(f"Z{i}", "Z", day) for i, day in enumerate((0, 10, 20))]
+    records += [failure(f"W{i}", "W", day) for i, day in enumerate((0, 100, 200, 210, 215, 218))]
+    result = lifting_failure_intervals(lifting, records, RULES)
+    by = result.devices.set_index("device_id")
+    assert list(by.index) == ["X", "Y", "Z"]  # W is named by no lifting permit
+    x = result.intervals[result.intervals["device_id"] == "X"]
+    assert x["interval_days"].tolist()[1:] == [100, 90, 80, 30, 20, 10]
+    assert by.loc["X", "failures"] == 7
+    assert (by.loc["X", "earlier_mean_days"], by.loc["X", "recent_mean_days"]) == (90, 20)
+    assert by.loc["X", "shortening"] == pytest.approx(4.5) and by.loc["X", "failing_faster"]
+    # Y: 50, 50 before 40, 30, 30: earlier 50 against recent 33.3, 1.5 times sooner: under the factor.
+    assert by.loc["Y", "shortening"] == pytest.approx(1.5) and not by.loc["Y", "failing_faster"]
+    # Z: two intervals are too few for a trend.
+    assert by.loc["Z", "failures"] == 3 and math.isnan(by.loc["Z", "shortening"]) and not by.loc["Z", "failing_faster"]
+
+
+def test_no_records_give_empty_tables():
+    height = height_against_quality([], [], RULES)
+    failures = lifting_failure_intervals([], [], RULES)
+    assert height.monthly.empty and height.workshops.empty
+    assert failures.intervals.empty and failures.devices.empty
+
+
+def test_the_packaged_rules_load():
+    rules = load_cross_system_rules()
+    assert rules.failure_intervals.shortening_factor == 2
+    assert rules.height_quality.min_months >= 3
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("  shortening_factor: 1", "failure_intervals.shortening_factor"),
+        ("  min_correlation: -0.5", "height_quality.min_correlation"),
+        ("  min_months: 2", "height_quality.min_months"),
+    ],
+)
+def test_a_meaningless_threshold_is_refused_naming_file_and_field(tmp_path: Path, line: str, field: str):
+    packaged = (Path(__file__).parents[1] / "hub/rules/cross_system.yaml").read_text(encoding="utf-8")
+    name = line.split(":")[0]
+    text = "\n".join(line if row.startswith(f"{name}:") else row for row in packaged.splitlines())
+    assert text != packaged
+    bad = tmp_path / "cross_system.yaml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_cross_system_rules(bad)
+    assert str(bad) in str(raised.value) and field in str(raised.value)
+
+
+# --------------------------------------------------------------------------- a generated plant
+
+
+def analysed(folder: Path, effects: bool) -> tuple[dict, object, object]:
+    manifest = generate_plant(folder, sites=2, permits=1000, devices=200, work_orders=2000, materials=40, seed=1,
+                              effects=effects)
+
+    def read(kind: str, system: str, relative: str):
+        return load_mapping(system).inbound(kind, json.loads((folder / relative).read_text(encoding="utf-8"))).records
+
+    permits = read("permit", "ptw", "ptw/permits.json")
+    rules = load_cross_system_rules()
+    height = height_against_quality(permits, read("quality_rate", "mes", "mes/quality.json"), rules)
+    failures = lifting_failure_intervals(
+        permits, read("maintenance_record", "eam", "eam/workorders.json"), rules
+    )
+    return manifest, height, failures
+
+
+def flagged(height, failures) -> tuple[set, set]:
+    workshops = height.workshops[height.workshops["rising_together"]]
+    devices = failures.devices[failures.devices["failing_faster"]]
+    return set(zip(workshops["site"], workshops["workshop"])), set(zip(devices["site"], devices["device_id"]))
+
+
+def test_the_planted_effects_are_found_and_only_when_planted(tmp_path: Path):
+    manifest, height, failures = analysed(tmp_path / "with", effects=True)
+    planted = manifest["effects"]
+    workshop = planted["height_quality_workshop"]
+    devices = {(d["site"], d["device_id"]) for d in planted["failing_devices"]}
+    assert len(devices) == 2
+    assert flagged(height, failures) == ({(workshop["site"], workshop["workshop"])}, devices)
+    # The planted devices are named by lifting permits the sync covers (open ones).
+    permits = json.loads((tmp_path / "with/ptw/permits.json").read_text(encoding="utf-8"))
+    lifted_open = {(p["siteCode"], d.strip().upper()) for p in permits if p["ticketType"] == "DZ"
+                   and p["state"] in ("SUBMITTED", "APPROVED", "IN_PROGRESS", "SUSPENDED") for d in p.get("equipmentCodes", [])}
+    assert devices <= lifted_open
+
+    manifest, height, failures = analysed(tmp_path / "without", effects=False)
+    assert manifest["effects"] == {"height_quality_workshop": None, "failing_devices": []}
+    assert flagged(height, failures) == (set(), set())
+    # Enough history to have looked: lifted devices with intervals to compare, months of rates.
+    assert failures.devices["shortening"].notna().sum() >= 3
+    assert (height.workshops["months"] == 12).all()
+
+
+# --------------------------------------------------------------------------- the assets
+
+
+def test_the_assets_flag_the_fixture_plants_failing_device_with_a_chart(fresh_mocks, sqlite_url, make_settings):
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [permits_asset, eam_pull, *CROSS_SYSTEM_ASSETS], partition_key="NJ01",
+            resources=resources_from_settings(settings), instance=instance,
+        )
+        assert result.success
+        metadata = {
+            m.asset_key.to_user_string(): m.materialization.metadata for m in result.get_asset_materialization_events()
+        }
+        for name in ("work_at_height_quality", "lifting_failure_intervals"):
+            chart = Path(metadata[name]["chart_file"].value)
+            assert chart.read_bytes().startswith(b"\x89PNG") and chart.name == f"{name}-NJ01.png"
+            assert "](data:image/png;base64," in metadata[name]["chart"].value
+            assert metadata[name]["rule_version"].value == load_cross_system_rules().version
+    lifting = metadata["lifting_failure_intervals"]
+    assert lifting["flagged"].value == "NJ01/NJ-R-202"
+    first = lifting["preview"].value.records[0].data
+    assert first["device_id"] == "NJ-R-202" and first["failures"] == 7 and first["failing_faster"] is True
+    height = metadata["work_at_height_quality"]
+    # The fixture's work at height lies in December and January, after the months the MES rates.
+    assert height["flagged"].value == "none" and height["dagster/row_count"].value == 4
+    assert metadata["mes_quality_rates"]["dagster/row_count"].value == 44
