@@ -68,9 +68,10 @@ class EamPull:
         own_equipment = [e for e in equipment.records if e.site == self.site]
         own_records = [r for r in records.records if r.site == self.site]
         self.wrong_site += len(equipment.records) - len(own_equipment) + len(records.records) - len(own_records)
-        hub_store.upsert_equipment(own_equipment, fetched_at, lineage_of(mapping))
-        hub_store.upsert_maintenance_records(own_records, fetched_at, lineage_of(mapping))
-        self.quarantined += quarantine_rejects(hub_store, "eam", mapping, equipment.quarantined + records.quarantined)
+        with hub_store.transaction(write=True):  # the page lands whole, in one commit
+            hub_store.upsert_equipment(own_equipment, fetched_at, lineage_of(mapping))
+            hub_store.upsert_maintenance_records(own_records, fetched_at, lineage_of(mapping))
+            self.quarantined += quarantine_rejects(hub_store, "eam", mapping, equipment.quarantined + records.quarantined)
         self.unmapped["equipment"].update(mapping.unmapped_fields("equipment", vendor_equipment))
         self.unmapped["maintenance_record"].update(mapping.unmapped_fields("maintenance_record", vendor_records))
         self.equipment += len(own_equipment)
@@ -131,12 +132,14 @@ def settle(hub_store, pull: EamPull, coverage: Coverage, whole: list[str], fetch
     site = pull.site
     suspect = set(coverage.suspect)
     settled_whole = [d for d in whole if d in coverage.answered] if not coverage.reasons else []
-    # A suspect reply deletes nothing, not even on devices it did return.
-    dropped = hub_store.drop_maintenance_records_not_refetched(site, settled_whole, fetched_at)
-    failpoint("eam.before_lookups")
-    hub_store.record_lookups(EAM_ANSWERED, [*coverage.answered, *coverage.unknown], fetched_at, site=site)
-    hub_store.record_lookups(EAM_WHOLE, settled_whole, fetched_at, site=site)
-    hub_store.record_lookups(EAM_SUSPECT, sorted(suspect), fetched_at, site=site)
+    # One commit: the deletions and the data ages they justify land together or not at all.
+    with hub_store.transaction(write=True):
+        # A suspect reply deletes nothing, not even on devices it did return.
+        dropped = hub_store.drop_maintenance_records_not_refetched(site, settled_whole, fetched_at)
+        failpoint("eam.before_lookups")
+        hub_store.record_lookups(EAM_ANSWERED, [*coverage.answered, *coverage.unknown], fetched_at, site=site)
+        hub_store.record_lookups(EAM_WHOLE, settled_whole, fetched_at, site=site)
+        hub_store.record_lookups(EAM_SUSPECT, sorted(suspect), fetched_at, site=site)
     return dropped
 
 

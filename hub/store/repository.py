@@ -424,6 +424,8 @@ class HubStore:
     ) -> None:
         fetched_at = _aware(fetched_at, "fetched_at")
         rows = [{**e.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for e in items]
+        if not rows:
+            return  # no write lock taken for nothing
         with self._write() as conn:
             self._upsert(conn, t.equipment, rows, ["site", "device_id"], newest_by="fetched_at")
 
@@ -441,6 +443,8 @@ class HubStore:
     ) -> None:
         fetched_at = _aware(fetched_at, "fetched_at")
         rows = [{**m.model_dump(mode="python"), "fetched_at": fetched_at, **_lineage(lineage)} for m in items]
+        if not rows:
+            return
         with self._write() as conn:
             self._upsert(conn, t.maintenance_records, rows, ["site", "record_id"], newest_by="fetched_at")
 
@@ -453,6 +457,8 @@ class HubStore:
         fetched_at = _aware(fetched_at, "fetched_at")
         m = t.maintenance_records
         dropped = 0
+        if not device_ids:
+            return 0
         with self._write() as conn:
             for chunk in _chunks(_unique(device_ids), IN_CHUNK):
                 result = conn.execute(
@@ -465,6 +471,8 @@ class HubStore:
         """`site` scopes keys that are only unique per site (device IDs); "" is plant-wide."""
         at = _aware(at, "at")
         rows = [{"system": system, "site": site, "key": k, "looked_up_at": at} for k in _unique(keys)]
+        if not rows:
+            return
         with self._write() as conn:
             self._upsert(conn, t.lookups, rows, ["system", "site", "key"])
 
