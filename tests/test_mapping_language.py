@@ -896,7 +896,7 @@ inbound:
          "status, submitted_at, approved_at, guardian_arrived_at, closed_at, result, work_hours, updated_at"),
         ("  permit:", "  permits:", "permits", "inbound.permits",
          "unknown record kind 'permits'; did you mean 'permit'? expected one of permit, equipment, "
-         "maintenance_record, process_parameter, safety_cost_entry, gate_decision, erp_confirmation, erp_document"),
+         "maintenance_record, process_parameter, quality_rate, safety_cost_entry, gate_decision, erp_confirmation, erp_document"),
         ("transform: [id]}", "transform: [ID]}", "ID", "inbound.permit.fields.site.transform[0]",
          "unknown transform 'ID'; did you mean 'id'? expected one of id, strip, upper, lower"),
         ("timezone: Asia/Shanghai", "timezone: Asia/Shangai", "Asia", "timezone",

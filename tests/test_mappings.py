@@ -125,7 +125,7 @@ def test_every_packaged_mapping_loads_with_lineage():
     assert load_mapping("ptw").inbound_kinds == ("permit",)
     assert load_mapping("ptw").outbound_kinds == ("gate_decision",)
     assert load_mapping("eam").inbound_kinds == ("equipment", "maintenance_record")
-    assert load_mapping("mes").inbound_kinds == ("process_parameter",)
+    assert load_mapping("mes").inbound_kinds == ("process_parameter", "quality_rate")
     assert load_mapping("erp").outbound_kinds == ("safety_cost_entry",)
 
 
@@ -331,7 +331,7 @@ def test_eam_work_order_uses_internal_status_not_label():
     )
     assert [(r.record_id, r.kind, r.status, r.isolation) for r in result.records] == [
         ("WO-1001", "corrective", "approved", "applied"),
-        ("WO-1002", "corrective", "in_progress", "released"),
+        ("WO-1002", "emergency", "in_progress", "released"),
         ("WO-1003", "inspection", "approved", "applied"),
         ("WO-1004", "overhaul", "in_progress", "applied"),
     ]
@@ -578,7 +578,7 @@ def test_error_unknown_kind(tmp_path):
     path, error = load_error(tmp_path, BASE.replace("process_parameter:", "process_parameters:"))
     assert error == (
         f"{path}:4:3: inbound.process_parameters: unknown record kind 'process_parameters'; "
-        "did you mean 'process_parameter'? expected one of permit, equipment, maintenance_record, process_parameter, safety_cost_entry, gate_decision, erp_confirmation, erp_document"
+        "did you mean 'process_parameter'? expected one of permit, equipment, maintenance_record, process_parameter, quality_rate, safety_cost_entry, gate_decision, erp_confirmation, erp_document"
     )
 
 

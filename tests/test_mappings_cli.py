@@ -65,7 +65,7 @@ def test_validate_defaults_to_every_packaged_mapping_and_site_overlay():
 
 def test_preview_shows_vendor_and_canonical_side_by_side(tmp_path):
     sample = copy("mes-sample.json", tmp_path)
-    result = run("preview", "mes", "--sample", str(sample))
+    result = run("preview", "mes", "--sample", str(sample), "--kind", "process_parameter")
     assert result.exit_code == 0, result.output
     out = result.output
     assert "mes.yaml: process_parameter (23 mapped, 1 quarantined)" in out
@@ -113,7 +113,7 @@ def test_preview_asks_for_a_kind_or_a_readable_sample(tmp_path):
     assert result.exit_code == 2
     assert "eam.yaml maps equipment, maintenance_record: choose one" in result.output
     sample.write_text('{"MaterialDefinition": []}', encoding="utf-8")
-    result = run("preview", "mes", "--sample", str(sample))
+    result = run("preview", "mes", "--sample", str(sample), "--kind", "process_parameter")
     assert result.exit_code == 2
     assert "found MaterialDefinition" in result.output
     sample.write_text("not json", encoding="utf-8")
@@ -138,7 +138,7 @@ def test_diff_shows_what_changes_per_record(tmp_path):
                         "data_type:    {from: Value.DataType, transform: [strip], optional: true, default: double}")
     text = text.replace("LEL: \"%\"", "LEL: ppm")
     changed.write_text(text, encoding="utf-8")
-    result = run("diff", "mes", str(changed), "--sample", str(sample))
+    result = run("diff", "mes", str(changed), "--sample", str(sample), "--kind", "process_parameter")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "mes.yaml -> mes-new.yaml, process_parameter: 7 changed, 1 no longer quarantined; 16 unchanged"
@@ -165,7 +165,7 @@ def test_diff_names_records_that_become_quarantined(tmp_path):
     text = (MAPPINGS_DIR / "mes.yaml").read_text(encoding="utf-8")
     stricter.write_text(text.replace("transform: [strip]}\n      unit", "map: {double: double}}\n      unit"),
                         encoding="utf-8")
-    result = run("diff", "mes", str(stricter), "--sample", str(sample))
+    result = run("diff", "mes", str(stricter), "--sample", str(sample), "--kind", "process_parameter")
     assert result.exit_code == 0, result.output
     summary, *quarantined = result.output.splitlines()
     assert summary == "mes.yaml -> strict.yaml, process_parameter: 4 now quarantined; 20 unchanged"
