@@ -229,6 +229,9 @@ def test_the_assets_flag_the_fixture_plants_failing_device_with_a_chart(fresh_mo
             assert chart.read_bytes().startswith(b"\x89PNG") and chart.name == f"{name}-NJ01.png"
             assert "](data:image/png;base64," in metadata[name]["chart"].value
             assert metadata[name]["rule_version"].value == load_cross_system_rules().version
+            [definition] = [a for a in CROSS_SYSTEM_ASSETS if a.key.to_user_string() == name]
+            schema = definition.specs_by_key[definition.key].metadata["dagster/column_schema"]
+            assert list(metadata[name]["preview"].value.records[0].data) == [c.name for c in schema.columns]
     lifting = metadata["lifting_failure_intervals"]
     assert lifting["flagged"].value == "NJ01/NJ-R-202"
     first = lifting["preview"].value.records[0].data

@@ -14,6 +14,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from hub.analytics import cross_system
 from hub.analytics.charts import chart_metadata, line_chart
+from hub.assets.analytics import analytics_asset
 from hub.assets.common import column_schema, drift_result, drift_spec, lineage_of, mapping_label, preview, quarantine_rejects
 from hub.assets.sites import site_partitions, sites_of
 from hub.assets.systems import MES
@@ -88,10 +89,10 @@ def _analysis_result(
     )
 
 
-@asset(
-    group_name="analytics",
+@analytics_asset(
+    "site:string workshop:string months:int correlation:float permit_slope:float rate_slope:float "
+    "rising_together:bool",
     deps=["permits", "mes_quality_rates"],
-    partitions_def=site_partitions,
     description="Work-at-height permits per workshop and month against the MES defect rate: correlation, "
     "months compared, and workshops where both rise together.",
 )
@@ -113,10 +114,10 @@ def work_at_height_quality(context: AssetExecutionContext, store: HubStoreResour
     return _analysis_result(context, cross_system.records(workshops), flagged, png, rules)
 
 
-@asset(
-    group_name="analytics",
+@analytics_asset(
+    "site:string device_id:string failures:int earlier_mean_days:float recent_mean_days:float shortening:float "
+    "failing_faster:bool",
     deps=["permits", "maintenance_records"],
-    partitions_def=site_partitions,
     description="Days between successive failure work orders (corrective, emergency) of the devices lifting "
     "permits name, and devices whose recent failures come much sooner than before.",
 )
