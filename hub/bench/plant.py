@@ -19,6 +19,9 @@ CHANGED_FRACTION = 0.01
 # Before today, so that every stamp of the generated plant is older than a change made now: an
 # incremental pull then lists the changes, and only them.
 ANCHOR = date(2026, 11, 1)
+# Part of a cached plant's folder name: raised when the generator writes what older plants lack
+# (2: MES quality records and work-order report dates), so an older plant is not reused.
+PLANT_FORMAT = 2
 
 
 class PlantUnavailable(RuntimeError):
@@ -27,7 +30,7 @@ class PlantUnavailable(RuntimeError):
 
 def generated_plant(scale: Scale, seed: int, workdir: Path) -> Path:
     """The plant for this scale and seed, reused from `workdir`: the large one takes minutes to generate."""
-    folder = workdir / "plants" / f"{scale.name}-seed{seed}-{ANCHOR:%Y%m%d}"
+    folder = workdir / "plants" / f"{scale.name}-seed{seed}-{ANCHOR:%Y%m%d}-v{PLANT_FORMAT}"
     if (folder / "manifest.json").exists():
         return folder
     try:
