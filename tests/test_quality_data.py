@@ -169,3 +169,17 @@ def test_a_rule_file_without_corrective_work_does_not_count_emergency_work():
     assert not rules.counts("emergency") and not rules.counts("corrective")
     listed = rules.model_copy(update={"counted_work_order_kinds": frozenset({"emergency"})})
     assert listed.counts("emergency") and not listed.counts("corrective")
+
+
+def test_the_mocks_refuse_a_quality_query_without_its_site(fresh_mocks, http):
+    rest = http.get(f"{fresh_mocks.urls['mes']}/api/v1/quality/defect-rates")
+    assert rest.status_code == 400 and "siteId" in rest.json()["error"]
+    odata = http.get(f"{fresh_mocks.urls['mes_odata']}/WorkshopDefectRateSet", params={"$filter": "Workshop eq '罐区'"})
+    assert odata.status_code == 400 and odata.json()["error"]["code"] == "ZMES/INVALID_FILTER"
+    s4 = http.get(
+        f"{fresh_mocks.base_urls['mes_odata']}/sap/opu/odata/sap/C_INSPLOTDEFECTRATEQ_CDS/C_InspLotDefectRateQResults",
+        params={"$filter": "Plant eq 'NJ01'", "$select": "WorkCenterText,DefectRate", "$top": "2"},
+    )
+    body = s4.json()["d"]
+    assert [set(r) - {"__metadata"} for r in body["results"]] == [{"WorkCenterText", "DefectRate"}] * 2
+    assert "__next" in body
