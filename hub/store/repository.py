@@ -166,7 +166,7 @@ def _make_engine(url: str | URL) -> Engine:
     if backend == "sqlite":
         on_disk = parsed.database not in (None, "", ":memory:")
         # A connection per thread that decides at once (the gate-check service's threads).
-        pool = {"pool_size": 10, "max_overflow": 40} if on_disk else {}
+        pool = {"pool_size": 40, "max_overflow": 20} if on_disk else {}
         engine = create_engine(parsed, json_serializer=_json_dumps, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
