@@ -26,6 +26,7 @@ from dagster_celery import celery_executor
 from sqlalchemy.engine import make_url
 
 from hub.assets.analytics import ANALYTICS_ASSETS
+from hub.assets.quality import lifting_failure_intervals, mes_quality_rates, work_at_height_quality
 from hub.assets.clearance import clearance_covers_every_device, equipment_clearance
 from hub.assets.costs import safety_cost_entries
 from hub.assets.equipment import devices_found_in_eam, eam_data_fresh, eam_pull
@@ -42,7 +43,9 @@ from hub.sensors import regate_sensor
 from hub.settings import HubSettings
 
 # What one site's run materializes and checks; the permits of other sites have a job of their own.
-ASSETS = [permits, eam_pull, process_parameters, equipment_clearance, permit_gate_decisions, safety_cost_entries, erp_postings]
+ASSETS = [permits, eam_pull, process_parameters, mes_quality_rates, equipment_clearance, permit_gate_decisions, safety_cost_entries, erp_postings]
+# The KPIs, then the analyses across systems (hub/rules/cross_system.yaml).
+ANALYTICS = [*ANALYTICS_ASSETS, work_at_height_quality, lifting_failure_intervals]
 CHECKS = [
     devices_found_in_eam,
     eam_data_fresh,
@@ -56,7 +59,7 @@ OTHER_SITES = [permits_of_other_sites, every_permit_within_the_gate]
 # The analytics are computed from the store after the pulls and the gate, so a full sync ends with current KPIs.
 full_sync = define_asset_job(
     "full_sync",
-    selection=AssetSelection.assets(*ASSETS, *ANALYTICS_ASSETS),
+    selection=AssetSelection.assets(*ASSETS, *ANALYTICS),
     description="Pull permits, equipment and process data, gate permits, post safety costs, compute the permit KPIs.",
 )
 
@@ -168,14 +171,17 @@ FILES_READ = {
     "permit_gate_decisions": ("gate", "ptw"),
     "safety_cost_entries": ("costs",),
     "erp_postings": ("erp",),
+    "mes_quality_rates": ("mes",),
     **{spec.key.to_user_string(): ("analytics",) for asset in ANALYTICS_ASSETS for spec in asset.specs},
+    "work_at_height_quality": ("cross_system",),
+    "lifting_failure_intervals": ("cross_system",),
 }
 
 
 def file_versions(settings: HubSettings) -> dict[str, str]:
     """A short content hash of each configured flavor file (its base files included) and rule file."""
     versions = {system: flavor_of(settings, system).sha256[:12] for system in ("ptw", "eam", "mes", "erp")}
-    for rules, path in (("gate", settings.gate_rules_file), ("costs", settings.cost_rules_file), ("analytics", None)):
+    for rules, path in (("gate", settings.gate_rules_file), ("costs", settings.cost_rules_file), ("analytics", None), ("cross_system", None)):
         versions[rules] = hashlib.sha256((path or RULES_DIR / f"{rules}.yaml").read_bytes()).hexdigest()[:12]
     return versions
 
@@ -199,7 +205,7 @@ def described(settings: HubSettings):
 
 def build_definitions(settings: HubSettings | None = None) -> Definitions:
     settings = settings or HubSettings()
-    hub_assets = map_asset_specs(described(settings), [*ASSETS, *ANALYTICS_ASSETS, permits_of_other_sites])
+    hub_assets = map_asset_specs(described(settings), [*ASSETS, *ANALYTICS, permits_of_other_sites])
     edges = system_specs(settings, holds_from=[permit_gate_decisions, permits_of_other_sites], entries_from=[erp_postings])
     return Definitions(
         assets=[*hub_assets, *edges],
