@@ -360,3 +360,29 @@ def test_the_mock_ptw_hook_asks_the_real_service_and_refuses_a_blocked_approval(
     approved = httpx.post(f"{ptw}/api/v1/permits/{clear}/approve", timeout=30)
     assert approved.status_code == 200, approved.text
     assert approved.json()["state"] == "APPROVED"
+
+
+def test_the_answer_shows_the_history_of_similar_work_planned_nearby(service, fresh_mocks, sqlite_url):
+    from conftest import materialize_sites
+    from dagster import DagsterInstance
+
+    from hub.analytics.kpis import similar_work
+    from hub.definitions import ASSETS
+    from hub.resources import resources_from_settings
+
+    url, settings = service()
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize_sites(ASSETS, sites=("NJ01",), resources=resources_from_settings(settings), instance=instance).success
+    stored = HubStore(sqlite_url).load_permits(site="NJ01")
+    # Two more cracking-unit climbs are planned within 72 h of this one; one like them was completed.
+    answer = check(url, {"ticket_no": "PTW-NJ-2026-0001"}).json()
+    shown = answer["similar_work"]
+    assert shown["nearby"] == ["PTW-NJ-2026-0007", "PTW-NJ-2026-0014"]
+    expected = similar_work(stored, next(p for p in stored if p.permit_id == "PTW-NJ-2026-0001"), datetime.now(timezone.utc))
+    assert shown == json.loads(json.dumps(expected.as_dict()))
+    assert shown["results"] == {"completed": 1}
+    lone = next(
+        p for p in stored
+        if p.permit_type == "work_at_height" and similar_work(stored, p, datetime.now(timezone.utc)) is None
+    )
+    assert check(url, {"ticket_no": lone.permit_id}).json()["similar_work"] is None

@@ -180,7 +180,7 @@ def decision(pid: str, verdict: str = "block", at: datetime = T0) -> GateDecisio
 def test_migration_up_from_empty(db_url):
     assert current_revision(db_url) is None
     upgrade(db_url)
-    assert current_revision(db_url) == head_revision() == "0004"
+    assert current_revision(db_url) == head_revision() == "0005"
     upgrade(db_url)  # already at head: a no-op, not an error
     engine = create_engine(db_url, poolclass=NullPool)
     try:
@@ -243,7 +243,7 @@ def test_store_refuses_other_revision(db_url):
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
     engine.dispose()
-    with pytest.raises(SchemaNotReadyError, match=r"'0000'.*'0004'.*run `hub db upgrade`"):
+    with pytest.raises(SchemaNotReadyError, match=r"'0000'.*'0005'.*run `hub db upgrade`"):
         HubStore(db_url)
 
 

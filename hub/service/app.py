@@ -63,6 +63,17 @@ class DeviceOut(BaseModel):
     data_age_s: float | None = Field(description="How old that data was at decision time, in seconds.")
 
 
+class SimilarWorkOut(BaseModel):
+    permit_id: str
+    site: str
+    area: str
+    permit_type: str
+    nearby: list[str] = Field(description="Permits of the type in the area planned within the gap of this one.")
+    history: list[dict[str, str | None]] = Field(description="The area's permits of the type, newest first: id, planned start, status, result.")
+    results: dict[str, int] = Field(description="How those permits ended (\"open\": not yet).")
+    incidents: list[str]
+
+
 class GateCheckAnswer(BaseModel):
     permit_id: str
     decision: Literal["allow", "block", "not_gated"]
@@ -73,6 +84,11 @@ class GateCheckAnswer(BaseModel):
     evaluated_at: str
     eam_refreshed: list[str] = Field(
         default=[], description="Devices whose data was older than decision_data_age, so the EAM was asked for them now."
+    )
+    similar_work: SimilarWorkOut | None = Field(
+        default=None,
+        description="Work of the same type in the same area planned within 72 h of this permit: the area's history of "
+        "that type (six months) with results and incidents, for whoever approves. Advice only; null when there is none.",
     )
 
 

@@ -19,11 +19,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from hub.analytics.kpis import similar_work
 from hub.connectors.retry import TransientError, VendorRejected
+from hub.logic.analytics_rules import AnalyticsRules, load_analytics_rules
 from hub.logic.clearance import DeviceProfile, iso
 from hub.logic.gate import decide, decision_fingerprint, invalid_permit_decisions, is_gated, with_reasons
 from hub.logic.rules import RULES_DIR, GateRules, load_gate_rules
@@ -75,6 +77,7 @@ class GateAnswer:
     eam_refreshed: list[str] = field(default_factory=list)
     eam_error: str | None = None
     hold_error: str | None = None
+    similar_work: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class GateAnswer:
             "decision_id": self.decision_id,
             "evaluated_at": iso(self.evaluated_at),
             "eam_refreshed": self.eam_refreshed,
+            "similar_work": self.similar_work,
         }
 
 
@@ -140,6 +144,7 @@ class GateCheckService:
         self._instance_lock = threading.Lock()
         self._instance: Any = None
         self._rules: tuple[tuple[float, int], GateRules] | None = None
+        self._analytics_rules: AnalyticsRules | None = None
         self._reports: queue.Queue[GateAnswer] = queue.Queue(maxsize=REPORT_BACKLOG)
         self._reporter = threading.Thread(target=self._report_loop, name="dagster-reports", daemon=True)
         self._reporter.start()
@@ -186,6 +191,28 @@ class GateCheckService:
             # Every device whole (no change-only asks): the answer must not rest on older data.
             pulled = pull_site(hub_store, client, self.eam_mapping, site, set(devices), 0, self.eam.suspect_drop_share)
         return pulled.error
+
+    def similar_work(self, hub_store: HubStore, permit: Permit, now: datetime) -> dict[str, Any] | None:
+        """The area's history of the permit's type when similar work is planned within the
+        analytics rules' gap (the prompt a PTW shows before approval); advice only, so a
+        failure to read it is logged and the answer stands."""
+        try:
+            rules = self.analytics_rules()
+            planned_from = min(
+                permit.planned_start - rules.similar_work_gap,
+                now - timedelta(days=31 * rules.similar_work_history_months),
+            )
+            others = hub_store.permits_like(permit.site, permit.area, permit.permit_type, planned_from)
+            found = similar_work(others, permit, now, rules)
+        except Exception:
+            log.exception("gate check of %s: the history of similar work could not be read", permit.permit_id)
+            return None
+        return found.as_dict() if found else None
+
+    def analytics_rules(self) -> AnalyticsRules:
+        if self._analytics_rules is None:
+            self._analytics_rules = load_analytics_rules()
+        return self._analytics_rules
 
     # -- one check --------------------------------------------------------------------------
 
@@ -243,12 +270,15 @@ class GateCheckService:
                 profiles = clearance_profiles(hub_store, permit.site, devices, rules, now)
         decision = decide(permit, profiles, rules, now, site_configured=site_configured)
         if decision is None:
-            return GateAnswer(permit.permit_id, NOT_GATED, now, rules.version, site=permit.site)
+            answer = GateAnswer(permit.permit_id, NOT_GATED, now, rules.version, site=permit.site)
+            answer.similar_work = self.similar_work(hub_store, permit, now)
+            return answer
         if eam_error is not None:
             # Never an allow on old data: each device asked about and not answered blocks.
             decision = with_reasons(decision, _eam_unreachable(permit.site, refreshed, eam_error, now))
         answer = self._finish(decision, profiles, now, site=permit.site if site_configured else None)
         answer.eam_refreshed, answer.eam_error = refreshed, eam_error
+        answer.similar_work = self.similar_work(hub_store, permit, now)
         if eam_error:
             log.warning("gate check of %s: the EAM did not answer for %s: %s", permit.permit_id, ", ".join(refreshed), eam_error)
         return answer

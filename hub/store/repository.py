@@ -399,6 +399,17 @@ class HubStore:
             out.append(_canonical(Permit, row))
         return out
 
+    def permits_like(self, site: str, area: str, permit_type: str, planned_from: datetime) -> list[Permit]:
+        """The site's permits of the type in the area planned to start at or after `planned_from`."""
+        p = t.permits
+        query = select(p).where(
+            p.c.site == site, p.c.area == area, p.c.permit_type == permit_type,
+            p.c.planned_start >= _aware(planned_from, "planned_from"),
+        )
+        with self._read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query.order_by(p.c.planned_start, p.c.permit_id))]
+        return [_canonical(Permit, row) for row in rows]
+
     def permit_ids(self, site: str) -> set[str]:
         """IDs of a site's permits: what a site-scoped check needs, without reading whole permits."""
         with self._read() as conn:

@@ -67,6 +67,8 @@ permits = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("synced_at", UtcDateTime, nullable=False),
     *lineage_columns(),
+    # The history of similar work a gate check shows (the same type in the same area).
+    Index("ix_permits_site_area_type", "site", "area", "permit_type", "planned_start"),
 )
 
 # Equipment is (site, device_id) and a work order (site, record_id): two sites may reuse a number.
