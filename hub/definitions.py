@@ -60,7 +60,8 @@ OTHER_SITES = [permits_of_other_sites, every_permit_within_the_gate]
 full_sync = define_asset_job(
     "full_sync",
     selection=AssetSelection.assets(*ASSETS, *ANALYTICS),
-    description="Pull permits, equipment and process data, gate permits, post safety costs, compute the permit KPIs.",
+    description="Pull permits, equipment, process and quality data, gate permits, post safety costs, "
+    "compute the permit KPIs and the analyses across systems.",
 )
 
 # The gate again, on what the store knows, for a site whose sync failed: Dagster skips the steps

@@ -54,7 +54,7 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
     assert result.success
     materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
     assert materialized == {
-        "permits", "equipment", "maintenance_records", "process_parameters",
+        "permits", "equipment", "maintenance_records", "process_parameters", "mes_quality_rates",
         "equipment_clearance", "permit_gate_decisions", "safety_cost_entries", "erp_postings",
     }
     permits = metadata_of(result, "permits")
@@ -67,9 +67,11 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
         if m.asset_key.to_user_string() == "permit_gate_decisions"
     ]
     assert "PTW-NJ-2026-0004" in {record.data["permit_id"] for preview in previews for record in preview.records}
-    # One EAM and one MES call per site's run.
+    # One EAM and one MES call per site's run; and one MES call per site for its quality rates.
     assert metadata_of(result, "equipment")["eam_calls"] == 2
     assert metadata_of(result, "process_parameters")["mes_calls"] == 2
+    quality = metadata_of(result, "mes_quality_rates")
+    assert quality["mes_calls"] == 2 and quality["dagster/row_count"] == 76  # HZ02/动力车间/2026-05 is quarantined
     erp = metadata_of(result, "erp_postings")
     assert erp["posted_now"] == 44 and erp["outbox_posted"] == 44 and erp["outbox_pending"] == 0
 
@@ -80,6 +82,7 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
         "equipment:vendor_fields_mapped": True,
         "maintenance_records:vendor_fields_mapped": True,
         "process_parameters:vendor_fields_mapped": True,
+        "mes_quality_rates:vendor_fields_mapped": True,
         "equipment:devices_found_in_eam": False,
         "equipment_clearance:clearance_covers_every_device": True,
         "permit_gate_decisions:gate_decisions_written_back": True,

@@ -51,4 +51,5 @@ def test_webserver_shows_the_lineage_graph(tmp_path):
     assert ("safety_cost_entries", "erp_postings") in edges
     # The plant systems at the edges: what the hub reads and where its write-backs land.
     assert {("ptw", "permits"), ("eam", "equipment"), ("permit_gate_decisions", "ptw_holds"), ("erp_postings", "erp_journal_entries")} <= edges
-    assert len({"/".join(n["assetKey"]["path"]) for n in nodes}) == 21  # 15 and the six permit analytics
+    # 15, the MES quality rates, the six permit analytics and the two analyses across systems.
+    assert len({"/".join(n["assetKey"]["path"]) for n in nodes}) == 24

@@ -25,12 +25,18 @@ EDGES = {
     ("equipment", "hazard_closure_cycle"),
     ("maintenance_records", "hazard_closure_cycle"),
     ("permit_gate_decisions", "gate_performance"),
+    # The analyses across systems: the MES quality rates and the EAM's work orders beside the permits.
+    ("permits", "work_at_height_quality"),
+    ("mes_quality_rates", "work_at_height_quality"),
+    ("permits", "lifting_failure_intervals"),
+    ("maintenance_records", "lifting_failure_intervals"),
     # The plant systems at the edges, as external assets: read from, and written to.
     ("ptw", "permits"),
     ("ptw", "permits_of_other_sites"),
     ("eam", "equipment"),
     ("eam", "maintenance_records"),
     ("mes", "process_parameters"),
+    ("mes", "mes_quality_rates"),
     ("erp", "erp_postings"),
     ("permit_gate_decisions", "ptw_holds"),
     ("permits_of_other_sites", "ptw_holds"),
@@ -76,7 +82,10 @@ def test_checks_job_and_schedule():
         ("guardian_response_rates", "guardian_response_rate_met"),
         *(
             (asset, "vendor_fields_mapped")
-            for asset in ("permits", "equipment", "maintenance_records", "process_parameters", "permits_of_other_sites")
+            for asset in (
+                "permits", "equipment", "maintenance_records", "process_parameters", "mes_quality_rates",
+                "permits_of_other_sites",
+            )
         ),
     }
     # Not blocking: the gate blocks a device without a profile itself, and a blocking check

@@ -140,7 +140,7 @@ def test_second_run_posts_nothing_and_writes_no_holds(two_runs):
 def test_malformed_records_are_quarantined_with_reasons(two_runs):
     first, *_ = two_runs
     quarantined = "\n".join(first.quarantined)
-    assert len(first.quarantined) == 6
+    assert len(first.quarantined) == 7
     for expected in (
         "HZ-C-601: status (from status): unknown value 'UNDER REPAIR'",
         "PTW-NJ-2026-0026: device_ids (from equipmentCodes): missing",
@@ -148,6 +148,7 @@ def test_malformed_records_are_quarantined_with_reasons(two_runs):
         "PTW-NJ-2026-0027: planned_start (from planStartTime): cannot parse '2026-13-45 25:00:00'",
         "WO-5045: status (from status_maxvalue): unknown value 'BOGUS'",
         "环氧乙烷/OPERATING_PRESSURE: data_type (from Parameter[4].Value.DataType): missing",
+        "HZ02/动力车间/2026-05: defect_rate (from DefectRate): Input should be less than or equal to 1",
     ):
         assert expected in quarantined
 
@@ -155,9 +156,9 @@ def test_malformed_records_are_quarantined_with_reasons(two_runs):
 def test_batched_calls(two_runs):
     first, *_ = two_runs
     assert first.devices_looked_up > 20
-    # One batched call per system in each site's run.
+    # One batched call per system in each site's run, and one MES call per site for its quality rates.
     assert first.eam_calls == 2
-    assert first.mes_calls == 2
+    assert first.mes_calls == 2 + 2
 
 
 def test_cli_demo_prints_the_summary(tmp_path):
@@ -170,7 +171,7 @@ def test_cli_demo_prints_the_summary(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Permits synced: 52" in done.stdout
-    assert "in 2 EAM call(s)" in done.stdout and "in 2 MES call(s)" in done.stdout
+    assert "in 2 EAM call(s)" in done.stdout and "materials and quality rates in 4 MES call(s)" in done.stdout
     assert "Blocked permits (21)" in done.stdout
     assert "Outside the gate: site SH03 is not configured (HUB_SITES): 1 gated permit(s) blocked" in done.stdout
     for code in ("EQUIPMENT_NOT_IN_SERVICE NJ-F-102", "SITE_NOT_CONFIGURED", "ISOLATION_NOT_RELEASED NJ-F-101"):

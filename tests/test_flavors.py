@@ -15,6 +15,7 @@ import math
 import os
 import re
 import uuid
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,7 @@ def test_the_real_apis_are_what_the_run_spoke_to(real_run: dict) -> None:
     assert paths["mes_odata"] == {
         "/sap/opu/odata/sap/API_BATCH_SRV/A_BatchCharcValue",
         "/sap/opu/odata/sap/API_CLFN_CHARACTERISTIC_SRV/A_ClfnCharacteristicForKeyDate",
+        "/sap/opu/odata/sap/C_INSPLOTDEFECTRATEQ_CDS/C_InspLotDefectRateQResults",  # the quality rates
     }
     assert real_run["received"]["eam"] == [] and real_run["received"]["mes"] == []
     # The entries went to SAP's SOAP service; the REST face saw no post.
@@ -347,7 +349,12 @@ def test_requests_follow_the_flavors_batch_and_page_sizes(both_runs: tuple[dict,
     # Each site's run asks for its own permits' devices and materials: one batch each here.
     by_site = standard["by_site"].values()
     assert len(standard["received"]["eam"]) == sum(math.ceil(len(d) / soap_batch) for d, _ in by_site) == 2
-    assert len(standard["received"]["mes"]) == sum(math.ceil(len(m) / rest_batch) for _, m in by_site) == 2
+    parameters = [e for e in standard["received"]["mes"] if e["path"] == "/api/v1/material-parameters/query"]
+    assert len(parameters) == sum(math.ceil(len(m) / rest_batch) for _, m in by_site) == 2
+    # Besides, each site's quality rates in one request naming the site (the REST face does not page).
+    quality = [e for e in standard["received"]["mes"] if e["path"] == "/api/v1/quality/defect-rates"]
+    assert sorted(e["query"]["siteId"] for e in quality) == sorted(standard["by_site"])
+    assert len(standard["received"]["mes"]) == len(parameters) + len(quality) == 4
     # Every EAM request names its site: one SOAP request per site, each with its own siteid.
     assert sorted(soap_siteid(e) for e in standard["received"]["eam"]) == sorted(standard["by_site"])
     assert all(
@@ -381,7 +388,17 @@ def test_requests_follow_the_flavors_batch_and_page_sizes(both_runs: tuple[dict,
         for _, site_materials in alternate["by_site"].values()
         for start in range(0, len(site_materials), odata.batch.size)
     )
-    assert len(alternate["received"]["mes_odata"]) == expected_odata > 1
+    odata_log = alternate["received"]["mes_odata"]
+    material_requests = [e for e in odata_log if e["path"].endswith("/MaterialParameterSet")]
+    assert len(material_requests) == expected_odata > 1
+    # The quality rates: each site's rows of the entity set in pages of the flavor's size.
+    rates = load_mapping("mes-sap-odata").spec.endpoint.operations["quality"].requests[0].pages.size
+    quality_rows = Counter(str(q["SiteID"]).strip().upper() for q in fixture("mes/quality.json"))
+    rate_requests = [e for e in odata_log if e["path"].endswith("/WorkshopDefectRateSet")]
+    assert len(rate_requests) == sum(_pages(quality_rows[site], rates) for site in alternate["by_site"]) == 2
+    assert {e["query"]["$top"] for e in rate_requests} == {str(rates)}
+    assert sorted(e["query"]["$filter"] for e in rate_requests) == sorted(f"Plant eq '{s}'" for s in alternate["by_site"])
+    assert len(odata_log) == len(material_requests) + len(rate_requests)
 
 
 # --------------------------------------------------------------------------- each paging style
@@ -628,5 +645,7 @@ def test_demo_runs_on_the_alternate_flavors(tmp_path: Path) -> None:
     assert len(report.blocked) == 21 and len(report.allowed) == 8
     # Per site: mxasset once; mxwo once at HZ02 (36 work orders) and twice at NJ01 (54, pages of 50).
     assert report.eam_calls == 5
-    assert report.mes_calls == 3  # per site, the OData entity set; one site's rows fill two pages
+    # Per site, the parameters' entity set (one site's rows fill two pages) and the quality rates
+    # (44 and 33 rows, pages of 50).
+    assert report.mes_calls == 3 + 2
     assert any("eam-maximo-oslc.yaml" in line for line in report.quarantined)

@@ -52,7 +52,7 @@ def system_specs(settings: HubSettings, holds_from: list, entries_from: list) ->
     return [
         _system_spec(PTW, settings, "ptw", "The permit-to-work system the permits are read from"),
         _system_spec(EAM, settings, "eam", "The maintenance system equipment and work orders are read from"),
-        _system_spec(MES, settings, "mes", "The MES process parameters are read from"),
+        _system_spec(MES, settings, "mes", "The MES process parameters and quality rates are read from"),
         _system_spec(ERP, settings, "erp", "The ERP whose ledger the postings are settled and reconciled against"),
         _system_spec(PTW_HOLDS, settings, "ptw", "Holds the gate writes on blocked permits at the PTW", holds_from),
         _system_spec(ERP_JOURNAL, settings, "erp", "Safety-cost journal entries posted to the ERP", entries_from),
