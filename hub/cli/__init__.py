@@ -130,10 +130,8 @@ def _print_live_demo(report) -> None:
 
 def _print_demo(report) -> None:
     console.print(f"[bold]Permits synced:[/] {report.permits_synced}")
-    console.print(
-        f"[bold]Devices looked up:[/] {report.devices_looked_up} in {report.eam_calls} EAM call(s); "
-        f"materials and quality rates in {report.mes_calls} MES call(s)"
-    )
+    console.print(f"[bold]Devices looked up:[/] {report.devices_looked_up} in {report.eam_calls} EAM call(s)")
+    console.print(f"[bold]Materials and quality rates:[/] {report.mes_calls} MES call(s)")
     blocked = Table(title=f"Blocked permits ({len(report.blocked)})", show_lines=True)
     blocked.add_column("permit")
     blocked.add_column("reasons")
