@@ -91,6 +91,7 @@ def expected_outcome(fixtures: Path, now: datetime, sites: Collection[str] = FIX
     equipment = eam.inbound("equipment", _fixture(fixtures, "eam/assets.json"))
     work_orders = eam.inbound("maintenance_record", _fixture(fixtures, "eam/workorders.json"))
     parameters = mes.inbound("process_parameter", _fixture(fixtures, "mes/materials.json"))
+    quality = mes.inbound("quality_rate", _fixture(fixtures, "mes/quality.json"))
 
     # The EAM answers for every device asked, so each was looked up now; a device is (site, number).
     decisions = []
@@ -149,6 +150,9 @@ def expected_outcome(fixtures: Path, now: datetime, sites: Collection[str] = FIX
         )
         for r in rejects
         if asked[system](r)
+    } | {
+        # The MES is asked for the quality rates of each configured site.
+        ("mes", r.kind, r.source_key) for r in quality.quarantined if (r.partial or {}).get("site") in sites
     }
     return Expected(
         ledger=ledger, blocks=blocks, quarantined=frozenset(quarantined | uncostable), allowed=allowed - blocks.keys()
