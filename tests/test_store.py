@@ -853,3 +853,32 @@ def test_load_permits_of_sites_not_in(store):
     assert [p.permit_id for p in store.load_permits(sites_not_in=[])] == ["PTW-1", "PTW-2", "PTW-3", "PTW-4"]
     assert [p.permit_id for p in store.load_permits(sites_not_in=None)] == ["PTW-1", "PTW-2", "PTW-3", "PTW-4"]
     assert store.load_permits(site="SH03", sites_not_in=["SH03"]) == []
+
+
+def test_a_group_commit_that_blocks_again_after_an_allow_leaves_the_trail_on_the_block(store):
+    """Attack on the gate checks' group commit: the stored decision blocks, and one commit holds
+    an allow and then the block again for that permit. Compared only with the stored decision,
+    the second block would look unchanged and be dropped, leaving the trail on the allow."""
+    from hub.steps.gate import record_decisions
+
+    record_decisions(store, [decision("P-1", "block")], T0)
+    with store.transaction(write=True):
+        appended = record_decisions(store, [decision("P-1", "allow"), decision("P-1", "block")], T0)
+    assert appended == 2
+    [latest] = store.latest_gate_decisions(["P-1"])
+    assert latest.decision == "block"
+    # The same decision twice in one commit is recorded once.
+    assert record_decisions(store, [decision("P-2", "block"), decision("P-2", "block")], T0) == 1
+
+
+def test_a_write_inside_a_read_snapshot_is_refused_and_a_failed_write_commits_nothing(store):
+    """A decision's reads share one snapshot; a write slipped into it is a programming error, and
+    a group of writes that fails part-way leaves nothing behind (no half-settled pull)."""
+    with pytest.raises(RuntimeError, match="read-only"):
+        with store.transaction():
+            store.record_lookups("eam", ["D-1"], T0, site="NJ01")
+    with pytest.raises(ZeroDivisionError):
+        with store.transaction(write=True):
+            store.record_lookups("eam", ["D-1"], T0, site="NJ01")
+            1 / 0
+    assert store.lookup_times("eam", ["D-1"], site="NJ01") == {}
