@@ -719,6 +719,12 @@ class HubStore:
         with self._write() as conn:
             self._upsert(conn, t.ptw_holds, data, ["permit_id"])
 
+    def hold_times(self, permit_ids: Collection[str]) -> dict[str, tuple[str, datetime]]:
+        """permit_id -> (decision, written_at) of the hold last written back, for these permits."""
+        with self._read() as conn:
+            rows = self._select_in(conn, t.ptw_holds, "permit_id", permit_ids)
+        return {r["permit_id"]: (r["decision"], r["written_at"]) for r in rows}
+
     def load_holds(self) -> dict[str, tuple[str, str]]:
         """permit_id -> (fingerprint, decision) last written back."""
         with self._read() as conn:
