@@ -98,8 +98,9 @@ def test_naive_connector_calls_per_record_and_decides_as_the_hub(hub_run, fresh_
     assert sum(1 for e in ptw if e["method"] == "PUT") == blocked > 0
 
 
-def figures(wall_s: float, rss: float = 100.0, calls: int = 1) -> PhaseFigures:
-    return PhaseFigures(wall_s=wall_s, startup_s=1.0, calls=dict.fromkeys(PLANT_SYSTEMS, calls), records=1000, peak_rss_mib=rss)
+def figures(wall_s: float, rss: float = 100.0, calls: int = 1, analytics_s: float | None = None) -> PhaseFigures:
+    calls_of = dict.fromkeys(PLANT_SYSTEMS, calls)
+    return PhaseFigures(wall_s=wall_s, startup_s=1.0, calls=calls_of, records=1000, peak_rss_mib=rss, analytics_s=analytics_s)
 
 
 def report_of(**phases: PhaseFigures) -> BenchReport:
@@ -109,18 +110,57 @@ def report_of(**phases: PhaseFigures) -> BenchReport:
 
 
 def test_report_computes_ratios_and_verdicts():
-    met = report_of(floor=figures(10), naive=figures(400), hub_full=figures(12, 900), hub_incremental=figures(0.5, 950))
+    met = report_of(
+        floor=figures(10),
+        naive=figures(400),
+        hub_full=figures(12, 900, analytics_s=0.6),
+        analytics=figures(3, 600),
+        hub_incremental=figures(0.5, 950),
+    )
     assert {r["name"]: (pytest.approx(r["value"]), r["met"]) for r in met.ratios()} == {
         "hub_vs_floor": (pytest.approx(1.2), True),
         "naive_vs_hub": (pytest.approx(400 / 12), True),
         "incremental_vs_full": (pytest.approx(0.5 / 12), True),
         "hub_peak_rss_mib": (pytest.approx(950), True),
+        "analytics_vs_full": (pytest.approx(0.05), True),
+        "analytics_peak_rss_vs_full": (pytest.approx(600 / 900), True),
     }
-    missed = report_of(floor=figures(10), naive=figures(100), hub_full=figures(20, 2000), hub_incremental=figures(2))
+    missed = report_of(
+        floor=figures(10),
+        naive=figures(100),
+        hub_full=figures(20, 2000, analytics_s=5),
+        analytics=figures(4, 2100),
+        hub_incremental=figures(2),
+    )
     assert {r["name"]: r["met"] for r in missed.ratios()} == dict.fromkeys(
-        ("hub_vs_floor", "naive_vs_hub", "incremental_vs_full", "hub_peak_rss_mib"), False
+        ("hub_vs_floor", "naive_vs_hub", "incremental_vs_full", "hub_peak_rss_mib", "analytics_vs_full", "analytics_peak_rss_vs_full"),
+        False,
     )
     assert {r["name"]: r["met"] for r in report_of(hub_full=figures(12)).ratios()}["hub_vs_floor"] is None
+
+
+@pytest.mark.parametrize(
+    ("full_analytics_s", "analytics_rss", "shares", "met"),
+    [
+        (1.0, 400.0, (0.1, 1.0), True),  # both at their limits
+        (1.5, 401.0, (0.15, 1.0025), False),
+        (None, None, (None, None), None),  # the full sync gave no step times, the analytics phase did not run
+    ],
+)
+def test_analytics_ratios_share_of_the_full_sync(full_analytics_s, analytics_rss, shares, met):
+    phases = {"hub_full": figures(10, 400, analytics_s=full_analytics_s)}
+    if analytics_rss is not None:
+        phases["analytics"] = figures(99, analytics_rss, analytics_s=1.0)  # its own wall and steps do not count
+    ratios = {r["name"]: r for r in report_of(**phases).ratios()}
+    for name, share in zip(("analytics_vs_full", "analytics_peak_rss_vs_full"), shares):
+        assert ratios[name]["value"] == (None if share is None else pytest.approx(share)), name
+        assert ratios[name]["met"] is met, name
+
+
+def test_analytics_ratios_need_the_full_sync():
+    ratios = {r["name"]: r["value"] for r in report_of(analytics=figures(3, 200, analytics_s=1.0)).ratios()}
+    assert ratios["analytics_vs_full"] is None
+    assert ratios["analytics_peak_rss_vs_full"] is None
 
 
 def test_sampled_naive_run_is_extrapolated_by_permit_count():
@@ -143,15 +183,17 @@ def test_naive_sample_is_spread_over_the_whole_listing(fresh_mocks, make_setting
 
 
 def test_json_has_the_documented_keys(tmp_path):
-    report = report_of(floor=figures(10), naive=figures(400), hub_full=figures(12), hub_incremental=figures(1))
+    report = report_of(
+        floor=figures(10), naive=figures(400), hub_full=figures(12, analytics_s=1), analytics=figures(2), hub_incremental=figures(1)
+    )
     report.write_json(tmp_path / "bench.json")
     data = json.loads((tmp_path / "bench.json").read_text())
     assert set(data) == {"machine", "run", "phases", "ratios", "notes"}
     assert set(data["machine"]) == {"cores", "python", "dagster", "platform"}
     assert set(data["run"]) == {"scale", "seed", "db", "dagster_storage", "date", "plant"}
-    assert set(data["phases"]) == {"floor", "naive", "hub_full", "hub_incremental"}
+    assert set(data["phases"]) == {"floor", "naive", "hub_full", "analytics", "hub_incremental"}
     for phase in data["phases"].values():
-        assert set(phase) == {"wall_s", "startup_s", "calls", "records", "records_per_s", "peak_rss_mib", "note"}
+        assert set(phase) == {"wall_s", "startup_s", "calls", "records", "records_per_s", "peak_rss_mib", "analytics_s", "note"}
         assert set(phase["calls"]) == set(PLANT_SYSTEMS)
     for ratio in data["ratios"]:
         assert set(ratio) == {"name", "description", "value", "target", "comparison", "met"}
@@ -167,8 +209,15 @@ def test_hub_bench_end_to_end_prints_the_table(tmp_path):
         timeout=900,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    for label in ("floor", "naive", "hub full", "hub incremental", "hub full ÷ floor", "peak RSS"):
+    for label in ("floor", "naive", "hub full", "analytics", "hub incremental", "hub full ÷ floor", "peak RSS"):
         assert label in done.stdout
     data = json.loads(json_path.read_text())
-    assert data["phases"]["floor"]["calls"] == data["phases"]["hub_full"]["calls"]
+    phases = data["phases"]
+    assert phases["floor"]["calls"] == phases["hub_full"]["calls"]
+    assert 0 < phases["hub_full"]["analytics_s"] < phases["hub_full"]["wall_s"]
+    assert phases["analytics"]["calls"] == dict.fromkeys(PLANT_SYSTEMS, 0)  # the analytics read the store only
+    assert phases["analytics"]["records"] > 0 and phases["analytics"]["peak_rss_mib"] > 0
+    ratios = {r["name"]: r for r in data["ratios"]}
+    for name in ("analytics_vs_full", "analytics_peak_rss_vs_full"):
+        assert isinstance(ratios[name]["value"], float) and ratios[name]["met"] in (True, False), name
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # a finished run cleans up

@@ -1,4 +1,5 @@
-"""Small-scale correctness smoke test for the benchmark plant: a full sync agrees with the pure logic.
+"""Small-scale correctness smoke test for the benchmark plant: a full sync agrees with the pure logic,
+and the bench reads the analytics assets' share of it from the runs' event log.
 
 A generated plant is served by the mocks and synced through Dagster. The expected gate
 decisions and ledger are computed here straight from the generated files, mapped by the hub's
@@ -9,14 +10,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance
 
+from hub.bench.phase import RunFigures, figures_of_runs
+from hub.definitions import ANALYTICS
 from hub.demo import EAM_WSDL
 from hub.logic.clearance import SiteEam, build_profiles
 from hub.logic.costs import cost_entries
@@ -26,7 +30,7 @@ from hub.mappings.engine import load_mapping
 from hub.settings import HubSettings, SystemEndpoint
 from hub.store.repository import HubStore
 from hub.synthetic_plant import generate_plant
-from hub.sync import run_full_sync
+from hub.sync import SyncOutcome, run_full_sync
 from mock_systems.servers import start_systems
 
 # Permits whose devices and materials the hub pulls (README: submitted, approved, active, suspended).
@@ -88,9 +92,27 @@ def expected_ledger(plant: Path) -> Counter:
     )
 
 
+@dataclass(frozen=True)
+class RunsRead:
+    figures: RunFigures
+    analytics_steps: set[str]  # the steps the analytics assets' materializations came from
+    outcome: SyncOutcome
+
+
+def analytics_materialized_by(instance, run_ids: list[str]) -> set[str]:
+    keys = {key for assets in ANALYTICS for key in assets.keys}
+    return {
+        entry.step_key
+        for run_id in run_ids
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        if entry.asset_materialization.asset_key in keys
+    }
+
+
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory):
-    """(plant, store, ERP documents, when the sync finished) after one full sync of a generated plant."""
+    """(plant, store, ERP documents, when the sync finished, what the bench read of its runs) after
+    one full sync of a generated plant."""
     root = tmp_path_factory.mktemp("bench")
     plant = root / "plant"
     generate_plant(plant, sites=2, permits=1000, devices=200, work_orders=2000, materials=40, seed=21)
@@ -103,15 +125,17 @@ def synced(tmp_path_factory):
             cost_rules_file=plant / "rules/costs.yaml",
         )
         with DagsterInstance.ephemeral() as instance:
+            since = datetime.now(timezone.utc)
             result = run_full_sync(settings, instance)
+            runs = RunsRead(figures_of_runs(instance, since), analytics_materialized_by(instance, result.run_ids), result)
         finished = datetime.now(timezone.utc)
         documents = httpx.get(f"{systems.base_urls['erp']}/_admin/state", timeout=30).json()["documents"]
     assert result.success
-    return plant, HubStore(database_url), documents, finished
+    return plant, HubStore(database_url), documents, finished, runs
 
 
 def test_gate_decisions_equal_the_pure_logic_on_the_generated_records(synced) -> None:
-    plant, store, _, finished = synced
+    plant, store, _, finished, _ = synced
     actual = {d.permit_id: decision_summary(d) for d in store.latest_gate_decisions()}
     expected = expected_decisions(plant, finished)
     assert actual == expected
@@ -119,7 +143,7 @@ def test_gate_decisions_equal_the_pure_logic_on_the_generated_records(synced) ->
 
 
 def test_erp_ledger_holds_each_expected_cost_entry_exactly_once(synced) -> None:
-    plant, _, documents, _ = synced
+    plant, _, documents, _, _ = synced
     booked = Counter(
         (d["DocumentReferenceID"], d["CompanyCode"], d["GLAccount"], d["CostCenter"], Decimal(d["Amount"]))
         for d in documents
@@ -131,7 +155,16 @@ def test_erp_ledger_holds_each_expected_cost_entry_exactly_once(synced) -> None:
 
 
 def test_quarantine_holds_exactly_the_malformed_permits(synced) -> None:
-    plant, store, _, _ = synced
+    plant, store, _, _, _ = synced
     manifest = json.loads((plant / "manifest.json").read_text(encoding="utf-8"))
     quarantined = {q["source_key"] for q in store.list_quarantine() if q["system"] == "ptw"}
     assert quarantined == {m["key"] for m in manifest["malformed"] if m["file"] == "ptw/permits.json"}
+
+
+def test_bench_times_the_analytics_steps_of_each_site_run(synced) -> None:
+    *_, runs = synced
+    # Single-asset ops: the steps the bench times by op name are those the analytics materialized from.
+    assert runs.analytics_steps == {assets.op.name for assets in ANALYTICS}
+    assert not runs.figures.failed
+    site_runs_s = sum(run.duration_s for run in runs.outcome.runs)
+    assert 0 < runs.figures.analytics_s < site_runs_s

@@ -1,10 +1,11 @@
-"""Child-process entry of one measured phase: `python -m hub.bench.phase {hub,naive,floor} --out FILE ...`.
+"""Child-process entry of one measured phase: `python -m hub.bench.phase {hub,analytics,naive,floor} --out FILE ...`.
 
 Each phase runs in a process of its own so that its peak RSS is its own; the parent reads
 that from the child's rusage and times the child from the outside. Settings come from the
 `HUB_*` variables the parent sets, as for any hub process. The child writes to `--out`
-when its work started and ended (so the parent can tell start-up from work) and how many
-records it handled.
+when its work started and ended (so the parent can tell start-up from work), how many
+records it handled and, for the hub's phases, the seconds its runs spent in the analytics
+assets' steps (`analytics_s`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,36 +29,106 @@ HUB_RECORDS = {
     "materials": [("process_parameters", "materials_requested")],
     "erp_entries": [("erp_postings", "posted_now"), ("erp_postings", "rejected_now")],
 }
+# The console log level `hub sync` runs at by default, so the analytics phase logs as the sync does.
+SYNC_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def hub_phase(args: argparse.Namespace) -> Callable[[], dict]:
-    from dagster import DagsterEventType, DagsterInstance, RunsFilter
+@dataclass
+class RunFigures:
+    """What the event log of a phase's runs says: numeric asset metadata summed per (asset, key),
+    the steps that failed, and the seconds spent in the analytics assets' steps."""
 
-    from hub.sync import run_full_sync
+    metadata: dict[tuple[str, str], int]
+    failed: list[str]
+    analytics_s: float
 
-    def figures_of_runs(instance, since: datetime) -> tuple[dict[str, int], list[str]]:
-        """Sum the assets' metadata over every run this phase started (one per site, if the sync is split)."""
-        found: dict[tuple[str, str], int] = {}
-        failed: list[str] = []
-        for record in instance.get_run_records(RunsFilter(created_after=since)):
-            run_id = record.dagster_run.run_id
-            for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+
+def figures_of_runs(instance, since: datetime) -> RunFigures:
+    """Read every run this phase started (one per site, if the sync is split).
+
+    A step's time is its STEP_START to its STEP_SUCCESS or STEP_FAILURE. The analytics assets
+    are single-asset ops, so their step keys are their op names (a failed step has no
+    materialization to name its asset, so the names come from the definitions).
+    """
+    from dagster import DagsterEventType, RunsFilter
+
+    from hub.definitions import ANALYTICS
+
+    analytics_steps = {assets.op.name for assets in ANALYTICS}
+    ends = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+    wanted = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.STEP_START, *ends}
+    found: dict[tuple[str, str], int] = {}
+    failed: list[str] = []
+    analytics_s = 0.0
+    for record in instance.get_run_records(RunsFilter(created_after=since)):
+        started: dict[str, float] = {}
+        for entry in instance.all_logs(record.dagster_run.run_id, of_type=wanted):
+            kind = entry.dagster_event.event_type
+            if kind == DagsterEventType.ASSET_MATERIALIZATION:
                 materialization = entry.asset_materialization
                 asset = materialization.asset_key.to_user_string()
                 for key, value in materialization.metadata.items():
                     if isinstance(value.value, (int, float)):
                         found[(asset, key)] = found.get((asset, key), 0) + int(value.value)
-            failed += [e.step_key for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)]
-        records = {kind: sum(found.get(pair, 0) for pair in pairs) for kind, pairs in HUB_RECORDS.items()}
-        return records, failed
+            elif kind == DagsterEventType.STEP_START:
+                started[entry.step_key] = entry.timestamp
+            else:
+                if entry.step_key in analytics_steps and entry.step_key in started:
+                    analytics_s += entry.timestamp - started.pop(entry.step_key)
+                if kind == DagsterEventType.STEP_FAILURE:
+                    failed.append(entry.step_key)
+    return RunFigures(found, failed, analytics_s)
+
+
+def _outcome(success: bool, figures: RunFigures, records: dict[str, int], notes: list[str]) -> dict:
+    failed = [f"failed steps: {', '.join(figures.failed)}"] if figures.failed else []
+    return {"success": success, "records": records, "analytics_s": figures.analytics_s, "notes": [*notes, *failed]}
+
+
+def hub_phase(args: argparse.Namespace) -> Callable[[], dict]:
+    from dagster import DagsterInstance
+
+    from hub.sync import run_full_sync
+
+    # Side by side, the steps' times add up to more than the wall time they take.
+    notes = [] if args.executor == "in_process" else [f"analytics s sums steps that ran side by side ({args.executor})"]
 
     def work() -> dict:
         since = datetime.now(timezone.utc)
         with DagsterInstance.get() as instance:
             result = run_full_sync(HubSettings(), instance, executor=args.executor)
-            records, failed = figures_of_runs(instance, since)
-        notes = [f"failed steps: {', '.join(failed)}"] if failed else []
-        return {"success": result.success, "records": records, "notes": notes}
+            figures = figures_of_runs(instance, since)
+        records = {kind: sum(figures.metadata.get(pair, 0) for pair in pairs) for kind, pairs in HUB_RECORDS.items()}
+        return _outcome(result.success, figures, records, notes)
+
+    return work
+
+
+def analytics_phase(args: argparse.Namespace) -> Callable[[], dict]:
+    """The analytics assets alone, for every site, on the store a full sync left: the full-sync
+    job restricted to them, so each site's run has the sync's partitions, resources and logging."""
+    from dagster import DagsterInstance
+
+    from hub.definitions import ANALYTICS, build_definitions
+
+    keys = [key for assets in ANALYTICS for key in assets.keys]
+    names = {key.to_user_string() for key in keys}
+
+    def work() -> dict:
+        settings = HubSettings()
+        job = build_definitions(settings).resolve_job_def("full_sync")
+        since = datetime.now(timezone.utc)
+        with DagsterInstance.get() as instance:
+            results = [
+                job.execute_in_process(
+                    instance=instance, partition_key=site, asset_selection=keys, raise_on_error=False, run_config=SYNC_LOGGING
+                )
+                for site in settings.sites
+            ]
+            figures = figures_of_runs(instance, since)
+        rows = sum(n for (asset, key), n in figures.metadata.items() if asset in names and key == "dagster/row_count")
+        notes = ["records: rows the analytics assets produced"]
+        return _outcome(all(r.success for r in results), figures, {"analytics_rows": rows}, notes)
 
     return work
 
@@ -107,6 +179,7 @@ def floor_phase(args: argparse.Namespace) -> Callable[[], dict]:
 # the floor must not pay for importing Dagster.
 PHASES: dict[str, Callable[[argparse.Namespace], Callable[[], dict]]] = {
     "hub": hub_phase,
+    "analytics": analytics_phase,
     "naive": naive_phase,
     "floor": floor_phase,
 }

@@ -4,8 +4,12 @@ JSON keys (`--json`):
 
 - `machine`: `cores`, `python`, `dagster`, `platform`;
 - `run`: `scale`, `seed`, `db`, `dagster_storage`, `date` (UTC, ISO 8601), `plant`;
-- `phases`: `floor`, `naive`, `hub_full`, `hub_incremental`, each with `wall_s`, `startup_s`,
-  `calls` (`ptw`, `eam`, `mes`, `erp`), `records`, `records_per_s`, `peak_rss_mib`, `note`;
+- `phases`: `floor`, `naive`, `hub_full`, `analytics`, `hub_incremental`, each with `wall_s`,
+  `startup_s`, `calls` (`ptw`, `eam`, `mes`, `erp`), `records`, `records_per_s`, `peak_rss_mib`,
+  `analytics_s` (the hub's phases: seconds in the analytics assets' steps, STEP_START to
+  STEP_SUCCESS or STEP_FAILURE, summed over the runs; null for the others), `note`. `analytics`
+  is the analytics assets materialized alone, for every site, on the store the full sync left;
+  its `records` are the rows they produced;
 - `ratios`: a list of `name`, `description`, `value`, `target`, `comparison` (`<=` or `>=`),
   `met` (true, false, or null when a figure is missing);
 - `notes`: what the reader must know to read the figures (sampling, a truncated log, ...).
@@ -27,6 +31,7 @@ PHASE_LABELS = {
     "floor": "floor",
     "naive": "naive",
     "hub_full": "hub full",
+    "analytics": "analytics",
     "hub_incremental": "hub incremental",
 }
 TARGET_SCALE = "large"
@@ -40,6 +45,7 @@ class PhaseFigures:
     calls: dict[str, int]
     records: int
     peak_rss_mib: float
+    analytics_s: float | None = None  # hub phases: time in the analytics assets' steps
     note: str = ""
 
     @property
@@ -65,23 +71,32 @@ TARGETS = (
     Target("naive_vs_hub", "naive ÷ hub full, wall time", 20.0, ">="),
     Target("incremental_vs_full", "hub incremental ÷ hub full, wall time", 0.05, "<="),
     Target("hub_peak_rss_mib", "peak RSS of the hub, MiB", 1024.0, "<="),
+    Target("analytics_vs_full", "analytics steps in the hub full ÷ hub full, wall time", 0.10, "<="),
+    Target("analytics_peak_rss_vs_full", "analytics ÷ hub full, peak RSS", 1.0, "<="),
 )
 
 
-def _quotient(numerator: PhaseFigures | None, denominator: PhaseFigures | None) -> float | None:
-    if numerator is None or denominator is None or denominator.wall_s <= 0:
+def _quotient(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
         return None
-    return numerator.wall_s / denominator.wall_s
+    return numerator / denominator
 
 
 def ratio_values(phases: dict[str, PhaseFigures]) -> dict[str, float | None]:
-    full = phases.get("hub_full")
-    hub_rss = [phases[p].peak_rss_mib for p in ("hub_full", "hub_incremental") if p in phases]
+    def figure(phase: str, name: str) -> float | None:
+        return getattr(phases[phase], name) if phase in phases else None
+
+    def walls(numerator: str, denominator: str) -> float | None:
+        return _quotient(figure(numerator, "wall_s"), figure(denominator, "wall_s"))
+
+    hub_rss = [phases[p].peak_rss_mib for p in ("hub_full", "analytics", "hub_incremental") if p in phases]
     return {
-        "hub_vs_floor": _quotient(full, phases.get("floor")),
-        "naive_vs_hub": _quotient(phases.get("naive"), full),
-        "incremental_vs_full": _quotient(phases.get("hub_incremental"), full),
+        "hub_vs_floor": walls("hub_full", "floor"),
+        "naive_vs_hub": walls("naive", "hub_full"),
+        "incremental_vs_full": walls("hub_incremental", "hub_full"),
         "hub_peak_rss_mib": max(hub_rss) if hub_rss else None,
+        "analytics_vs_full": _quotient(figure("hub_full", "analytics_s"), figure("hub_full", "wall_s")),
+        "analytics_peak_rss_vs_full": _quotient(figure("analytics", "peak_rss_mib"), figure("hub_full", "peak_rss_mib")),
     }
 
 
@@ -145,6 +160,8 @@ def print_report(report: BenchReport, console: Console) -> None:
             f"{figures.records_per_s:,.0f}",
             f"{figures.peak_rss_mib:,.0f}",
         )
+        if figures.analytics_s is not None:
+            phase_notes.append(f"{label}: {figures.analytics_s:.2f} s of it in the analytics assets' steps")
         if figures.note:
             phase_notes.append(f"{label}: {figures.note}")
     if not console.is_terminal:

@@ -1,21 +1,25 @@
-"""One bench run: four phases against the same mock plant, each measured in a child process of its own.
+"""One bench run: five phases against the same mock plant, each measured in a child process of its own.
 
 Phase order, and the mock state each phase starts from:
 
 1. **hub full** (c): the mocks are reset to the plant's fixtures; the hub syncs every asset onto
    an empty store and a fresh Dagster instance. The mocks' request logs are kept afterwards:
    they are exactly the requests the hub made.
-2. **hub incremental** (d): the plant is copied with 1 % of permits and work orders changed, and
+2. **analytics**: straight after (c), on its store and instance, with the mocks as (c) left
+   them: the analytics assets alone, for every site, as the full sync's last steps computed
+   them, so their peak memory is seen apart from the pulls'. They call no system.
+3. **hub incremental** (d): the plant is copied with 1 % of permits and work orders changed, and
    the mocks restart on the copy with the same state dir, so the PTW holds and ERP documents
    written in (c) are still there, as in a real plant. The hub syncs again onto the same store
-   and instance. It comes straight after (c) because it needs (c)'s state on both sides.
-3. **floor** (a): the mocks restart on the original plant and are reset, which is the state (c)
+   and instance. It comes after (c) because it needs (c)'s state on both sides (the analytics
+   in between only read the store).
+4. **floor** (a): the mocks restart on the original plant and are reset, which is the state (c)
    started from, and the requests of (c) are sent again by a bare client.
-4. **naive** (b): the mocks are reset once more, so the per-record connector finds what (c)
+5. **naive** (b): the mocks are reset once more, so the per-record connector finds what (c)
    found (no holds, no documents); it writes to a store of its own.
 
-Calls per phase are the mocks' request counts since the phase's start or reset. The parent
-times each child from the outside and takes its peak RSS from the child's rusage.
+Calls per phase are the mocks' request counts since the phase's start or reset (the analytics':
+since the full sync's end). The parent times each child from the outside and takes its peak RSS from the child's rusage.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ def run_child(phase_args: list[str], env: dict[str, str], folder: Path, name: st
 
 
 def _figures(child: ChildRun, calls: dict[str, int], records: int, note: str = "") -> PhaseFigures:
+    """A phase's figures as the parent saw them, with what the child said about its runs."""
     notes = [note, *child.outcome["notes"]]
     if not child.outcome["success"]:
         notes.append("the run FAILED")
@@ -98,8 +103,17 @@ def _figures(child: ChildRun, calls: dict[str, int], records: int, note: str = "
         calls=calls,
         records=records,
         peak_rss_mib=child.peak_rss_mib,
+        analytics_s=child.outcome.get("analytics_s"),
         note="; ".join(n for n in notes if n),
     )
+
+
+def _in_process_note(options: BenchOptions) -> str:
+    """The analytics phase always runs in process; with another executor the full sync's peak RSS
+    is its orchestrating process's only, which the analytics' is then not comparable to."""
+    if options.executor == "in_process":
+        return ""
+    return f"run in process, while the full sync ran {options.executor} (its peak RSS is the orchestrating process's)"
 
 
 def _extrapolated(child: ChildRun, calls: dict[str, int], records: int, every: int, total: int) -> PhaseFigures:
@@ -221,9 +235,13 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
             hub_args = ["hub", "--executor", options.executor]
             full = run_child(hub_args, env.for_phase(mocks.urls, hub_store), folder, "hub_full")
             calls = mocks.request_counts()
+            phases["hub_full"] = _figures(full, calls, sum(full.outcome["records"].values()))
             hub_requests = {system: mocks.received(system) for system in PLANT_SYSTEMS}
-        full_records = sum(full.outcome["records"].values())
-        phases["hub_full"] = _figures(full, calls, full_records)
+            progress("analytics assets alone")
+            analytics = run_child(["analytics"], env.for_phase(mocks.urls, hub_store), folder, "analytics")
+            since_full = {system: n - calls[system] for system, n in mocks.request_counts().items()}
+            analytics_records = sum(analytics.outcome["records"].values())
+            phases["analytics"] = _figures(analytics, since_full, analytics_records, _in_process_note(options))
         lost = {s: calls[s] - len(hub_requests[s]) for s in PLANT_SYSTEMS if calls[s] > len(hub_requests[s])}
         if lost:
             notes.append(f"the mocks' logs let go of the oldest requests ({lost}); the floor replays the rest only")
