@@ -25,7 +25,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster_celery import celery_executor
 from sqlalchemy.engine import make_url
 
-from hub.assets.analytics import ANALYTICS_ASSETS
+from hub.assets.analytics import ANALYTICS_ASSETS, AnalyticsRulesResource
 from hub.assets.quality import lifting_failure_intervals, mes_quality_rates, work_at_height_quality
 from hub.assets.clearance import clearance_covers_every_device, equipment_clearance
 from hub.assets.costs import safety_cost_entries
@@ -182,7 +182,12 @@ FILES_READ = {
 def file_versions(settings: HubSettings) -> dict[str, str]:
     """A short content hash of each configured flavor file (its base files included) and rule file."""
     versions = {system: flavor_of(settings, system).sha256[:12] for system in ("ptw", "eam", "mes", "erp")}
-    for rules, path in (("gate", settings.gate_rules_file), ("costs", settings.cost_rules_file), ("analytics", None), ("cross_system", None)):
+    for rules, path in (
+        ("gate", settings.gate_rules_file),
+        ("costs", settings.cost_rules_file),
+        ("analytics", settings.analytics_rules_file),
+        ("cross_system", settings.cross_system_rules_file),
+    ):
         versions[rules] = hashlib.sha256((path or RULES_DIR / f"{rules}.yaml").read_bytes()).hexdigest()[:12]
     return versions
 
@@ -214,8 +219,13 @@ def build_definitions(settings: HubSettings | None = None) -> Definitions:
         jobs=[full_sync, gate_only, regate, other_sites_sync, health_checks, *site_health_checks],
         schedules=[full_sync_schedule, health_checks_schedule, other_sites_schedule],
         sensors=[gate_after_failed_sync, regate_sensor(regate, settings.regate_interval_s, settings.regate_in_tick_max)],
-        resources=resources_from_settings(settings),
+        resources=hub_resources(settings),
     )
+
+
+def hub_resources(settings: HubSettings) -> dict:
+    """The assets' resources: systems, store and gate and cost rules, and the analytics' rule files."""
+    return {**resources_from_settings(settings), "analytics_rules": AnalyticsRulesResource.from_settings(settings)}
 
 
 defs = build_definitions()

@@ -155,6 +155,9 @@ class HubSettings(BaseSettings):
 
     gate_rules_file: Path | None = None
     cost_rules_file: Path | None = None
+    # The KPIs' thresholds (hub/rules/analytics.yaml) and the cross-system analyses' (cross_system.yaml).
+    analytics_rules_file: Path | None = None
+    cross_system_rules_file: Path | None = None
     hold_source: str = "integration-hub"
     # Who answers for the hub's assets in the Dagster UI: "team:NAME" or an e-mail address.
     asset_owner: str = "team:plant-integration"

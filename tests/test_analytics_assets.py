@@ -1,27 +1,32 @@
 """The analytics assets through `dagster.materialize` on a temporary instance, after a sync
-against the live mocks; the response-rate check below and above its threshold."""
+against the live mocks; the response-rate check below and above its threshold, by the packaged
+rule file and by the one the settings name."""
 
 import base64
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from conftest import materialize_sites
-from dagster import DagsterInstance
+from dagster import DagsterInstance, materialize
 
-from hub.assets.analytics import ANALYTICS_ASSETS, RESPONSE_CHECK, response_check
+from hub.assets.analytics import ANALYTICS_ASSETS, RESPONSE_CHECK, guardian_response_rates, response_check
 from hub.analytics.kpis import permits_frame, response_rates
-from hub.definitions import ASSETS
+from hub.definitions import ASSETS, build_definitions, hub_resources
 from hub.logic.analytics_rules import load_analytics_rules
 from hub.model import Permit
-from hub.resources import resources_from_settings
+from hub.settings import HubSettings
+from hub.store.repository import HubStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
+PACKAGED = Path(__file__).parents[1] / "hub/rules/analytics.yaml"
+NOWHERE = {name: "http://127.0.0.1:9" for name in ("ptw", "eam", "mes", "erp")}  # no system is asked
 
 
 def test_a_full_sync_materializes_every_analytics_asset_with_a_preview_and_a_chart(fresh_mocks, sqlite_url, make_settings):
     settings = make_settings(sqlite_url, fresh_mocks.urls)
     with DagsterInstance.ephemeral() as instance:
-        result = materialize_sites([*ASSETS, *ANALYTICS_ASSETS], resources=resources_from_settings(settings), instance=instance)
+        result = materialize_sites([*ASSETS, *ANALYTICS_ASSETS], resources=hub_resources(settings), instance=instance)
         assert result.success
         by_asset: dict[str, list] = {}
         for event in result.get_asset_materialization_events():
@@ -48,9 +53,9 @@ def test_a_full_sync_materializes_every_analytics_asset_with_a_preview_and_a_cha
     assert {e.partition for e in checks} == {"NJ01", "HZ02"}
 
 
-def _permit(permit_id: str, submitted: datetime, guardian_after: int) -> Permit:
+def _permit(permit_id: str, submitted: datetime, guardian_after: int, site: str = "S1") -> Permit:
     return Permit(
-        permit_id=permit_id, permit_type="hot_work", risk_level="red", site="S1", area="A", applicant="wang", guardian="li",
+        permit_id=permit_id, permit_type="hot_work", risk_level="red", site=site, area="A", applicant="wang", guardian="li",
         planned_start=submitted, planned_end=submitted + timedelta(hours=4), status="active", submitted_at=submitted,
         approved_at=submitted + timedelta(minutes=5), guardian_arrived_at=submitted + timedelta(minutes=guardian_after),
         updated_at=submitted,
@@ -75,3 +80,56 @@ def test_the_response_check_fails_below_the_threshold_with_its_root_causes_and_p
     assert cause["day"] == "2026-12-02" and cause["rate"] == 0.9167
     assert cause["stages"]["submit_to_approve_min"] == 5.0 and cause["slowest_guardians"][0]["guardian"] == "li"
     assert cause["same_type_before"]["hot_work"]["permits"] == 2 and cause["same_type_before"]["hot_work"]["rate"] == 0.5
+
+
+def _response_check(settings, raise_on_error: bool = True):
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([guardian_response_rates], partition_key="NJ01", resources=hub_resources(settings),
+                             instance=instance, raise_on_error=raise_on_error)
+        checks = result.get_asset_check_evaluations() if result.success else []
+        failures = [e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure]
+    return checks, failures
+
+
+def test_the_response_check_judges_by_the_rule_file_the_settings_name(sqlite_url, make_settings, tmp_path: Path):
+    settings = make_settings(sqlite_url, NOWHERE)
+    now = datetime.now(timezone.utc)
+    # Half an hour ago, every guardian's arrival past: 11 of 12 on time, 91.7 %.
+    start = now - timedelta(minutes=30)
+    HubStore(sqlite_url).upsert_permits(
+        [_permit(f"R{i}", start - timedelta(seconds=i), 20 if i == 0 else 5, site="NJ01") for i in range(12)], now
+    )
+    (packaged,), _ = _response_check(settings)
+    assert not packaged.passed and packaged.metadata["threshold"].value == 0.92
+
+    edited = tmp_path / "analytics.yaml"
+    edited.write_text(PACKAGED.read_text(encoding="utf-8").replace("response_rate_threshold: 0.92", "response_rate_threshold: 0.9"))
+    (lowered,), _ = _response_check(settings.model_copy(update={"analytics_rules_file": edited}))
+    assert lowered.passed and lowered.metadata["threshold"].value == 0.9
+
+
+@pytest.mark.parametrize("content", [None, "version: x\nresponse_rate_threshold: 1.5\n"])
+def test_a_missing_or_invalid_analytics_rule_file_fails_the_asset_naming_it(sqlite_url, make_settings, tmp_path: Path, content):
+    rules = tmp_path / "analytics.yaml"
+    if content is not None:
+        rules.write_text(content, encoding="utf-8")
+    checks, (failure,) = _response_check(make_settings(sqlite_url, NOWHERE, analytics_rules_file=rules), raise_on_error=False)
+    assert checks == [] and str(rules) in failure
+    assert ("cannot read" if content is None else "response_rate_threshold") in failure
+
+
+def test_an_edited_rule_file_named_by_the_settings_gives_its_assets_a_new_code_version(tmp_path: Path):
+    def versions(settings: HubSettings) -> dict[str, str]:
+        graph = build_definitions(settings).resolve_asset_graph()
+        return {key.to_user_string(): graph.get(key).code_version for key in graph.materializable_asset_keys}
+
+    packaged = versions(HubSettings())
+    edited = {}
+    for name in ("analytics", "cross_system"):
+        copy = tmp_path / f"{name}.yaml"
+        copy.write_text((PACKAGED.parent / f"{name}.yaml").read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+        edited[name] = versions(HubSettings(**{f"{name}_rules_file": copy}))
+    kpis = {asset.key.to_user_string() for asset in ANALYTICS_ASSETS}
+    cross = {"work_at_height_quality", "lifting_failure_intervals"}
+    assert {k for k in packaged if packaged[k] != edited["analytics"][k]} == kpis
+    assert {k for k in packaged if packaged[k] != edited["cross_system"][k]} == cross

@@ -10,10 +10,18 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, materialize
 
-from hub.analytics.cross_system import height_against_quality, lifting_failure_intervals
+from hub.analytics.cross_system import (
+    failure_findings,
+    height_against_quality,
+    height_findings,
+    lifting_failure_intervals,
+)
+from hub.analytics.report import build_report
 from hub.assets.equipment import eam_pull
 from hub.assets.permits import permits as permits_asset
 from hub.assets.quality import CROSS_SYSTEM_ASSETS
+from hub.definitions import hub_resources
+from hub.logic.analytics_rules import load_analytics_rules
 from hub.logic.cross_system_rules import (
     CrossSystemRules,
     FailureIntervalRules,
@@ -22,11 +30,14 @@ from hub.logic.cross_system_rules import (
 )
 from hub.mappings.engine import load_mapping
 from hub.model import MaintenanceRecord, Permit, QualityRate
-from hub.resources import resources_from_settings
+from hub.steps.analytics import read_analytics
+from hub.store.migrate import upgrade
+from hub.store.repository import HubStore
 from hub.synthetic_plant import generate_plant
 from hub.yamlfile import ConfigError
 
 UTC = timezone.utc
+PNG = b"\x89PNG\r\n\x1a\n"
 RULES = CrossSystemRules(
     version="test",
     height_quality=HeightQualityRules(min_months=4, min_correlation=0.9),
@@ -86,11 +97,15 @@ def test_work_at_height_against_quality_by_hand():
     assert by.loc["A", "correlation"] == pytest.approx(0.065 / math.sqrt(5 * 0.000875))
     assert by.loc["A", "permit_slope"] == pytest.approx(1.0)
     assert by.loc["A", "rate_slope"] == pytest.approx(0.013)
-    assert by.loc["A", "months"] == 4 and by.loc["A", "rising_together"]
+    assert by.loc["A", "months"] == 4 and by.loc["A", "height_permits"] == 10 and by.loc["A", "rising_together"]
     assert math.isnan(by.loc["B", "correlation"]) and not by.loc["B", "rising_together"]  # a flat rate
     assert by.loc["C", "correlation"] == pytest.approx(1.0) and not by.loc["C", "rising_together"]  # 3 months
     assert by.loc["D", "correlation"] > 0.9 and not by.loc["D", "rising_together"]  # both fall
     assert result.monthly[result.monthly["workshop"] == "B"]["height_permits"].tolist() == [0, 1, 0, 1]
+    # What asset and report show: the flagged workshop first, then by correlation.
+    found = height_findings(result)
+    assert found.flagged == ["NJ01/A"] and found.table["workshop"].tolist()[:2] == ["A", "C"]
+    assert found.chart.startswith(PNG)
 
 
 def failure(record_id: str, device: str, day: float | None, kind: str = "corrective", status: str = "closed",
@@ -129,6 +144,8 @@ def test_lifting_failure_intervals_by_hand():
     assert by.loc["Y", "shortening"] == pytest.approx(1.5) and not by.loc["Y", "failing_faster"]
     # Z: two intervals are too few for a trend.
     assert by.loc["Z", "failures"] == 3 and math.isnan(by.loc["Z", "shortening"]) and not by.loc["Z", "failing_faster"]
+    found = failure_findings(result)
+    assert found.flagged == ["NJ01/X"] and found.table["device_id"].tolist() == ["X", "Y", "Z"]
 
 
 def test_no_records_give_empty_tables():
@@ -136,6 +153,8 @@ def test_no_records_give_empty_tables():
     failures = lifting_failure_intervals([], [], RULES)
     assert height.monthly.empty and height.workshops.empty
     assert failures.intervals.empty and failures.devices.empty
+    for found in (height_findings(height), failure_findings(failures)):
+        assert found.table.empty and found.flagged == [] and found.chart.startswith(PNG)
 
 
 def test_the_packaged_rules_load():
@@ -167,19 +186,27 @@ def test_a_meaningless_threshold_is_refused_naming_file_and_field(tmp_path: Path
 # --------------------------------------------------------------------------- a generated plant
 
 
-def analysed(folder: Path, effects: bool) -> tuple[dict, object, object]:
+def generated(folder: Path, effects: bool) -> tuple[dict, dict[str, list]]:
+    """A small generated plant and its records as the mappings read them, by kind."""
     manifest = generate_plant(folder, sites=2, permits=1000, devices=200, work_orders=2000, materials=40, seed=1,
                               effects=effects)
 
     def read(kind: str, system: str, relative: str):
         return load_mapping(system).inbound(kind, json.loads((folder / relative).read_text(encoding="utf-8"))).records
 
-    permits = read("permit", "ptw", "ptw/permits.json")
+    return manifest, {
+        "permits": read("permit", "ptw", "ptw/permits.json"),
+        "rates": read("quality_rate", "mes", "mes/quality.json"),
+        "records": read("maintenance_record", "eam", "eam/workorders.json"),
+        "equipment": read("equipment", "eam", "eam/assets.json"),
+    }
+
+
+def analysed(folder: Path, effects: bool) -> tuple[dict, object, object]:
+    manifest, plant = generated(folder, effects)
     rules = load_cross_system_rules()
-    height = height_against_quality(permits, read("quality_rate", "mes", "mes/quality.json"), rules)
-    failures = lifting_failure_intervals(
-        permits, read("maintenance_record", "eam", "eam/workorders.json"), rules
-    )
+    height = height_against_quality(plant["permits"], plant["rates"], rules)
+    failures = lifting_failure_intervals(plant["permits"], plant["records"], rules)
     return manifest, height, failures
 
 
@@ -210,6 +237,44 @@ def test_the_planted_effects_are_found_and_only_when_planted(tmp_path: Path):
     assert (height.workshops["months"] == 12).all()
 
 
+def report_sections(folder: Path, effects: bool, database_url: str) -> tuple[dict, dict, dict[str, str], dict[str, bytes]]:
+    """The generated plant written to a real store, read back as `hub report` reads it, and the
+    report's two cross-system sections as HTML."""
+    manifest, plant = generated(folder, effects)
+    upgrade(database_url)
+    now = datetime.now(UTC)
+    with HubStore(database_url) as store:
+        store.upsert_permits(plant["permits"], now)
+        store.upsert_equipment(plant["equipment"], now)
+        store.upsert_maintenance_records(plant["records"], now)
+        store.upsert_quality_rates(plant["rates"], now)
+        data = read_analytics(store, ["NJ01", "HZ02"])
+    page, charts = build_report(data, load_analytics_rules(), load_cross_system_rules(), now, 7)
+    sections = {name: page.split(f'<section id="{name}">', 1)[1].split("</section>", 1)[0]
+                for name in ("height_quality", "lifting_failures")}
+    return manifest, plant, sections, charts
+
+
+def test_the_reports_cross_system_sections_flag_the_planted_effects_and_nothing_else(tmp_path: Path):
+    manifest, plant, sections, charts = report_sections(tmp_path / "with", True, f"sqlite:///{tmp_path / 'with.db'}")
+    workshop = manifest["effects"]["height_quality_workshop"]
+    devices = sorted(f"{d['site']}/{d['device_id']}" for d in manifest["effects"]["failing_devices"])
+    assert f"Flagged: {workshop['site']}/{workshop['workshop']}." in sections["height_quality"]
+    flagged_devices = sections["lifting_failures"].split("Flagged: ", 1)[1].split(".", 1)[0].split(", ")
+    assert sorted(flagged_devices) == devices
+    # The flagged rows come first, and the table says so too.
+    first_row = sections["lifting_failures"].split("<tbody><tr>", 1)[1].split("</tr>", 1)[0]
+    assert "<td>True</td>" in first_row and any(d.split("/")[1] in first_row for d in devices)
+    # Every workshop of both sites is listed, with its months and its permits counted.
+    assert sections["height_quality"].count("<tr>") == 1 + len({(r.site, r.workshop) for r in plant["rates"]})
+    assert charts["height_quality.png"].startswith(PNG) and charts["lifting_failures.png"].startswith(PNG)
+
+    _, _, sections, _ = report_sections(tmp_path / "without", False, f"sqlite:///{tmp_path / 'without.db'}")
+    assert "No workshop flagged." in sections["height_quality"] and "Flagged:" not in sections["height_quality"]
+    assert "No device flagged." in sections["lifting_failures"] and "Flagged:" not in sections["lifting_failures"]
+    assert "<td>True</td>" not in sections["height_quality"] + sections["lifting_failures"]
+
+
 # --------------------------------------------------------------------------- the assets
 
 
@@ -218,7 +283,7 @@ def test_the_assets_flag_the_fixture_plants_failing_device_with_a_chart(fresh_mo
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
             [permits_asset, eam_pull, *CROSS_SYSTEM_ASSETS], partition_key="NJ01",
-            resources=resources_from_settings(settings), instance=instance,
+            resources=hub_resources(settings), instance=instance,
         )
         assert result.success
         metadata = {

@@ -15,6 +15,7 @@ from datetime import date
 
 import pandas as pd
 
+from hub.analytics.charts import line_chart
 from hub.logic.cross_system_rules import CrossSystemRules
 from hub.model import FAILURE_KINDS, MaintenanceRecord, Permit, QualityRate
 
@@ -24,13 +25,14 @@ DAY_SECONDS = 86_400
 
 WORKSHOP_KEY = ["site", "workshop"]
 DEVICE_KEY = ["site", "device_id"]
+CHARTED = 5  # workshops or devices drawn in one chart
 
 
 @dataclass(frozen=True)
 class HeightQuality:
     #: site, workshop, month, height_permits, defect_rate: one row per month the MES has a rate for.
     monthly: pd.DataFrame
-    #: site, workshop, months, correlation, permit_slope, rate_slope, rising_together.
+    #: site, workshop, months, height_permits, correlation, permit_slope, rate_slope, rising_together.
     workshops: pd.DataFrame
 
 
@@ -80,7 +82,9 @@ def height_against_quality(
         correlation = float(permits_.corr(rate)) if len(group) >= 2 else math.nan
         permit_slope, rate_slope = _slope(ordinal, permits_), _slope(ordinal, rate)
         rows.append({
-            "site": site, "workshop": workshop, "months": len(group), "correlation": correlation,
+            # The permits counted over the months compared: a correlation over a handful says little.
+            "site": site, "workshop": workshop, "months": len(group), "height_permits": int(permits_.sum()),
+            "correlation": correlation,
             "permit_slope": permit_slope, "rate_slope": rate_slope,
             # NaN compares false: a flat series has no correlation and never flags.
             "rising_together": bool(
@@ -88,7 +92,7 @@ def height_against_quality(
                 and permit_slope > 0 and rate_slope > 0
             ),
         })
-    columns = [*WORKSHOP_KEY, "months", "correlation", "permit_slope", "rate_slope", "rising_together"]
+    columns = [*WORKSHOP_KEY, "months", "height_permits", "correlation", "permit_slope", "rate_slope", "rising_together"]
     return HeightQuality(monthly.reset_index(drop=True), pd.DataFrame(rows, columns=columns))
 
 
@@ -135,14 +139,24 @@ def lifting_failure_intervals(
     return FailureIntervals(intervals, pd.DataFrame(rows, columns=columns))
 
 
-def height_quality_series(result: HeightQuality, site: str, workshop: str) -> tuple[list[str], dict[str, list[float]]]:
-    """One workshop's months, and both figures as a share of their own maximum, so one axis shows both."""
-    rows = result.monthly[(result.monthly["site"] == site) & (result.monthly["workshop"] == workshop)]
+def height_quality_series(
+    result: HeightQuality, workshops: Sequence[tuple[str, str]]
+) -> tuple[list[str], dict[str, list[float]]]:
+    """The workshops' months, and both figures of each as a share of their own maximum, so one
+    axis shows both; a month one workshop has no rate for is a gap (NaN)."""
+    monthly = result.monthly
+    chosen = [monthly[(monthly["site"] == site) & (monthly["workshop"] == workshop)] for site, workshop in workshops]
+    months = sorted({m for rows in chosen for m in rows["month"]})
     series = {}
-    for column, label in (("height_permits", "work-at-height permits"), ("defect_rate", "defect rate")):
-        top = float(rows[column].max()) if len(rows) else 0.0
-        series[label] = [float(v) / top if top else 0.0 for v in rows[column]]
-    return [m.strftime("%Y-%m") for m in rows["month"]], series
+    for (site, workshop), rows in zip(workshops, chosen):
+        prefix = f"{site} {workshop}: " if len(workshops) > 1 else ""
+        for column, label in (("height_permits", "work-at-height permits"), ("defect_rate", "defect rate")):
+            top = float(rows[column].max()) if len(rows) else 0.0
+            by_month = dict(zip(rows["month"], rows[column]))
+            series[prefix + label] = [
+                (float(by_month[m]) / top if top else 0.0) if m in by_month else math.nan for m in months
+            ]
+    return [m.strftime("%Y-%m") for m in months], series
 
 
 def interval_series(result: FailureIntervals, devices: Sequence[tuple[str, str]]) -> tuple[list[str], dict[str, list[float]]]:
@@ -154,6 +168,45 @@ def interval_series(result: FailureIntervals, devices: Sequence[tuple[str, str]]
     }
     longest = max((len(v) for v in gaps.values()), default=0)
     return [str(n) for n in range(1, longest + 1)], {d: v + [math.nan] * (longest - len(v)) for d, v in gaps.items()}
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What an analysis shows its reader (asset and report alike): the table with what it flags
+    first, the flagged keys as "site/name", and the chart."""
+
+    table: pd.DataFrame
+    flagged: list[str]
+    chart: bytes
+
+
+def height_findings(result: HeightQuality) -> Findings:
+    """Workshops flagged first, then by correlation; the chart draws the flagged ones (the top
+    workshop when none is flagged)."""
+    ranked = result.workshops.sort_values(["rising_together", "correlation"], ascending=False, na_position="last")
+    ranked = ranked.reset_index(drop=True)
+    flagged = ranked[ranked["rising_together"].astype(bool)]  # an empty column is object-typed
+    shown = flagged.head(CHARTED) if len(flagged) else ranked.head(1)
+    charted = list(zip(shown["site"], shown["workshop"]))
+    months, series = height_quality_series(result, charted)
+    if len(charted) == 1:
+        title = f"{charted[0][0]} {charted[0][1]}: work at height and defect rate"
+    else:
+        title = "flagged workshops: work at height and defect rate" if charted else "work at height and defect rate"
+    png = line_chart(months, series, title=title, ylabel="share of the series' maximum")
+    return Findings(ranked, [f"{s}/{w}" for s, w in zip(flagged["site"], flagged["workshop"])], png)
+
+
+def failure_findings(result: FailureIntervals) -> Findings:
+    """Devices flagged first, then by how much sooner they fail; the chart draws the first few
+    devices that have an interval at all."""
+    ranked = result.devices.sort_values(["failing_faster", "shortening"], ascending=False, na_position="last")
+    ranked = ranked.reset_index(drop=True)
+    flagged = ranked[ranked["failing_faster"].astype(bool)]
+    charted = [(r.site, r.device_id) for r in ranked.itertuples() if r.failures > 1][:CHARTED]
+    intervals, series = interval_series(result, charted)
+    png = line_chart(intervals, series, title="days between failures, by failure", ylabel="days")
+    return Findings(ranked, [f"{s}/{d}" for s, d in zip(flagged["site"], flagged["device_id"])], png)
 
 
 def records(frame: pd.DataFrame, places: int = 4) -> list[dict]:

@@ -409,3 +409,13 @@ def _plain(value):
 def table_rows(frame: pd.DataFrame) -> list[dict]:
     """A KPI table as rows of plain values (ISO times, no NaN), for previews, JSON and the report."""
     return [{name: _plain(value) for name, value in row.items()} for row in frame.to_dict("records")]
+
+
+def per_site_series(table: pd.DataFrame, value: str) -> tuple[list[str], dict[str, list[float]]]:
+    """A line per site over the union of days, for a chart; a day a site has no figure for is a gap (NaN)."""
+    days = sorted(set(table["day"]))
+    series = {
+        site: [float(rows.set_index("day")[value].get(day, float("nan"))) for day in days]
+        for site, rows in table.groupby("site")
+    }
+    return [d.isoformat() for d in days], series

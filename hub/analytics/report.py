@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape
 
-from hub.analytics import kpis
+from hub.analytics import cross_system, kpis
 from hub.analytics.charts import bar_chart, line_chart
 from hub.logic.analytics_rules import AnalyticsRules
+from hub.logic.cross_system_rules import CrossSystemRules
 from hub.model import LIVE_PERMIT_STATUSES
 from hub.steps.analytics import AnalyticsData
 
@@ -26,15 +27,11 @@ class Section:
     note: str = ""
 
 
-def _series(table, value: str) -> tuple[list[str], dict[str, list[float]]]:
-    days = sorted(set(table["day"]))
-    return [d.isoformat() for d in days], {
-        site: [float(rows.set_index("day")[value].get(day, float("nan"))) for day in days] for site, rows in table.groupby("site")
-    }
-
-
-def build_report(data: AnalyticsData, rules: AnalyticsRules, now: datetime, days: int) -> tuple[str, dict[str, bytes]]:
-    """The page and its charts for the permits submitted in the last `days` days (open work and the gate: all)."""
+def build_report(
+    data: AnalyticsData, rules: AnalyticsRules, cross_rules: CrossSystemRules, now: datetime, days: int
+) -> tuple[str, dict[str, bytes]]:
+    """The page and its charts for the permits submitted in the last `days` days (open work, the
+    gate and the cross-system analyses, which need months of history: all)."""
     since = now - timedelta(days=days)
     frame = kpis.permits_frame(data.permits, rules)
     recent = frame[frame["submitted_at"] >= since]
@@ -42,11 +39,11 @@ def build_report(data: AnalyticsData, rules: AnalyticsRules, now: datetime, days
     sections = []
 
     trend = kpis.approval_trend(recent)
-    charts["approval_times.png"] = line_chart(*_series(trend, "median"), title="Median approval time by day", ylabel="minutes")
+    charts["approval_times.png"] = line_chart(*kpis.per_site_series(trend, "median"), title="Median approval time by day", ylabel="minutes")
     sections.append(Section("approval", "Approval time", [("Per site, area, permit type and risk level (minutes)", kpis.table_rows(kpis.approval_times(recent)))], "approval_times.png"))
 
     rates = kpis.response_rates(recent, rules, now)
-    charts["response_rates.png"] = line_chart(*_series(rates, "rate"), title="Effective guardian response rate", ylabel="share", threshold=rules.response_rate_threshold)
+    charts["response_rates.png"] = line_chart(*kpis.per_site_series(rates, "rate"), title="Effective guardian response rate", ylabel="share", threshold=rules.response_rate_threshold)
     sections.append(Section("response", "Effective response rate", [("Per site and day", kpis.table_rows(rates))], "response_rates.png",
                             f"Guardian on site within {rules.guardian_response} of submission; threshold {rules.response_rate_threshold:.0%}."))
 
@@ -80,7 +77,40 @@ def build_report(data: AnalyticsData, rules: AnalyticsRules, now: datetime, days
         ("EAM change to block and hold (minutes)", kpis.table_rows(gate.block_lags)), ("Holds lifted", kpis.table_rows(gate.holds_lifted)),
         ("Approved before their block landed (must be none)", kpis.table_rows(gate.too_late)),
     ], "gate_blocks.png"))
-    return render(sections, f"Permit analytics, {since:%Y-%m-%d} to {now:%Y-%m-%d %H:%M} UTC", rules), charts
+
+    sections += cross_system_sections(data, cross_rules, charts)
+    title = f"Permit analytics, {since:%Y-%m-%d} to {now:%Y-%m-%d %H:%M} UTC"
+    return render(sections, title, [rules.version, cross_rules.version]), charts
+
+
+def _flagged(found: cross_system.Findings, what: str) -> str:
+    return f"Flagged: {', '.join(found.flagged)}." if found.flagged else f"No {what} flagged."
+
+
+def cross_system_sections(data: AnalyticsData, rules: CrossSystemRules, charts: dict[str, bytes]) -> list[Section]:
+    """The two analyses as their assets compute them (`cross_system.*_findings`), over every month stored."""
+    height = cross_system.height_findings(cross_system.height_against_quality(data.permits, data.quality_rates, rules))
+    charts["height_quality.png"] = height.chart
+    hq = rules.height_quality
+    failures = cross_system.failure_findings(cross_system.lifting_failure_intervals(data.permits, data.records, rules))
+    charts["lifting_failures.png"] = failures.chart
+    fi = rules.failure_intervals
+    return [
+        Section("height_quality", "Work at height against MES quality", [
+            ("Per site and workshop: months compared, work-at-height permits in them, Pearson correlation, slopes per month",
+             cross_system.records(height.table)),
+        ], "height_quality.png",
+            f"{_flagged(height, 'workshop')} A workshop is flagged when over at least {hq.min_months} months its monthly "
+            f"work-at-height permits and defect rate correlate at {hq.min_correlation:g} or more and both rise. "
+            "A pattern worth a look, not a cause."),
+        Section("lifting_failures", "Lifting against EAM failures", [
+            ("Per device a lifting permit names: failure work orders (corrective, emergency), mean days between them "
+             "earlier and in the recent intervals, and the factor by which they come sooner",
+             cross_system.records(failures.table)),
+        ], "lifting_failures.png",
+            f"{_flagged(failures, 'device')} A device is flagged when the mean of its last {fi.recent_intervals} intervals "
+            f"is shorter than the mean of the {fi.min_earlier_intervals} or more before by a factor above {fi.shortening_factor:g}."),
+    ]
 
 
 def _table(caption: str, rows: list[dict]) -> str:
@@ -92,7 +122,7 @@ def _table(caption: str, rows: list[dict]) -> str:
     return f"<h3>{escape(caption)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render(sections: list[Section], title: str, rules: AnalyticsRules) -> str:
+def render(sections: list[Section], title: str, rule_versions: list[str]) -> str:
     parts = []
     for s in sections:
         chart = f'<img src="{escape(s.chart)}" alt="{escape(s.title)}">' if s.chart else ""
@@ -102,5 +132,5 @@ def render(sections: list[Section], title: str, rules: AnalyticsRules) -> str:
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f"<title>{escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:.5em 0}}"
         "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}img{max-width:100%}</style></head>"
-        f"<body><h1>{escape(title)}</h1><p>Rules {escape(rules.version)}.</p>{''.join(parts)}</body></html>"
+        f"<body><h1>{escape(title)}</h1><p>Rules {escape(', '.join(rule_versions))}.</p>{''.join(parts)}</body></html>"
     )

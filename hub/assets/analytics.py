@@ -13,18 +13,21 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    ConfigurableResource,
     MaterializeResult,
     MetadataValue,
     TableColumn,
     TableSchema,
     asset,
 )
+from pydantic import Field
 
 from hub.analytics import kpis
 from hub.analytics.charts import bar_chart, chart_metadata, line_chart
 from hub.assets.common import preview
 from hub.assets.sites import site_partitions, sites_of
 from hub.logic.analytics_rules import AnalyticsRules, load_analytics_rules
+from hub.logic.cross_system_rules import CrossSystemRules, load_cross_system_rules
 from hub.model import LIVE_PERMIT_STATUSES
 from hub.resources import HubStoreResource
 from hub.steps.analytics import read_analytics
@@ -32,8 +35,36 @@ from hub.steps.analytics import read_analytics
 RESPONSE_CHECK = "guardian_response_rate_met"
 
 
-def _setup(context: AssetExecutionContext, store: HubStoreResource):
-    return read_analytics(store.store(), sites_of(context)), load_analytics_rules(), datetime.now(timezone.utc)
+class AnalyticsRulesResource(ConfigurableResource):
+    """The rule files of the KPIs and of the cross-system analyses (the packaged ones when none is
+    given), read at each materialization so an edit shows in the next run."""
+
+    analytics_rules_file: str | None = Field(
+        default=None, description="KPI rule file (HUB_ANALYTICS_RULES_FILE); None: the packaged rules."
+    )
+    cross_system_rules_file: str | None = Field(
+        default=None, description="Cross-system rule file (HUB_CROSS_SYSTEM_RULES_FILE); None: the packaged rules."
+    )
+
+    @classmethod
+    def from_settings(cls, settings) -> "AnalyticsRulesResource":
+        def text(path):
+            return str(path) if path else None
+
+        return cls(
+            analytics_rules_file=text(settings.analytics_rules_file),
+            cross_system_rules_file=text(settings.cross_system_rules_file),
+        )
+
+    def analytics(self) -> AnalyticsRules:
+        return load_analytics_rules(self.analytics_rules_file)
+
+    def cross_system(self) -> CrossSystemRules:
+        return load_cross_system_rules(self.cross_system_rules_file)
+
+
+def _setup(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource):
+    return read_analytics(store.store(), sites_of(context)), analytics_rules.analytics(), datetime.now(timezone.utc)
 
 
 def _result(context: AssetExecutionContext, rows: list[dict], png: bytes, rules: AnalyticsRules, check_results=(), **extra):
@@ -51,16 +82,6 @@ def _result(context: AssetExecutionContext, rows: list[dict], png: bytes, rules:
     return MaterializeResult(metadata=metadata, check_results=list(check_results))
 
 
-def _per_site_series(table, value: str) -> tuple[list, dict[str, list[float]]]:
-    """A line per site over the union of days (a day without data is left at 0 for none drawn)."""
-    days = sorted(set(table["day"]))
-    series = {
-        site: [float(rows.set_index("day")[value].get(day, float("nan"))) for day in days]
-        for site, rows in table.groupby("site")
-    }
-    return [d.isoformat() for d in days], series
-
-
 def analytics_asset(columns: str, **kwargs):
     """An analytics asset of the site partitions whose preview has these columns ("name:type ...")."""
     schema = TableSchema(columns=[TableColumn(*column.split(":")) for column in columns.split()])
@@ -72,11 +93,11 @@ STATS = "count:int median:float p90:float max:float"
 
 @analytics_asset(
     "site:string area:string permit_type:string risk_level:string " + STATS, deps=["permits"], description="Submission to approval (median, p90, max minutes) per site, area, permit type and risk level.")
-def permit_approval_times(context: AssetExecutionContext, store: HubStoreResource) -> MaterializeResult:
-    data, rules, _ = _setup(context, store)
+def permit_approval_times(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
+    data, rules, _ = _setup(context, store, analytics_rules)
     frame = kpis.permits_frame(data.permits, rules)
     trend = kpis.approval_trend(frame)
-    days, series = _per_site_series(trend, "median")
+    days, series = kpis.per_site_series(trend, "median")
     png = line_chart(days, series, title="Median approval time by day", ylabel="minutes")
     return _result(context, kpis.table_rows(kpis.approval_times(frame)), png, rules,
                    trend=MetadataValue.json(kpis.table_rows(trend)))
@@ -95,11 +116,11 @@ def permit_approval_times(context: AssetExecutionContext, store: HubStoreResourc
         )
     ],
 )
-def guardian_response_rates(context: AssetExecutionContext, store: HubStoreResource) -> MaterializeResult:
-    data, rules, now = _setup(context, store)
+def guardian_response_rates(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
+    data, rules, now = _setup(context, store, analytics_rules)
     frame = kpis.permits_frame(data.permits, rules)
     rates = kpis.response_rates(frame, rules, now)
-    days, series = _per_site_series(rates, "rate")
+    days, series = kpis.per_site_series(rates, "rate")
     png = line_chart(days, series, title="Effective guardian response rate", ylabel="share", threshold=rules.response_rate_threshold)
     return _result(context, kpis.table_rows(rates), png, rules, check_results=[response_check(rates, frame, rules, now)])
 
@@ -123,8 +144,8 @@ def response_check(rates, frame, rules: AnalyticsRules, now: datetime) -> AssetC
 
 @analytics_asset(
     "site:string rank:int permit_id:string permit_type:string area:string planned_end:datetime minutes_to_end:float status:string", deps=["permits"], description="The permits under way closest to or past their planned end (TOP N per site).")
-def overdue_permits(context: AssetExecutionContext, store: HubStoreResource) -> MaterializeResult:
-    data, rules, now = _setup(context, store)
+def overdue_permits(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
+    data, rules, now = _setup(context, store, analytics_rules)
     top = kpis.overdue_top(kpis.permits_frame(data.permits, rules), rules, now)
     png = bar_chart(list(top["permit_id"]), list(top["minutes_to_end"]), title="Minutes to planned end (negative: overdue)", ylabel="minutes")
     return _result(context, kpis.table_rows(top), png, rules)
@@ -132,8 +153,8 @@ def overdue_permits(context: AssetExecutionContext, store: HubStoreResource) -> 
 
 @analytics_asset(
     "permit_id:string area:string permit_type:string nearby:string history:int incidents:string", deps=["permits"], description="Live permits planned close to others of their type in their area, with the area's history of the type.")
-def similar_work_alerts(context: AssetExecutionContext, store: HubStoreResource) -> MaterializeResult:
-    data, rules, now = _setup(context, store)
+def similar_work_alerts(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
+    data, rules, now = _setup(context, store, analytics_rules)
     found = [
         s for p in data.permits if p.status in LIVE_PERMIT_STATUSES
         if (s := kpis.similar_work(data.permits, p, now, rules)) is not None
@@ -149,8 +170,8 @@ def similar_work_alerts(context: AssetExecutionContext, store: HubStoreResource)
 
 @analytics_asset(
     "site:string area:string count:int open:int median:float p90:float max:float", deps=["maintenance_records", "equipment"], description="Corrective and emergency work orders from report to completion (hours) per site and area.")
-def hazard_closure_cycle(context: AssetExecutionContext, store: HubStoreResource) -> MaterializeResult:
-    data, rules, _ = _setup(context, store)
+def hazard_closure_cycle(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
+    data, rules, _ = _setup(context, store, analytics_rules)
     table = kpis.hazard_closure(data.records, data.equipment)
     png = bar_chart([f"{s} {a}" for s, a in zip(table["site"], table["area"])], list(table["median"].fillna(0)),
                     title="Median hazard closure", ylabel="hours")
@@ -159,8 +180,8 @@ def hazard_closure_cycle(context: AssetExecutionContext, store: HubStoreResource
 
 @analytics_asset(
     "site:string reason:string permits:int", deps=["permit_gate_decisions"], description="The gate's figures: blocks by reason, EAM change to hold, holds lifted, approvals before their block landed.")
-def gate_performance(context: AssetExecutionContext, store: HubStoreResource) -> MaterializeResult:
-    data, rules, _ = _setup(context, store)
+def gate_performance(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
+    data, rules, _ = _setup(context, store, analytics_rules)
     figures = kpis.gate_kpis(data.permits, data.trail, data.holds, data.records_by_id)
     blocks = figures.blocks_by_reason
     png = bar_chart(list(blocks["reason"]), list(blocks["permits"]), title="Blocked permits by reason", ylabel="permits")

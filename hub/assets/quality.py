@@ -13,19 +13,16 @@ from pathlib import Path
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from hub.analytics import cross_system
-from hub.analytics.charts import chart_metadata, line_chart
-from hub.assets.analytics import analytics_asset
+from hub.analytics.charts import chart_metadata
+from hub.assets.analytics import AnalyticsRulesResource, analytics_asset
 from hub.assets.common import column_schema, drift_result, drift_spec, lineage_of, mapping_label, preview, quarantine_rejects
 from hub.assets.sites import site_partitions, sites_of
 from hub.assets.systems import MES
-from hub.logic.cross_system_rules import CrossSystemRules, load_cross_system_rules
+from hub.logic.cross_system_rules import CrossSystemRules
 from hub.mappings.engine import load_mapping
 from hub.resources import HubStoreResource, MesResource
 from hub.steps.records import map_inbound
 from hub.store import tables
-
-CHARTED = 5  # devices drawn in the failure-interval chart
-
 
 @asset(
     group_name="mes",
@@ -71,47 +68,39 @@ def mes_quality_rates(context: AssetExecutionContext, store: HubStoreResource, m
     )
 
 
-def _analysis_result(
-    context: AssetExecutionContext, rows: list[dict], flagged: list[str], png: bytes, rules: CrossSystemRules
-) -> MaterializeResult:
+def _analysis_result(context: AssetExecutionContext, found: cross_system.Findings, rules: CrossSystemRules) -> MaterializeResult:
     """What both analyses show: the table, what they flag, the rule version and the chart."""
     name = context.asset_key.to_user_string()
     path = Path(context.instance.storage_directory()) / "analytics" / f"{name}-{'-'.join(sites_of(context))}.png"
+    rows = cross_system.records(found.table)
     return MaterializeResult(
         metadata={
             "dagster/row_count": len(rows),
             "preview": preview(rows, limit=20),
-            "flagged": ", ".join(flagged) or "none",
-            "flagged_count": len(flagged),
+            "flagged": ", ".join(found.flagged) or "none",
+            "flagged_count": len(found.flagged),
             "rule_version": rules.version,
-            **chart_metadata(png, path),
+            **chart_metadata(found.chart, path),
         }
     )
 
 
 @analytics_asset(
-    "site:string workshop:string months:int correlation:float permit_slope:float rate_slope:float "
-    "rising_together:bool",
+    "site:string workshop:string months:int height_permits:int correlation:float permit_slope:float "
+    "rate_slope:float rising_together:bool",
     deps=["permits", "mes_quality_rates"],
     description="Work-at-height permits per workshop and month against the MES defect rate: correlation, "
     "months compared, and workshops where both rise together.",
 )
-def work_at_height_quality(context: AssetExecutionContext, store: HubStoreResource) -> MaterializeResult:
-    hub_store, rules = store.store(), load_cross_system_rules()
+def work_at_height_quality(
+    context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource
+) -> MaterializeResult:
+    hub_store, rules = store.store(), analytics_rules.cross_system()
     sites = sites_of(context)
     permits = [p for site in sites for p in hub_store.load_permits(site=site)]
     rates = [r for site in sites for r in hub_store.quality_rates(site)]
     result = cross_system.height_against_quality(permits, rates, rules)
-    workshops = result.workshops.sort_values(["rising_together", "correlation"], ascending=False, na_position="last")
-    flagged = [f"{r.site}/{r.workshop}" for r in workshops.itertuples() if r.rising_together]
-    if len(workshops):
-        top = workshops.iloc[0]
-        months, series = cross_system.height_quality_series(result, top["site"], top["workshop"])
-        title = f"{top['site']} {top['workshop']}: work at height and defect rate"
-    else:
-        months, series, title = [], {}, "work at height and defect rate"
-    png = line_chart(months, series, title=title, ylabel="share of the series' maximum")
-    return _analysis_result(context, cross_system.records(workshops), flagged, png, rules)
+    return _analysis_result(context, cross_system.height_findings(result), rules)
 
 
 @analytics_asset(
@@ -121,8 +110,10 @@ def work_at_height_quality(context: AssetExecutionContext, store: HubStoreResour
     description="Days between successive failure work orders (corrective, emergency) of the devices lifting "
     "permits name, and devices whose recent failures come much sooner than before.",
 )
-def lifting_failure_intervals(context: AssetExecutionContext, store: HubStoreResource) -> MaterializeResult:
-    hub_store, rules = store.store(), load_cross_system_rules()
+def lifting_failure_intervals(
+    context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource
+) -> MaterializeResult:
+    hub_store, rules = store.store(), analytics_rules.cross_system()
     sites = sites_of(context)
     permits = [p for site in sites for p in hub_store.load_permits(site=site)]
     lifted = {(p.site, d) for p in permits if p.permit_type == cross_system.LIFTING for d in p.device_ids}
@@ -130,12 +121,7 @@ def lifting_failure_intervals(context: AssetExecutionContext, store: HubStoreRes
         r for site in sites for r in hub_store.load_maintenance_records(site, sorted(d for s, d in lifted if s == site))
     ]
     result = cross_system.lifting_failure_intervals(permits, records, rules)
-    devices = result.devices.sort_values(["failing_faster", "shortening"], ascending=False, na_position="last")
-    flagged = [f"{r.site}/{r.device_id}" for r in devices.itertuples() if r.failing_faster]
-    charted = [(r.site, r.device_id) for r in devices.itertuples() if r.failures > 1][:CHARTED]
-    intervals, series = cross_system.interval_series(result, charted)
-    png = line_chart(intervals, series, title="days between failures, by failure", ylabel="days")
-    return _analysis_result(context, cross_system.records(devices), flagged, png, rules)
+    return _analysis_result(context, cross_system.failure_findings(result), rules)
 
 
 CROSS_SYSTEM_ASSETS = [mes_quality_rates, work_at_height_quality, lifting_failure_intervals]

@@ -43,5 +43,5 @@ class AnalyticsRules(BaseModel):
         return value
 
 
-def load_analytics_rules(path: Path | None = None) -> AnalyticsRules:
+def load_analytics_rules(path: Path | str | None = None) -> AnalyticsRules:
     return load_validated(path or RULES_DIR / "analytics.yaml", AnalyticsRules)

@@ -41,5 +41,5 @@ class CrossSystemRules(_Rules):
     failure_intervals: FailureIntervalRules = FailureIntervalRules()
 
 
-def load_cross_system_rules(path: Path | None = None) -> CrossSystemRules:
+def load_cross_system_rules(path: Path | str | None = None) -> CrossSystemRules:
     return load_validated(path or RULES_DIR / "cross_system.yaml", CrossSystemRules)
