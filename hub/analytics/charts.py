@@ -7,6 +7,8 @@ rendering, so charts can be drawn side by side in one process.
 from __future__ import annotations
 
 import base64
+import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
@@ -15,13 +17,40 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen)
 
 from dagster import MetadataValue  # noqa: E402
 
 # Area and workshop names are Chinese: a CJK font, where installed, draws the glyphs DejaVu lacks
-# (Debian: fonts-wqy-microhei or fonts-noto-cjk); matplotlib falls back glyph by glyph.
-matplotlib.rcParams["font.family"] = ["DejaVu Sans", "WenQuanYi Micro Hei", "Noto Sans CJK SC"]
+# (Debian: fonts-wqy-microhei, which .ci/run installs, or fonts-noto-cjk); matplotlib falls back
+# glyph by glyph.
+CJK_FAMILIES = ("WenQuanYi Micro Hei", "Noto Sans CJK SC")
+
+
+def _cjk_families() -> list[str]:
+    """The CJK families matplotlib can draw with. Its font cache is built once, so a font
+    installed after it is not in it: then fontconfig's Chinese fonts are added to this process's
+    font list. Only families found are named, so matplotlib does not log each one it misses."""
+    def known() -> list[str]:
+        names = {font.name for font in font_manager.fontManager.ttflist}
+        return [family for family in CJK_FAMILIES if family in names]
+
+    if not known() and shutil.which("fc-list"):
+        try:
+            listed = subprocess.run(["fc-list", ":lang=zh", "file"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            listed = ""
+        for path in sorted({line.rsplit(":", 1)[0].strip() for line in listed.splitlines() if line.strip()}):
+            try:
+                font_manager.fontManager.addfont(path)
+            except (OSError, RuntimeError, ValueError):
+                continue  # a font matplotlib cannot read: the others may do
+    return known()
+
+
+matplotlib.rcParams["font.family"] = ["DejaVu Sans", *_cjk_families()]
+
 _SIZE = (7.0, 3.6)
 _DPI = 100
 
