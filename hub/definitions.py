@@ -25,8 +25,8 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster_celery import celery_executor
 from sqlalchemy.engine import make_url
 
-from hub.assets.analytics import ANALYTICS_ASSETS, AnalyticsRulesResource
-from hub.assets.quality import lifting_failure_intervals, mes_quality_rates, work_at_height_quality
+from hub.assets.analytics import CROSS_SYSTEM_KEYS, KPI_KEYS, AnalyticsRulesResource, permit_analytics
+from hub.assets.quality import mes_quality_rates
 from hub.assets.clearance import clearance_covers_every_device, equipment_clearance
 from hub.assets.costs import safety_cost_entries
 from hub.assets.equipment import devices_found_in_eam, eam_data_fresh, eam_pull
@@ -45,7 +45,7 @@ from hub.settings import HubSettings
 # What one site's run materializes and checks; the permits of other sites have a job of their own.
 ASSETS = [permits, eam_pull, process_parameters, mes_quality_rates, equipment_clearance, permit_gate_decisions, safety_cost_entries, erp_postings]
 # The KPIs, then the analyses across systems (hub/rules/cross_system.yaml).
-ANALYTICS = [*ANALYTICS_ASSETS, work_at_height_quality, lifting_failure_intervals]
+ANALYTICS = [permit_analytics]
 CHECKS = [
     devices_found_in_eam,
     eam_data_fresh,
@@ -173,9 +173,8 @@ FILES_READ = {
     "safety_cost_entries": ("costs",),
     "erp_postings": ("erp",),
     "mes_quality_rates": ("mes",),
-    **{spec.key.to_user_string(): ("analytics",) for asset in ANALYTICS_ASSETS for spec in asset.specs},
-    "work_at_height_quality": ("cross_system",),
-    "lifting_failure_intervals": ("cross_system",),
+    **{name: ("analytics",) for name in KPI_KEYS},
+    **{name: ("cross_system",) for name in CROSS_SYSTEM_KEYS},
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import materialize_sites
 from dagster import DagsterInstance, materialize
 
-from hub.assets.analytics import ANALYTICS_ASSETS, RESPONSE_CHECK, guardian_response_rates, response_check
+from hub.assets.analytics import CROSS_SYSTEM_KEYS, KPI_KEYS, OUTPUTS, RESPONSE_CHECK, permit_analytics, response_check
 from hub.analytics.kpis import permits_frame, response_rates
 from hub.definitions import ASSETS, build_definitions, hub_resources
 from hub.logic.analytics_rules import load_analytics_rules
@@ -26,13 +26,12 @@ NOWHERE = {name: "http://127.0.0.1:9" for name in ("ptw", "eam", "mes", "erp")} 
 def test_a_full_sync_materializes_every_analytics_asset_with_a_preview_and_a_chart(fresh_mocks, sqlite_url, make_settings):
     settings = make_settings(sqlite_url, fresh_mocks.urls)
     with DagsterInstance.ephemeral() as instance:
-        result = materialize_sites([*ASSETS, *ANALYTICS_ASSETS], resources=hub_resources(settings), instance=instance)
+        result = materialize_sites([*ASSETS, permit_analytics], resources=hub_resources(settings), instance=instance)
         assert result.success
         by_asset: dict[str, list] = {}
         for event in result.get_asset_materialization_events():
             by_asset.setdefault(event.asset_key.to_user_string(), []).append(event.materialization.metadata)
-        for asset in ANALYTICS_ASSETS:
-            name = asset.key.to_user_string()
+        for name in OUTPUTS:
             assert len(by_asset[name]) == 2, name  # one per site
             for metadata in by_asset[name]:
                 assert metadata["preview"].value.schema is not None
@@ -84,7 +83,7 @@ def test_the_response_check_fails_below_the_threshold_with_its_root_causes_and_p
 
 def _response_check(settings, raise_on_error: bool = True):
     with DagsterInstance.ephemeral() as instance:
-        result = materialize([guardian_response_rates], partition_key="NJ01", resources=hub_resources(settings),
+        result = materialize([permit_analytics], selection=["guardian_response_rates"], partition_key="NJ01", resources=hub_resources(settings),
                              instance=instance, raise_on_error=raise_on_error)
         checks = result.get_asset_check_evaluations() if result.success else []
         failures = [e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure]
@@ -129,7 +128,7 @@ def test_an_edited_rule_file_named_by_the_settings_gives_its_assets_a_new_code_v
         copy = tmp_path / f"{name}.yaml"
         copy.write_text((PACKAGED.parent / f"{name}.yaml").read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
         edited[name] = versions(HubSettings(**{f"{name}_rules_file": copy}))
-    kpis = {asset.key.to_user_string() for asset in ANALYTICS_ASSETS}
-    cross = {"work_at_height_quality", "lifting_failure_intervals"}
+    kpis, cross = set(KPI_KEYS), set(CROSS_SYSTEM_KEYS)
+    assert cross == {"work_at_height_quality", "lifting_failure_intervals"}
     assert {k for k in packaged if packaged[k] != edited["analytics"][k]} == kpis
     assert {k for k in packaged if packaged[k] != edited["cross_system"][k]} == cross

@@ -148,7 +148,7 @@ def test_similar_work_within_72_hours_shows_six_months_of_the_area():
     q7 = permit("Q7", at(1, 0), start=at(1, 3), area="B")  # another area
     found = similar_work([q1, q2, q3, q4, q5, q6, q7], q2, at(2, 0), RULES)
     assert found is not None and found.nearby == ("Q1",)
-    assert [h["permit_id"] for h in found.history] == ["Q6", "Q1", "Q3"]
+    assert [h.permit_id for h in found.history] == ["Q6", "Q1", "Q3"]
     assert found.results == {"incident": 1, "open": 2} and found.incidents == ("Q3",)
     assert found.as_dict()["history"][2] == {"permit_id": "Q3", "planned_start": "2026-08-01T00:00:00+00:00", "status": "closed", "result": "incident"}
     # Exactly 72 hours apart is not within 72 hours; a cancelled neighbour is none.

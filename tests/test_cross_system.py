@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 
 from hub.analytics.cross_system import (
     failure_findings,
@@ -19,7 +19,8 @@ from hub.analytics.cross_system import (
 from hub.analytics.report import build_report
 from hub.assets.equipment import eam_pull
 from hub.assets.permits import permits as permits_asset
-from hub.assets.quality import CROSS_SYSTEM_ASSETS
+from hub.assets.analytics import CROSS_SYSTEM_KEYS, permit_analytics
+from hub.assets.quality import mes_quality_rates
 from hub.definitions import hub_resources
 from hub.logic.analytics_rules import load_analytics_rules
 from hub.logic.cross_system_rules import (
@@ -282,7 +283,8 @@ def test_the_assets_flag_the_fixture_plants_failing_device_with_a_chart(fresh_mo
     settings = make_settings(sqlite_url, fresh_mocks.urls)
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
-            [permits_asset, eam_pull, *CROSS_SYSTEM_ASSETS], partition_key="NJ01",
+            [permits_asset, eam_pull, mes_quality_rates, permit_analytics], partition_key="NJ01",
+            selection=["permits", "equipment", "maintenance_records", "mes_quality_rates", *CROSS_SYSTEM_KEYS],
             resources=hub_resources(settings), instance=instance,
         )
         assert result.success
@@ -294,8 +296,7 @@ def test_the_assets_flag_the_fixture_plants_failing_device_with_a_chart(fresh_mo
             assert chart.read_bytes().startswith(b"\x89PNG") and chart.name == f"{name}-NJ01.png"
             assert "](data:image/png;base64," in metadata[name]["chart"].value
             assert metadata[name]["rule_version"].value == load_cross_system_rules().version
-            [definition] = [a for a in CROSS_SYSTEM_ASSETS if a.key.to_user_string() == name]
-            schema = definition.specs_by_key[definition.key].metadata["dagster/column_schema"]
+            schema = permit_analytics.specs_by_key[AssetKey(name)].metadata["dagster/column_schema"]
             assert list(metadata[name]["preview"].value.records[0].data) == [c.name for c in schema.columns]
     lifting = metadata["lifting_failure_intervals"]
     assert lifting["flagged"].value == "NJ01/NJ-R-202"

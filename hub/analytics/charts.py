@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen)
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from dagster import MetadataValue  # noqa: E402
 
@@ -53,11 +54,22 @@ matplotlib.rcParams["font.family"] = ["DejaVu Sans", *_cjk_families()]
 
 _SIZE = (7.0, 3.6)
 _DPI = 100
+#: Labelled ticks on an axis of categories (days, permits): a year of days, each labelled, costs
+#: seconds to lay out and cannot be read anyway.
+MAX_TICKS = 12
+#: Bars drawn at most; the callers order their bars by importance, and the title says how many more.
+MAX_BARS = 30
+#: Up to this many points a line marks each one; a longer line is drawn plain.
+MARKED_POINTS = 60
+#: Above this many points, the legend goes top left: matplotlib's "best" place tries every
+#: position against every point.
+BEST_LEGEND_POINTS = 200
 
 
 def _png(figure: Figure) -> bytes:
     buffer = BytesIO()
-    figure.tight_layout()
+    # Fixed margins, room for rotated labels: a tight layout draws the chart twice.
+    figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.3)
     figure.savefig(buffer, format="png", dpi=_DPI)
     return buffer.getvalue()
 
@@ -75,11 +87,16 @@ def _axes(title: str, ylabel: str):
 def bar_chart(
     labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: str = "", threshold: float | None = None
 ) -> bytes:
-    """One bar per label; a dashed line marks a threshold when one is given."""
+    """One bar per label (the first `MAX_BARS`); a dashed line marks a threshold when one is given."""
+    if len(labels) > MAX_BARS:
+        title = f"{title} (first {MAX_BARS} of {len(labels)})"
+        labels, values = list(labels)[:MAX_BARS], list(values)[:MAX_BARS]
     figure, axes = _axes(title, ylabel)
     if labels:
-        axes.bar([str(label) for label in labels], [float(v) for v in values], color="#4878a8")
-        axes.tick_params(axis="x", labelrotation=30 if len(labels) > 4 else 0)
+        positions = range(len(labels))  # labelled explicitly: see `line_chart`
+        axes.bar(positions, [float(v) for v in values], color="#4878a8")
+        axes.set_xticks(positions, [str(label) for label in labels])
+        axes.tick_params(axis="x", labelrotation=0 if len(labels) <= 4 else 30 if len(labels) <= 12 else 60)
     else:
         axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
     if threshold is not None:
@@ -94,14 +111,19 @@ def line_chart(
     """One line per named series over the shared x values (days, usually)."""
     figure, axes = _axes(title, ylabel)
     xs = [str(value) for value in x]
+    # Drawn at positions 0..n-1 and labelled from `xs`: given as strings, matplotlib would try
+    # each one as a date first, which costs more than drawing the chart.
+    positions = range(len(xs))
     for name, values in series.items():
-        axes.plot(xs, [float(v) for v in values], marker="o", label=str(name))
+        axes.plot(positions, [float(v) for v in values], marker="o" if len(xs) <= MARKED_POINTS else None, label=str(name))
     if not xs:
         axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
     if threshold is not None:
         axes.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     if series or threshold is not None:
-        axes.legend(loc="best")
+        axes.legend(loc="best" if len(xs) * max(len(series), 1) <= BEST_LEGEND_POINTS else "upper left")
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=MAX_TICKS, integer=True))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: xs[int(v)] if v == int(v) and 0 <= v < len(xs) else ""))
     axes.tick_params(axis="x", labelrotation=30 if len(xs) > 6 else 0)
     return _png(figure)
 

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 
 from hub.logic.analytics_rules import AnalyticsRules
-from hub.model import FAILURE_KINDS, Equipment, GateDecision, MaintenanceRecord, Permit
+from hub.model import FAILURE_KINDS, LIVE_PERMIT_STATUSES, Equipment, GateDecision, MaintenanceRecord, Permit
 
 #: Permits whose work has begun and is not closed: the ones that can run past their planned end.
 WORK_UNDER_WAY = frozenset({"active", "suspended"})
@@ -49,7 +49,8 @@ def duration_stats(frame: pd.DataFrame, value: str, by: Sequence[str]) -> pd.Dat
     if known.empty:
         return pd.DataFrame(columns=[*by, *STAT_COLUMNS])
     grouped = known.groupby(list(by), sort=True)[value]
-    stats = grouped.agg(count="count", median="median", p90=lambda s: s.quantile(0.9), max="max")
+    stats = grouped.agg(count="count", median="median", max="max")
+    stats.insert(2, "p90", grouped.quantile(0.9))  # linear, as Series.quantile; not per group in Python
     return stats.round(1).reset_index()
 
 
@@ -148,16 +149,22 @@ class RootCause:
         }
 
 
-def root_causes(frame: pd.DataFrame, rules: AnalyticsRules, now: datetime) -> list[RootCause]:
-    """A breakdown for every (site, day) below the response-rate threshold, oldest first.
+def root_causes(
+    frame: pd.DataFrame, rules: AnalyticsRules, now: datetime, since: date | None = None
+) -> list[RootCause]:
+    """A breakdown for every (site, day) below the response-rate threshold, oldest first; with
+    `since`, only for the days from then on (a breakdown costs as much as a day's permits).
 
     Applicants are ranked by their permits' approval time (the paperwork they hand in),
     guardians and areas by the time from submission to the guardian's arrival.
     """
     decided = _effective(frame, rules, now)
     rates = response_rates(frame, rules, now)
+    alerts = rates.loc[rates["below_threshold"].astype(bool)]  # an empty column is object-typed
+    if since is not None:
+        alerts = alerts[alerts["day"] >= since]
     causes = []
-    for alert in rates[rates["below_threshold"]].itertuples():
+    for alert in alerts.itertuples():
         site = decided[decided["site"] == alert.site]
         day = site[site["day"] == alert.day]
         late_types = sorted(day.loc[~day["effective"], "permit_type"].unique())
@@ -214,7 +221,7 @@ class SimilarWork:
     # The other permits of the type in the area planned to start within `similar_work_gap` of this one.
     nearby: tuple[str, ...]
     # The area's permits of the type planned to start in the last `similar_work_history_months`, newest first.
-    history: tuple[dict, ...]
+    history: tuple[Permit, ...]
     # Counts of those permits by result ("open" for those without one yet).
     results: dict[str, int]
     incidents: tuple[str, ...]
@@ -226,7 +233,10 @@ class SimilarWork:
             "area": self.area,
             "permit_type": self.permit_type,
             "nearby": list(self.nearby),
-            "history": list(self.history),
+            "history": [
+                {"permit_id": p.permit_id, "planned_start": p.planned_start.isoformat(), "status": p.status, "result": p.result}
+                for p in self.history
+            ],
             "results": self.results,
             "incidents": list(self.incidents),
         }
@@ -264,13 +274,23 @@ def similar_work(
         area=permit.area,
         permit_type=permit.permit_type,
         nearby=tuple(nearby),
-        history=tuple(
-            {"permit_id": p.permit_id, "planned_start": p.planned_start.isoformat(), "status": p.status, "result": p.result}
-            for p in history
-        ),
+        history=tuple(history),
         results=dict(sorted(Counter(p.result or "open" for p in history).items())),
         incidents=tuple(p.permit_id for p in history if p.result == "incident"),
     )
+
+
+def similar_work_alerts(permits: Sequence[Permit], now: datetime, rules: AnalyticsRules) -> list[SimilarWork]:
+    """`similar_work` for every live permit, each compared only with its own site, area and type."""
+    same_kind: dict[tuple[str, str, str], list[Permit]] = {}
+    for p in permits:
+        same_kind.setdefault((p.site, p.area, p.permit_type), []).append(p)
+    return [
+        found
+        for p in permits
+        if p.status in LIVE_PERMIT_STATUSES
+        if (found := similar_work(same_kind[(p.site, p.area, p.permit_type)], p, now, rules)) is not None
+    ]
 
 
 # ------------------------------------------------------------------ hazard closure (EAM)

@@ -14,7 +14,6 @@ from hub.analytics import cross_system, kpis
 from hub.analytics.charts import bar_chart, line_chart
 from hub.logic.analytics_rules import AnalyticsRules
 from hub.logic.cross_system_rules import CrossSystemRules
-from hub.model import LIVE_PERMIT_STATUSES
 from hub.steps.analytics import AnalyticsData
 
 
@@ -47,7 +46,7 @@ def build_report(
     sections.append(Section("response", "Effective response rate", [("Per site and day", kpis.table_rows(rates))], "response_rates.png",
                             f"Guardian on site within {rules.guardian_response} of submission; threshold {rules.response_rate_threshold:.0%}."))
 
-    causes = [c for c in kpis.root_causes(frame, rules, now) if c.day >= since.astimezone(rules.plant_timezone).date()]
+    causes = kpis.root_causes(frame, rules, now, since=since.astimezone(rules.plant_timezone).date())
     alerts = Section("alerts", "Alerts and root causes", note="No day below the threshold." if not causes else "")
     for cause in causes:
         alerts.tables.append((f"{cause.site} {cause.day}: rate {cause.rate:.1%} (below {cause.threshold:.0%}), median stage minutes", [cause.stages]))
@@ -61,12 +60,12 @@ def build_report(
     charts["overdue.png"] = bar_chart(list(top["permit_id"]), list(top["minutes_to_end"]), title="Minutes to planned end (negative: overdue)", ylabel="minutes")
     sections.append(Section("overdue", f"Overdue TOP {rules.overdue_top}", [("Per site", kpis.table_rows(top))], "overdue.png"))
 
-    similar = [s for p in data.permits if p.status in LIVE_PERMIT_STATUSES if (s := kpis.similar_work(data.permits, p, now, rules))]
+    similar = kpis.similar_work_alerts(data.permits, now, rules)
     sections.append(Section("similar", f"Similar work within {rules.similar_work_gap}", [
-        (f"{s.permit_id}: {s.permit_type} in {s.area}, near {', '.join(s.nearby)}; results {s.results}", list(s.history)) for s in similar
+        (f"{s.permit_id}: {s.permit_type} in {s.area}, near {', '.join(s.nearby)}; results {s.results}", s.as_dict()["history"]) for s in similar
     ], note="No live permit has similar work nearby." if not similar else ""))
 
-    closure = kpis.hazard_closure(data.records, data.equipment)
+    closure = kpis.hazard_closure(data.failure_records, data.equipment)
     charts["hazard_closure.png"] = bar_chart([f"{s} {a}" for s, a in zip(closure["site"], closure["area"])], list(closure["median"].fillna(0)), title="Median hazard closure", ylabel="hours")
     sections.append(Section("hazards", "Hazard closure cycle", [("Corrective and emergency work orders, report to completion (hours)", kpis.table_rows(closure))], "hazard_closure.png"))
 
@@ -92,7 +91,7 @@ def cross_system_sections(data: AnalyticsData, rules: CrossSystemRules, charts: 
     height = cross_system.height_findings(cross_system.height_against_quality(data.permits, data.quality_rates, rules))
     charts["height_quality.png"] = height.chart
     hq = rules.height_quality
-    failures = cross_system.failure_findings(cross_system.lifting_failure_intervals(data.permits, data.records, rules))
+    failures = cross_system.failure_findings(cross_system.lifting_failure_intervals(data.permits, data.failure_records, rules))
     charts["lifting_failures.png"] = failures.chart
     fi = rules.failure_intervals
     return [

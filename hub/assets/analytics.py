@@ -1,11 +1,15 @@
 """The permit analytics per site: approval times, guardian response, overdue work, similar
-work, hazard closure and the gate's own figures, each with a preview table and a chart.
+work, hazard closure, the gate's own figures and the two cross-system analyses, each an asset
+with a preview table and a chart.
 
-Wiring only: the store is read by `hub.steps.analytics`, the figures come from
-`hub.analytics.kpis`, the charts from `hub.analytics.charts`.
+All of them are one step per site (`permit_analytics`, a subsettable multi-asset): they read
+the same permits, and a step per asset would read them and pay Dagster's step overhead eight
+times. Wiring only: the store is read by `hub.steps.analytics`, the figures come from
+`hub.analytics.kpis` and `hub.analytics.cross_system`, the charts from `hub.analytics.charts`.
 """
 
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 from dagster import (
@@ -13,26 +17,28 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetSpec,
     ConfigurableResource,
     MaterializeResult,
     MetadataValue,
     TableColumn,
     TableSchema,
-    asset,
+    multi_asset,
 )
 from pydantic import Field
 
-from hub.analytics import kpis
+from hub.analytics import cross_system, kpis
 from hub.analytics.charts import bar_chart, chart_metadata, line_chart
 from hub.assets.common import preview
 from hub.assets.sites import site_partitions, sites_of
 from hub.logic.analytics_rules import AnalyticsRules, load_analytics_rules
 from hub.logic.cross_system_rules import CrossSystemRules, load_cross_system_rules
-from hub.model import LIVE_PERMIT_STATUSES
 from hub.resources import HubStoreResource
-from hub.steps.analytics import read_analytics
+from hub.steps.analytics import AnalyticsData, read_analytics
 
 RESPONSE_CHECK = "guardian_response_rate_met"
+#: Alerts whose whole history goes into the asset's metadata (each lists months of permits).
+SIMILAR_SHOWN = 20
 
 
 class AnalyticsRulesResource(ConfigurableResource):
@@ -63,75 +69,65 @@ class AnalyticsRulesResource(ConfigurableResource):
         return load_cross_system_rules(self.cross_system_rules_file)
 
 
-def _setup(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource):
-    return read_analytics(store.store(), sites_of(context)), analytics_rules.analytics(), datetime.now(timezone.utc)
-
-
-def _result(context: AssetExecutionContext, rows: list[dict], png: bytes, rules: AnalyticsRules, check_results=(), **extra):
+def _result(context: AssetExecutionContext, name: str, rows: list[dict], png: bytes, version: str, check_results=(), **extra):
     """The metadata every analytics asset gives: row count, preview, chart (PNG in the instance's storage)."""
-    name = context.asset_key.to_user_string()
     site = "-".join(sites_of(context))
     path = Path(context.instance.storage_directory()) / "analytics" / f"{name}-{site}.png"
     metadata = {
         "dagster/row_count": len(rows),
         "preview": preview(rows, limit=20),
-        "rule_version": rules.version,
+        "rule_version": version,
         **chart_metadata(png, path),
         **extra,
     }
-    return MaterializeResult(metadata=metadata, check_results=list(check_results))
+    return MaterializeResult(asset_key=name, metadata=metadata, check_results=list(check_results))
 
 
-def analytics_asset(columns: str, **kwargs):
-    """An analytics asset of the site partitions whose preview has these columns ("name:type ...")."""
-    schema = TableSchema(columns=[TableColumn(*column.split(":")) for column in columns.split()])
-    return asset(group_name="analytics", partitions_def=site_partitions, metadata={"dagster/column_schema": schema}, **kwargs)
+class Inputs:
+    """What one step's assets compute from: the store's records, the rule files and one `now`.
+    Each is read on first use, so a bad cross-system rule file fails only the assets that read it."""
+
+    def __init__(self, data: AnalyticsData, resource: AnalyticsRulesResource, now: datetime):
+        self.data, self._resource, self.now = data, resource, now
+
+    @cached_property
+    def rules(self) -> AnalyticsRules:
+        return self._resource.analytics()
+
+    @cached_property
+    def cross(self) -> CrossSystemRules:
+        return self._resource.cross_system()
+
+    @cached_property
+    def frame(self):
+        return kpis.permits_frame(self.data.permits, self.rules)
 
 
-STATS = "count:int median:float p90:float max:float"
-
-
-@analytics_asset(
-    "site:string area:string permit_type:string risk_level:string " + STATS, deps=["permits"], description="Submission to approval (median, p90, max minutes) per site, area, permit type and risk level.")
-def permit_approval_times(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
-    data, rules, _ = _setup(context, store, analytics_rules)
-    frame = kpis.permits_frame(data.permits, rules)
-    trend = kpis.approval_trend(frame)
-    days, series = kpis.per_site_series(trend, "median")
-    png = line_chart(days, series, title="Median approval time by day", ylabel="minutes")
-    return _result(context, kpis.table_rows(kpis.approval_times(frame)), png, rules,
+def approval_times(context, i: Inputs) -> MaterializeResult:
+    trend = kpis.approval_trend(i.frame)
+    png = line_chart(*kpis.per_site_series(trend, "median"), title="Median approval time by day", ylabel="minutes")
+    return _result(context, "permit_approval_times", kpis.table_rows(kpis.approval_times(i.frame)), png, i.rules.version,
                    trend=MetadataValue.json(kpis.table_rows(trend)))
 
 
-@analytics_asset(
-    "site:string day:date permits:int effective:int rate:float below_threshold:bool",
-    deps=["permits"],
-    description="Share of permits whose guardian arrived within the response window of submission, per site and day.",
-    check_specs=[
-        AssetCheckSpec(
-            RESPONSE_CHECK,
-            asset="guardian_response_rates",
-            description="The latest day's effective response rate is at the threshold or above; below it, the root causes.",
-            partitions_def=site_partitions,
-        )
-    ],
-)
-def guardian_response_rates(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
-    data, rules, now = _setup(context, store, analytics_rules)
-    frame = kpis.permits_frame(data.permits, rules)
-    rates = kpis.response_rates(frame, rules, now)
-    days, series = kpis.per_site_series(rates, "rate")
-    png = line_chart(days, series, title="Effective guardian response rate", ylabel="share", threshold=rules.response_rate_threshold)
-    return _result(context, kpis.table_rows(rates), png, rules, check_results=[response_check(rates, frame, rules, now)])
+def response_rates(context, i: Inputs) -> MaterializeResult:
+    rates = kpis.response_rates(i.frame, i.rules, i.now)
+    png = line_chart(*kpis.per_site_series(rates, "rate"), title="Effective guardian response rate", ylabel="share",
+                     threshold=i.rules.response_rate_threshold)
+    checks = [response_check(rates, i.frame, i.rules, i.now)] if _check_selected(context) else []
+    return _result(context, "guardian_response_rates", kpis.table_rows(rates), png, i.rules.version, check_results=checks)
 
 
 def response_check(rates, frame, rules: AnalyticsRules, now: datetime) -> AssetCheckResult:
     """Judges each site's latest day; a day below the threshold fails with its root causes."""
     latest = rates.sort_values("day").groupby("site").tail(1)
     below = latest[latest["below_threshold"]]
-    causes = [c.as_dict() for c in kpis.root_causes(frame, rules, now) if (c.site, c.day) in set(zip(below["site"], below["day"]))]
+    days = set(zip(below["site"], below["day"]))
+    since = min((day for _, day in days), default=None)
+    causes = [c.as_dict() for c in kpis.root_causes(frame, rules, now, since=since) if (c.site, c.day) in days] if days else []
     return AssetCheckResult(
         check_name=RESPONSE_CHECK,
+        asset_key="guardian_response_rates",
         passed=below.empty,
         severity=AssetCheckSeverity.WARN,
         metadata={
@@ -142,55 +138,130 @@ def response_check(rates, frame, rules: AnalyticsRules, now: datetime) -> AssetC
     )
 
 
-@analytics_asset(
-    "site:string rank:int permit_id:string permit_type:string area:string planned_end:datetime minutes_to_end:float status:string", deps=["permits"], description="The permits under way closest to or past their planned end (TOP N per site).")
-def overdue_permits(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
-    data, rules, now = _setup(context, store, analytics_rules)
-    top = kpis.overdue_top(kpis.permits_frame(data.permits, rules), rules, now)
+def overdue(context, i: Inputs) -> MaterializeResult:
+    top = kpis.overdue_top(i.frame, i.rules, i.now)
     png = bar_chart(list(top["permit_id"]), list(top["minutes_to_end"]), title="Minutes to planned end (negative: overdue)", ylabel="minutes")
-    return _result(context, kpis.table_rows(top), png, rules)
+    return _result(context, "overdue_permits", kpis.table_rows(top), png, i.rules.version)
 
 
-@analytics_asset(
-    "permit_id:string area:string permit_type:string nearby:string history:int incidents:string", deps=["permits"], description="Live permits planned close to others of their type in their area, with the area's history of the type.")
-def similar_work_alerts(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
-    data, rules, now = _setup(context, store, analytics_rules)
-    found = [
-        s for p in data.permits if p.status in LIVE_PERMIT_STATUSES
-        if (s := kpis.similar_work(data.permits, p, now, rules)) is not None
-    ]
+def similar(context, i: Inputs) -> MaterializeResult:
+    # The longest histories first: the chart shows the first bars only.
+    found = sorted(kpis.similar_work_alerts(i.data.permits, i.now, i.rules), key=lambda s: (-len(s.history), s.permit_id))
     rows = [
         {"permit_id": s.permit_id, "area": s.area, "permit_type": s.permit_type, "nearby": ", ".join(s.nearby),
          "history": len(s.history), "incidents": ", ".join(s.incidents) or "none"}
         for s in found
     ]
     png = bar_chart([s.permit_id for s in found], [len(s.history) for s in found], title="Permits of the type in the area, 6 months", ylabel="permits")
-    return _result(context, rows, png, rules, similar_work=MetadataValue.json([s.as_dict() for s in found]))
+    return _result(context, "similar_work_alerts", rows, png, i.rules.version,
+                   similar_work=MetadataValue.json([s.as_dict() for s in found[:SIMILAR_SHOWN]]))
 
 
-@analytics_asset(
-    "site:string area:string count:int open:int median:float p90:float max:float", deps=["maintenance_records", "equipment"], description="Corrective and emergency work orders from report to completion (hours) per site and area.")
-def hazard_closure_cycle(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
-    data, rules, _ = _setup(context, store, analytics_rules)
-    table = kpis.hazard_closure(data.records, data.equipment)
+def hazard_closure(context, i: Inputs) -> MaterializeResult:
+    table = kpis.hazard_closure(i.data.failure_records, i.data.equipment)
     png = bar_chart([f"{s} {a}" for s, a in zip(table["site"], table["area"])], list(table["median"].fillna(0)),
                     title="Median hazard closure", ylabel="hours")
-    return _result(context, kpis.table_rows(table), png, rules)
+    return _result(context, "hazard_closure_cycle", kpis.table_rows(table), png, i.rules.version)
 
 
-@analytics_asset(
-    "site:string reason:string permits:int", deps=["permit_gate_decisions"], description="The gate's figures: blocks by reason, EAM change to hold, holds lifted, approvals before their block landed.")
-def gate_performance(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource) -> MaterializeResult:
-    data, rules, _ = _setup(context, store, analytics_rules)
-    figures = kpis.gate_kpis(data.permits, data.trail, data.holds, data.records_by_id)
+def gate_performance(context, i: Inputs) -> MaterializeResult:
+    figures = kpis.gate_kpis(i.data.permits, i.data.trail, i.data.holds, i.data.records_by_id)
     blocks = figures.blocks_by_reason
     png = bar_chart(list(blocks["reason"]), list(blocks["permits"]), title="Blocked permits by reason", ylabel="permits")
     return _result(
-        context, kpis.table_rows(blocks), png, rules,
+        context, "gate_performance", kpis.table_rows(blocks), png, i.rules.version,
         **figures.summary(),
         block_lags=MetadataValue.json(kpis.table_rows(figures.block_lags)),
         too_late_permits=", ".join(figures.too_late["permit_id"]) or "none",
     )
 
 
-ANALYTICS_ASSETS = [permit_approval_times, guardian_response_rates, overdue_permits, similar_work_alerts, hazard_closure_cycle, gate_performance]
+def _findings(context, name: str, found: cross_system.Findings, version: str) -> MaterializeResult:
+    """What both cross-system analyses show: the table, what they flag, the rule version and the chart."""
+    return _result(context, name, cross_system.records(found.table), found.chart, version,
+                   flagged=", ".join(found.flagged) or "none", flagged_count=len(found.flagged))
+
+
+def height_quality(context, i: Inputs) -> MaterializeResult:
+    result = cross_system.height_against_quality(i.data.permits, i.data.quality_rates, i.cross)
+    return _findings(context, "work_at_height_quality", cross_system.height_findings(result), i.cross.version)
+
+
+def lifting_failures(context, i: Inputs) -> MaterializeResult:
+    result = cross_system.lifting_failure_intervals(i.data.permits, i.data.failure_records, i.cross)
+    return _findings(context, "lifting_failure_intervals", cross_system.failure_findings(result), i.cross.version)
+
+
+STATS = "count:int median:float p90:float max:float"
+
+# name: (columns of its preview, upstream assets, description, the function that materializes it)
+OUTPUTS = {
+    "permit_approval_times": (
+        "site:string area:string permit_type:string risk_level:string " + STATS, ["permits"],
+        "Submission to approval (median, p90, max minutes) per site, area, permit type and risk level.", approval_times),
+    "guardian_response_rates": (
+        "site:string day:date permits:int effective:int rate:float below_threshold:bool", ["permits"],
+        "Share of permits whose guardian arrived within the response window of submission, per site and day.", response_rates),
+    "overdue_permits": (
+        "site:string rank:int permit_id:string permit_type:string area:string planned_end:datetime minutes_to_end:float status:string",
+        ["permits"], "The permits under way closest to or past their planned end (TOP N per site).", overdue),
+    "similar_work_alerts": (
+        "permit_id:string area:string permit_type:string nearby:string history:int incidents:string", ["permits"],
+        "Live permits planned close to others of their type in their area, with the area's history of the type.", similar),
+    "hazard_closure_cycle": (
+        "site:string area:string count:int open:int median:float p90:float max:float", ["maintenance_records", "equipment"],
+        "Corrective and emergency work orders from report to completion (hours) per site and area.", hazard_closure),
+    "gate_performance": (
+        "site:string reason:string permits:int", ["permit_gate_decisions"],
+        "The gate's figures: blocks by reason, EAM change to hold, holds lifted, approvals before their block landed.",
+        gate_performance),
+    "work_at_height_quality": (
+        "site:string workshop:string months:int height_permits:int correlation:float permit_slope:float "
+        "rate_slope:float rising_together:bool", ["permits", "mes_quality_rates"],
+        "Work-at-height permits per workshop and month against the MES defect rate: correlation, "
+        "months compared, and workshops where both rise together.", height_quality),
+    "lifting_failure_intervals": (
+        "site:string device_id:string failures:int earlier_mean_days:float recent_mean_days:float shortening:float "
+        "failing_faster:bool", ["permits", "maintenance_records"],
+        "Days between successive failure work orders (corrective, emergency) of the devices lifting "
+        "permits name, and devices whose recent failures come much sooner than before.", lifting_failures),
+}
+#: The KPIs, read by the analytics rule file; the other two by the cross-system one.
+KPI_KEYS = list(OUTPUTS)[:6]
+CROSS_SYSTEM_KEYS = list(OUTPUTS)[6:]
+
+
+def _schema(columns: str) -> TableSchema:
+    return TableSchema(columns=[TableColumn(*column.split(":")) for column in columns.split()])
+
+
+def _check_selected(context: AssetExecutionContext) -> bool:
+    return any(key.name == RESPONSE_CHECK for key in context.selected_asset_check_keys)
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(name, deps=deps, description=description, group_name="analytics", skippable=True,
+                  metadata={"dagster/column_schema": _schema(columns)})
+        for name, (columns, deps, description, _) in OUTPUTS.items()
+    ],
+    check_specs=[
+        AssetCheckSpec(
+            RESPONSE_CHECK,
+            asset="guardian_response_rates",
+            description="The latest day's effective response rate is at the threshold or above; below it, the root causes.",
+            partitions_def=site_partitions,
+        )
+    ],
+    partitions_def=site_partitions,
+    can_subset=True,
+)
+def permit_analytics(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource):
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    inputs = Inputs(read_analytics(store.store(), sites_of(context)), analytics_rules, datetime.now(timezone.utc))
+    for name, (_, _, _, materialize) in OUTPUTS.items():
+        if name in selected:
+            yield materialize(context, inputs)
+
+
+ANALYTICS_ASSETS = [permit_analytics]

@@ -500,17 +500,23 @@ class HubStore:
         return out
 
     def load_maintenance_records(
-        self, site: str, device_ids: Collection[str] | None, *, unfinished_or_isolated: bool = False
+        self,
+        site: str,
+        device_ids: Collection[str] | None,
+        *,
+        unfinished_or_isolated: bool = False,
+        kinds: Collection[str] | None = None,
     ) -> list[MaintenanceRecord]:
-        """Work orders of the devices; with `unfinished_or_isolated`, only those that can still
-        block work (not finished, or holding an isolation or not knowing whether they do). Years of finished history stay in
-        the database instead of being read back on every sync."""
+        """Work orders of the devices (None: all the site's), of `kinds` if given; with
+        `unfinished_or_isolated`, only those that can still block work (not finished, or holding
+        an isolation or not knowing whether they do). Years of finished history stay in the
+        database instead of being read back on every sync."""
         m = t.maintenance_records
         where = (
             (or_(m.c.status.not_in(sorted(FINISHED_MAINTENANCE_STATUSES)), m.c.isolation.in_(("applied", UNKNOWN))),)
             if unfinished_or_isolated
             else ()
-        ) + (m.c.site == site,)
+        ) + (m.c.site == site,) + ((m.c.kind.in_(sorted(kinds)),) if kinds is not None else ())
         with self._read() as conn:
             rows = self._select_in(conn, m, "device_id", device_ids, *where)
         rows.sort(key=lambda r: (r["device_id"], r["record_id"]))
