@@ -53,7 +53,7 @@ def _cjk_families() -> list[str]:
 matplotlib.rcParams["font.family"] = ["DejaVu Sans", *_cjk_families()]
 
 _SIZE = (7.0, 3.6)
-_DPI = 100
+_DPI = 80
 #: Labelled ticks on an axis of categories (days, permits): a year of days, each labelled, costs
 #: seconds to lay out and cannot be read anyway.
 MAX_TICKS = 12
@@ -69,7 +69,7 @@ BEST_LEGEND_POINTS = 200
 def _png(figure: Figure) -> bytes:
     buffer = BytesIO()
     # Fixed margins, room for rotated labels: a tight layout draws the chart twice.
-    figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.3)
+    figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.34)
     figure.savefig(buffer, format="png", dpi=_DPI)
     return buffer.getvalue()
 
@@ -95,8 +95,9 @@ def bar_chart(
     if labels:
         positions = range(len(labels))  # labelled explicitly: see `line_chart`
         axes.bar(positions, [float(v) for v in values], color="#4878a8")
-        axes.set_xticks(positions, [str(label) for label in labels])
-        axes.tick_params(axis="x", labelrotation=0 if len(labels) <= 4 else 30 if len(labels) <= 12 else 60)
+        many = len(labels) > 12
+        axes.set_xticks(positions, [str(label) for label in labels], rotation=0 if len(labels) <= 4 else 45 if many else 30,
+                        ha="center" if len(labels) <= 4 else "right", fontsize=7 if many else None)
     else:
         axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
     if threshold is not None:

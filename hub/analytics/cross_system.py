@@ -121,6 +121,7 @@ def lifting_failure_intervals(
     intervals["interval_days"] = intervals.groupby(DEVICE_KEY)["reported_at"].diff().dt.total_seconds() / DAY_SECONDS
     settings = rules.failure_intervals
     by_device = {key: group["interval_days"].dropna().tolist() for key, group in intervals.groupby(DEVICE_KEY)}
+    failures = intervals.groupby(DEVICE_KEY).size().to_dict()
     rows = []
     for site, device in lifted:
         gaps = by_device.get((site, device), [])
@@ -131,7 +132,7 @@ def lifting_failure_intervals(
             shortening = earlier / recent if recent > 0 else math.inf
         rows.append({
             "site": site, "device_id": device,
-            "failures": int(((intervals["site"] == site) & (intervals["device_id"] == device)).sum()),
+            "failures": int(failures.get((site, device), 0)),
             "earlier_mean_days": earlier, "recent_mean_days": recent, "shortening": shortening,
             "failing_faster": bool(shortening > settings.shortening_factor),
         })

@@ -8,6 +8,7 @@ plant-local dates (`AnalyticsRules.plant_timezone`).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -226,20 +227,59 @@ class SimilarWork:
     results: dict[str, int]
     incidents: tuple[str, ...]
 
-    def as_dict(self) -> dict:
+    def as_dict(self, history_limit: int | None = None) -> dict:
+        """JSON; with `history_limit`, only that many of the newest history entries (the counts
+        of results and the incidents still cover all of it)."""
         return {
             "permit_id": self.permit_id,
             "site": self.site,
             "area": self.area,
             "permit_type": self.permit_type,
             "nearby": list(self.nearby),
+            "history_count": len(self.history),
             "history": [
                 {"permit_id": p.permit_id, "planned_start": p.planned_start.isoformat(), "status": p.status, "result": p.result}
-                for p in self.history
+                for p in self.history[:history_limit]
             ],
             "results": self.results,
             "incidents": list(self.incidents),
         }
+
+
+class _SameKind:
+    """The permits of one site, area and type, ordered by planned start, so that the neighbours
+    of a permit and the window of history are found by bisection, not by a scan of every permit."""
+
+    def __init__(self, same_kind: Iterable[Permit], now: datetime, rules: AnalyticsRules):
+        self.rules = rules
+        self.by_start = sorted(same_kind, key=lambda p: (p.planned_start, p.permit_id))
+        self.starts = [p.planned_start for p in self.by_start]
+        since = (pd.Timestamp(now) - pd.DateOffset(months=rules.similar_work_history_months)).to_pydatetime()
+        # Newest first: the planned starts from `since` to `now`, both included.
+        self.history = self.by_start[bisect_left(self.starts, since) : bisect_right(self.starts, now)][::-1]
+
+    def find(self, permit: Permit) -> SimilarWork | None:
+        gap = self.rules.similar_work_gap
+        # Strictly within the gap on either side.
+        window = self.by_start[bisect_right(self.starts, permit.planned_start - gap) : bisect_left(self.starts, permit.planned_start + gap)]
+        nearby = sorted(o.permit_id for o in window if o.permit_id != permit.permit_id and o.status != "cancelled")
+        if not nearby:
+            return None
+        history = [p for p in self.history if p.permit_id != permit.permit_id]
+        return SimilarWork(
+            permit_id=permit.permit_id,
+            site=permit.site,
+            area=permit.area,
+            permit_type=permit.permit_type,
+            nearby=tuple(nearby),
+            history=tuple(history),
+            results=dict(sorted(Counter(p.result or "open" for p in history).items())),
+            incidents=tuple(p.permit_id for p in history if p.result == "incident"),
+        )
+
+
+def _kind(permit: Permit) -> tuple[str, str, str]:
+    return (permit.site, permit.area, permit.permit_type)
 
 
 def similar_work(
@@ -253,43 +293,20 @@ def similar_work(
     neighbour; they stay in the history with their status.
     """
     rules = rules or AnalyticsRules(version="defaults")
-    same = [
-        other
-        for other in permits
-        if other.permit_id != permit.permit_id
-        and (other.site, other.area, other.permit_type) == (permit.site, permit.area, permit.permit_type)
-    ]
-    nearby = sorted(
-        other.permit_id
-        for other in same
-        if other.status != "cancelled" and abs(other.planned_start - permit.planned_start) < rules.similar_work_gap
-    )
-    if not nearby:
-        return None
-    since = (pd.Timestamp(now) - pd.DateOffset(months=rules.similar_work_history_months)).to_pydatetime()
-    history = sorted((p for p in same if since <= p.planned_start <= now), key=lambda p: (p.planned_start, p.permit_id), reverse=True)
-    return SimilarWork(
-        permit_id=permit.permit_id,
-        site=permit.site,
-        area=permit.area,
-        permit_type=permit.permit_type,
-        nearby=tuple(nearby),
-        history=tuple(history),
-        results=dict(sorted(Counter(p.result or "open" for p in history).items())),
-        incidents=tuple(p.permit_id for p in history if p.result == "incident"),
-    )
+    return _SameKind((p for p in permits if _kind(p) == _kind(permit)), now, rules).find(permit)
 
 
 def similar_work_alerts(permits: Sequence[Permit], now: datetime, rules: AnalyticsRules) -> list[SimilarWork]:
-    """`similar_work` for every live permit, each compared only with its own site, area and type."""
-    same_kind: dict[tuple[str, str, str], list[Permit]] = {}
+    """`similar_work` for every live permit, each kind of work indexed once."""
+    grouped: dict[tuple[str, str, str], list[Permit]] = {}
     for p in permits:
-        same_kind.setdefault((p.site, p.area, p.permit_type), []).append(p)
+        grouped.setdefault(_kind(p), []).append(p)
+    indexes = {kind: _SameKind(group, now, rules) for kind, group in grouped.items()}
     return [
         found
         for p in permits
         if p.status in LIVE_PERMIT_STATUSES
-        if (found := similar_work(same_kind[(p.site, p.area, p.permit_type)], p, now, rules)) is not None
+        if (found := indexes[_kind(p)].find(p)) is not None
     ]
 
 

@@ -37,8 +37,10 @@ from hub.resources import HubStoreResource
 from hub.steps.analytics import AnalyticsData, read_analytics
 
 RESPONSE_CHECK = "guardian_response_rate_met"
-#: Alerts whose whole history goes into the asset's metadata (each lists months of permits).
+#: Alerts that go into the asset's metadata, and the newest history entries of each shown there
+#: (six months of one kind of work in one area can be hundreds of permits).
 SIMILAR_SHOWN = 20
+SIMILAR_HISTORY_SHOWN = 10
 
 
 class AnalyticsRulesResource(ConfigurableResource):
@@ -154,7 +156,7 @@ def similar(context, i: Inputs) -> MaterializeResult:
     ]
     png = bar_chart([s.permit_id for s in found], [len(s.history) for s in found], title="Permits of the type in the area, 6 months", ylabel="permits")
     return _result(context, "similar_work_alerts", rows, png, i.rules.version,
-                   similar_work=MetadataValue.json([s.as_dict() for s in found[:SIMILAR_SHOWN]]))
+                   similar_work=MetadataValue.json([s.as_dict(history_limit=SIMILAR_HISTORY_SHOWN) for s in found[:SIMILAR_SHOWN]]))
 
 
 def hazard_closure(context, i: Inputs) -> MaterializeResult:
