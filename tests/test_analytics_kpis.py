@@ -4,6 +4,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.analytics.kpis import (
     approval_times,
@@ -15,6 +17,7 @@ from hub.analytics.kpis import (
     response_rates,
     root_causes,
     similar_work,
+    similar_work_alerts,
 )
 from hub.logic.analytics_rules import AnalyticsRules, load_analytics_rules
 from hub.model import Equipment, GateDecision, MaintenanceRecord, Permit, Reason
@@ -154,6 +157,34 @@ def test_similar_work_within_72_hours_shows_six_months_of_the_area():
     # Exactly 72 hours apart is not within 72 hours; a cancelled neighbour is none.
     assert similar_work([q1, permit("Q8", at(1, 0), start=at(4, 0))], q1, at(2, 0), RULES) is None
     assert similar_work([q6, q2], q2, at(2, 0)) is None
+
+
+def _similar_by_scan(permits, p, now, rules):
+    """The definition, by a plain scan of every permit: what the indexed search must equal."""
+    same = [o for o in permits if o.permit_id != p.permit_id and (o.site, o.area, o.permit_type) == (p.site, p.area, p.permit_type)]
+    nearby = sorted(o.permit_id for o in same if o.status != "cancelled" and abs(o.planned_start - p.planned_start) < rules.similar_work_gap)
+    if not nearby:
+        return None
+    since = now - timedelta(days=183)  # six months before 2 Dec 2026 is 2 Jun; no start falls between
+    history = sorted((o for o in same if since <= o.planned_start <= now), key=lambda o: (o.planned_start, o.permit_id), reverse=True)
+    return nearby, [o.permit_id for o in history]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("AB"), st.sampled_from(["hot_work", "lifting"]), st.sampled_from([-200, -199, -3, -1, 0, 1, 3]),
+                          st.sampled_from([0, 24, 48, 71, 72, 73]), st.sampled_from(["approved", "active", "cancelled", "closed"])),
+                min_size=1, max_size=30))
+def test_similar_work_alerts_equal_a_scan_of_every_permit(specs):
+    """Bisection within each kind of work finds what a scan finds, at the gap's and the window's edges too."""
+    now = at(2, 12)
+    permits = [
+        permit(f"P{n:02d}", now, area=area, permit_type=kind, status=status,
+               start=now + timedelta(days=days) + timedelta(hours=hours) if days != -200 else now - timedelta(days=183))
+        for n, (area, kind, days, hours, status) in enumerate(specs)
+    ]
+    found = {f.permit_id: (list(f.nearby), [h.permit_id for h in f.history]) for f in similar_work_alerts(permits, now, RULES)}
+    expected = {p.permit_id: r for p in permits if p.status in ("approved", "active") if (r := _similar_by_scan(permits, p, now, RULES))}
+    assert found == expected
 
 
 def test_hazard_closure_per_site_and_equipment_area():
