@@ -451,8 +451,8 @@ def table_rows(frame: pd.DataFrame) -> list[dict]:
 def per_site_series(table: pd.DataFrame, value: str) -> tuple[list[str], dict[str, list[float]]]:
     """A line per site over the union of days, for a chart; a day a site has no figure for is a gap (NaN)."""
     days = sorted(set(table["day"]))
-    series = {
-        site: [float(rows.set_index("day")[value].get(day, float("nan"))) for day in days]
-        for site, rows in table.groupby("site")
-    }
+    series = {}
+    for site, rows in table.groupby("site"):
+        by_day = dict(zip(rows["day"], rows[value]))
+        series[site] = [float(by_day.get(day, float("nan"))) for day in days]
     return [d.isoformat() for d in days], series
