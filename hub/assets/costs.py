@@ -1,7 +1,11 @@
 """`safety_cost_entries`: closed permits become cost lines, queued once each in the ERP outbox.
 
 Only permits stored since the last run are costed: a closed permit's lines never change, and
-the outbox already holds those of earlier runs.
+the outbox already holds those of earlier runs. Within that window, a permit the outbox already
+holds entries of is not costed again: the window reaches a few seconds back (`SYNC_LEEWAY`), over
+the permits the previous run itself had just stored, and re-costing them all made every
+incremental sync cost as many permits as a full one. New cost rules start a window of their
+own, in which every closed permit is costed again.
 """
 
 
@@ -56,7 +60,10 @@ def safety_cost_entries(
     started = datetime.now(timezone.utc)
     entries, problems = [], []
     closed = hub_store.load_permits(
-        statuses=("closed",), site=site, synced_since=datetime.fromisoformat(since) if since else None
+        statuses=("closed",),
+        site=site,
+        synced_since=datetime.fromisoformat(since) if since else None,
+        without_outbox_entries=since is not None,
     )
     for permit in closed:
         try:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
     inspect,
     or_,
@@ -386,11 +387,16 @@ class HubStore:
         synced_since: datetime | None = None,
         sites_not_in: Collection[str] | None = None,
         permit_ids: Collection[str] | None = None,
+        without_outbox_entries: bool = False,
     ) -> list[Permit]:
         """Permits in `statuses` (all if None) of `site` (every site if None; none of
-        `sites_not_in` if given), only those stored at or after `synced_since` and, if given,
-        with one of `permit_ids`."""
+        `sites_not_in` if given), only those stored at or after `synced_since`, if given with one
+        of `permit_ids`, and with `without_outbox_entries` only those the ERP outbox holds no
+        entry of."""
         where = []
+        if without_outbox_entries:
+            o = t.erp_outbox
+            where.append(~exists().where(o.c.permit_id == t.permits.c.permit_id))
         if permit_ids is not None:
             where.append(t.permits.c.permit_id.in_(sorted(permit_ids)))
         if site is not None:
