@@ -81,6 +81,15 @@ def test_the_response_check_fails_below_the_threshold_with_its_root_causes_and_p
     assert cause["same_type_before"]["hot_work"]["permits"] == 2 and cause["same_type_before"]["hot_work"]["rate"] == 0.5
 
 
+def test_the_response_check_passes_a_site_without_permits():
+    """A configured site the PTW has nothing of yet: nothing below the threshold, and no error."""
+    rules = load_analytics_rules()
+    now = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
+    frame = permits_frame([], rules)
+    empty = response_check(response_rates(frame, rules, now), frame, rules, now)
+    assert empty.passed and empty.metadata["root_causes"].value == [] and empty.metadata["latest_days"].value == []
+
+
 def _response_check(settings, raise_on_error: bool = True):
     with DagsterInstance.ephemeral() as instance:
         result = materialize([permit_analytics], selection=["guardian_response_rates"], partition_key="NJ01", resources=hub_resources(settings),

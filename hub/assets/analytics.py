@@ -123,7 +123,7 @@ def response_rates(context, i: Inputs) -> MaterializeResult:
 def response_check(rates, frame, rules: AnalyticsRules, now: datetime) -> AssetCheckResult:
     """Judges each site's latest day; a day below the threshold fails with its root causes."""
     latest = rates.sort_values("day").groupby("site").tail(1)
-    below = latest[latest["below_threshold"]]
+    below = latest.loc[latest["below_threshold"].astype(bool)]  # an empty column is object-typed
     days = set(zip(below["site"], below["day"]))
     since = min((day for _, day in days), default=None)
     causes = [c.as_dict() for c in kpis.root_causes(frame, rules, now, since=since) if (c.site, c.day) in days] if days else []
