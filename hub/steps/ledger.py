@@ -60,13 +60,15 @@ def reconcile_site(hub_store, client, mapping, site: str, *, full: bool) -> Ledg
     raises the client's errors."""
     cursor = json.loads(hub_store.get_cursor(f"{CURSOR}.{site}") or "{}")
     started = datetime.now(timezone.utc)
-    outbox = hub_store.load_outbox(site=site)
     start = None if full else cursor.get("from_document")
+    changed: list[dict] = []
     if start is not None:
-        since = datetime.fromisoformat(cursor["at"])
-        changed = [r for r in outbox if r["updated_at"] >= since]
+        # Only what changed since the last clean pass is read: an entry posted since has a
+        # document number from `start` on, unless the numbering went back.
+        changed = hub_store.load_outbox(site=site, updated_since=datetime.fromisoformat(cursor["at"]))
         if any((_number(r["accounting_document"]) or start) < start for r in changed if r["status"] == "posted"):
             start = None  # numbers went back: this is not the ledger last reconciled, so read it all
+    outbox = hub_store.load_outbox(site=site) if start is None else []
     with client:
         # The site's company only: its entries booked elsewhere show up as missing here, and as
         # booked under another company in that company's site check.
@@ -75,13 +77,8 @@ def reconcile_site(hub_store, client, mapping, site: str, *, full: bool) -> Ledg
             rows = outbox
         else:
             references, uuids = {d.reference for d in documents}, {d.message_uuid for d in documents}
-            rows = [
-                r
-                for r in outbox
-                if r["entry_key"] in references
-                or r["message_uuid"] in uuids
-                or (r["status"] == "posted" and (_number(r["accounting_document"]) or start) >= start)
-            ]
+            posted_since = [r for r in changed if r["status"] == "posted" and (_number(r["accounting_document"]) or start) >= start]
+            rows = list({r["entry_key"]: r for r in [*hub_store.outbox_named(site, references, uuids), *posted_since]}.values())
             # An entry posted before the window, named again by a new document: fetch its first booking.
             known = {(d.company_code, d.fiscal_year, d.accounting_document) for d in documents}
             for row in rows:

@@ -972,15 +972,35 @@ class HubStore:
         return {status: int(counts.get(status, 0)) for status in t.OUTBOX_STATUSES}
 
     def load_outbox(
-        self, site: str | None = None, *, unconfirmed_only: bool = False, limit: int | None = None
+        self,
+        site: str | None = None,
+        *,
+        unconfirmed_only: bool = False,
+        limit: int | None = None,
+        updated_since: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Outbox rows, oldest first: of a site (every site if None), only those without an ERP
-        document if asked, at most `limit` of them."""
+        document if asked, only those changed at or after `updated_since` if given, at most
+        `limit` of them."""
         o = t.erp_outbox
         where = [*_outbox_of(site), *([o.c.accounting_document.is_(None)] if unconfirmed_only else [])]
+        if updated_since is not None:
+            where.append(o.c.updated_at >= _aware(updated_since, "updated_since"))
         with self._read() as conn:
             rows = conn.execute(select(o).where(*where).order_by(o.c.created_at, o.c.entry_key).limit(limit)).all()
         return [dict(r._mapping) for r in rows]
+
+    def outbox_named(self, site: str, entry_keys: Collection[str], message_uuids: Collection[str]) -> list[dict[str, Any]]:
+        """The site's outbox rows with one of `entry_keys` or one of `message_uuids`: those ERP
+        documents name, without reading the whole outbox."""
+        o = t.erp_outbox
+        found: dict[str, dict[str, Any]] = {}
+        with self._read() as conn:
+            for column, values in ((o.c.entry_key, entry_keys), (o.c.message_uuid, message_uuids)):
+                for chunk in _chunks(_unique(values), IN_CHUNK):
+                    for row in conn.execute(select(o).where(column.in_(chunk), *_outbox_of(site))):
+                        found[row.entry_key] = dict(row._mapping)
+        return sorted(found.values(), key=lambda r: (r["created_at"], r["entry_key"]))
 
     def outbox_sites_of(self, entry_keys: Collection[str]) -> dict[str, str]:
         """Entry key -> the site whose outbox holds it, for those of `entry_keys` the hub queued."""
