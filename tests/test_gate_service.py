@@ -386,3 +386,16 @@ def test_the_answer_shows_the_history_of_similar_work_planned_nearby(service, fr
         if p.permit_type == "work_at_height" and similar_work(stored, p, datetime.now(timezone.utc)) is None
     )
     assert check(url, {"ticket_no": lone.permit_id}).json()["similar_work"] is None
+
+
+def test_the_similar_work_advice_follows_the_analytics_rule_file_the_settings_name(sqlite_url, make_settings, tmp_path):
+    """The service and the assets read the same rule file: HUB_ANALYTICS_RULES_FILE, if set."""
+    from hub.service.gate_check import GateCheckService
+
+    packaged = (Path(__file__).parents[1] / "hub/rules/analytics.yaml").read_text(encoding="utf-8")
+    edited = tmp_path / "analytics.yaml"
+    edited.write_text(packaged.replace("similar_work_gap: PT72H", "similar_work_gap: PT24H"), encoding="utf-8")
+    assert edited.read_text(encoding="utf-8") != packaged
+    nowhere = {name: "http://127.0.0.1:9" for name in ("ptw", "eam", "mes", "erp")}
+    service = GateCheckService(make_settings(sqlite_url, nowhere, analytics_rules_file=edited, gate_api={"token": "t"}))
+    assert service.analytics_rules().similar_work_gap == timedelta(hours=24)

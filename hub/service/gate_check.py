@@ -211,7 +211,7 @@ class GateCheckService:
 
     def analytics_rules(self) -> AnalyticsRules:
         if self._analytics_rules is None:
-            self._analytics_rules = load_analytics_rules()
+            self._analytics_rules = load_analytics_rules(self.settings.analytics_rules_file)
         return self._analytics_rules
 
     # -- one check --------------------------------------------------------------------------
