@@ -193,7 +193,9 @@ def test_json_has_the_documented_keys(tmp_path):
     assert set(data["run"]) == {"scale", "seed", "db", "dagster_storage", "date", "plant"}
     assert set(data["phases"]) == {"floor", "naive", "hub_full", "analytics", "hub_incremental"}
     for phase in data["phases"].values():
-        assert set(phase) == {"wall_s", "startup_s", "calls", "records", "records_per_s", "peak_rss_mib", "analytics_s", "note"}
+        assert set(phase) == {
+            "wall_s", "startup_s", "calls", "records", "records_per_s", "peak_rss_mib", "analytics_s", "steps_s", "note"
+        }
         assert set(phase["calls"]) == set(PLANT_SYSTEMS)
     for ratio in data["ratios"]:
         assert set(ratio) == {"name", "description", "value", "target", "comparison", "met"}
@@ -215,6 +217,11 @@ def test_hub_bench_end_to_end_prints_the_table(tmp_path):
     phases = data["phases"]
     assert phases["floor"]["calls"] == phases["hub_full"]["calls"]
     assert 0 < phases["hub_full"]["analytics_s"] < phases["hub_full"]["wall_s"]
+    steps = phases["hub_full"]["steps_s"]  # where the time went, longest step first
+    assert list(steps.values()) == sorted(steps.values(), reverse=True)
+    assert steps["permit_analytics"] == pytest.approx(phases["hub_full"]["analytics_s"])
+    assert {"permits", "permit_gate_decisions"} <= set(steps)
+    assert phases["analytics"]["steps_s"].keys() == {"permit_analytics"}
     assert phases["analytics"]["calls"] == dict.fromkeys(PLANT_SYSTEMS, 0)  # the analytics read the store only
     assert phases["analytics"]["records"] > 0 and phases["analytics"]["peak_rss_mib"] > 0
     ratios = {r["name"]: r for r in data["ratios"]}

@@ -4,8 +4,8 @@ Each phase runs in a process of its own so that its peak RSS is its own; the par
 that from the child's rusage and times the child from the outside. Settings come from the
 `HUB_*` variables the parent sets, as for any hub process. The child writes to `--out`
 when its work started and ended (so the parent can tell start-up from work), how many
-records it handled and, for the hub's phases, the seconds its runs spent in the analytics
-assets' steps (`analytics_s`).
+records it handled and, for the hub's phases, the seconds its runs spent in each step
+(`steps_s`) and in the analytics assets' steps (`analytics_s`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class RunFigures:
     metadata: dict[tuple[str, str], int]
     failed: list[str]
     analytics_s: float
+    steps_s: dict[str, float]  # step key: seconds, summed over the runs
 
 
 def figures_of_runs(instance, since: datetime) -> RunFigures:
@@ -59,7 +60,7 @@ def figures_of_runs(instance, since: datetime) -> RunFigures:
     wanted = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.STEP_START, *ends}
     found: dict[tuple[str, str], int] = {}
     failed: list[str] = []
-    analytics_s = 0.0
+    steps_s: dict[str, float] = {}
     for record in instance.get_run_records(RunsFilter(created_after=since)):
         started: dict[str, float] = {}
         for entry in instance.all_logs(record.dagster_run.run_id, of_type=wanted):
@@ -73,16 +74,23 @@ def figures_of_runs(instance, since: datetime) -> RunFigures:
             elif kind == DagsterEventType.STEP_START:
                 started[entry.step_key] = entry.timestamp
             else:
-                if entry.step_key in analytics_steps and entry.step_key in started:
-                    analytics_s += entry.timestamp - started.pop(entry.step_key)
+                if entry.step_key in started:
+                    steps_s[entry.step_key] = steps_s.get(entry.step_key, 0.0) + entry.timestamp - started.pop(entry.step_key)
                 if kind == DagsterEventType.STEP_FAILURE:
                     failed.append(entry.step_key)
-    return RunFigures(found, failed, analytics_s)
+    analytics_s = sum(seconds for step, seconds in steps_s.items() if step in analytics_steps)
+    return RunFigures(found, failed, analytics_s, steps_s)
 
 
 def _outcome(success: bool, figures: RunFigures, records: dict[str, int], notes: list[str]) -> dict:
     failed = [f"failed steps: {', '.join(figures.failed)}"] if figures.failed else []
-    return {"success": success, "records": records, "analytics_s": figures.analytics_s, "notes": [*notes, *failed]}
+    return {
+        "success": success,
+        "records": records,
+        "analytics_s": figures.analytics_s,
+        "steps_s": dict(sorted(figures.steps_s.items(), key=lambda item: -item[1])),
+        "notes": [*notes, *failed],
+    }
 
 
 def hub_phase(args: argparse.Namespace) -> Callable[[], dict]:

@@ -7,7 +7,8 @@ JSON keys (`--json`):
 - `phases`: `floor`, `naive`, `hub_full`, `analytics`, `hub_incremental`, each with `wall_s`,
   `startup_s`, `calls` (`ptw`, `eam`, `mes`, `erp`), `records`, `records_per_s`, `peak_rss_mib`,
   `analytics_s` (the hub's phases: seconds in the analytics assets' steps, STEP_START to
-  STEP_SUCCESS or STEP_FAILURE, summed over the runs; null for the others), `note`. `analytics`
+  STEP_SUCCESS or STEP_FAILURE, summed over the runs; null for the others), `steps_s` (the hub's
+  phases: the same for every step key, longest first), `note`. `analytics`
   is the analytics assets materialized alone, for every site, on the store the full sync left;
   its `records` are the rows they produced;
 - `ratios`: a list of `name`, `description`, `value`, `target`, `comparison` (`<=` or `>=`),
@@ -46,6 +47,7 @@ class PhaseFigures:
     records: int
     peak_rss_mib: float
     analytics_s: float | None = None  # hub phases: time in the analytics assets' steps
+    steps_s: dict[str, float] | None = None  # hub phases: seconds per step key, summed over the runs, longest first
     note: str = ""
 
     @property

@@ -104,6 +104,7 @@ def _figures(child: ChildRun, calls: dict[str, int], records: int, note: str = "
         records=records,
         peak_rss_mib=child.peak_rss_mib,
         analytics_s=child.outcome.get("analytics_s"),
+        steps_s=child.outcome.get("steps_s"),
         note="; ".join(n for n in notes if n),
     )
 
