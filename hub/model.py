@@ -14,6 +14,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 
 def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is timezone.utc:  # already UTC (every value the store reads back): nothing to convert
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must be timezone-aware")
     return value.astimezone(timezone.utc)

@@ -141,3 +141,21 @@ def test_an_edited_rule_file_named_by_the_settings_gives_its_assets_a_new_code_v
     assert cross == {"work_at_height_quality", "lifting_failure_intervals"}
     assert {k for k in packaged if packaged[k] != edited["analytics"][k]} == kpis
     assert {k for k in packaged if packaged[k] != edited["cross_system"][k]} == cross
+
+
+def test_a_bad_cross_system_rule_file_fails_only_the_analyses_that_read_it(sqlite_url, make_settings, tmp_path: Path):
+    """The charts are drawn beside the step and awaited at its end; an output that fails still
+    leaves the outputs before it materialized, each with its chart."""
+    bad = tmp_path / "cross_system.yaml"
+    bad.write_text("version: x\nheight_quality: {min_months: 0}\n", encoding="utf-8")
+    settings = make_settings(sqlite_url, NOWHERE, cross_system_rules_file=bad)
+    now = datetime.now(timezone.utc)
+    HubStore(sqlite_url).upsert_permits([_permit(f"B{i}", now - timedelta(hours=i), 5, site="NJ01") for i in range(5)], now)
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([permit_analytics], partition_key="NJ01", resources=hub_resources(settings), instance=instance,
+                             raise_on_error=False)
+        done = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+        (failure,) = [e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure]
+        assert all(Path(m["chart_file"].value).read_bytes().startswith(PNG) for m in done.values())
+    assert set(done) == set(KPI_KEYS)
+    assert str(bad) in failure

@@ -1,7 +1,11 @@
 """Charts draw the plant's Chinese area and workshop names with a CJK font when one is installed
-(`.ci/run` installs Debian's fonts-wqy-microhei), rather than as empty boxes."""
+(`.ci/run` installs Debian's fonts-wqy-microhei), rather than as empty boxes; drawn in a worker
+process beside the step, they are the same bytes, and a worker that fails loses none."""
 
+import multiprocessing
+import os
 import shutil
+import signal
 import subprocess
 import warnings
 
@@ -32,3 +36,33 @@ def test_a_chart_with_a_chinese_area_name_has_every_glyph():
     assert missing == []
     # A font the system has, not one matplotlib happened to know: the charts name it.
     assert set(charts.matplotlib.rcParams["font.family"]) & set(charts.CJK_FAMILIES)
+
+
+def _drawn_here(labels: list[str]) -> bytes:
+    return charts.bar_chart(labels, [1.0] * len(labels), title="permits")
+
+
+def test_a_chart_drawn_aside_is_the_chart_drawn_here():
+    labels = [AREA, "罐区", "公用工程"]
+    drawing = charts.aside(charts.bar_chart, labels, [1.0, 2.0, 3.0], title="permits")
+    assert drawing.png() == charts.bar_chart(labels, [1.0, 2.0, 3.0], title="permits")
+    assert charts.aside(charts.line_chart, ["d1", "d2"], {"NJ01": [1, 2]}, title="t").png() == charts.line_chart(
+        ["d1", "d2"], {"NJ01": [1, 2]}, title="t"
+    )
+
+
+def test_a_worker_that_dies_loses_no_chart_and_the_next_chart_gets_a_fresh_worker():
+    charts.aside(_drawn_here, ["warm"]).png()  # the worker is up
+    (worker,) = [p for p in multiprocessing.active_children() if p.is_alive()]
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join(10)
+    assert charts.aside(_drawn_here, ["a"]).png() == _drawn_here(["a"])  # drawn here instead
+    assert charts.aside(_drawn_here, ["b"]).png() == _drawn_here(["b"])
+    assert [p.pid for p in multiprocessing.active_children()] != [worker.pid]
+
+
+def test_on_one_core_charts_are_drawn_here_without_a_worker(monkeypatch):
+    charts.close_workers()
+    monkeypatch.setattr(charts.os, "sched_getaffinity", lambda pid: {0})
+    assert charts.aside(_drawn_here, ["a"]).png() == _drawn_here(["a"])
+    assert multiprocessing.active_children() == []

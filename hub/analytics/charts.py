@@ -2,16 +2,24 @@
 
 Matplotlib's Agg backend draws without a display; each chart is a fresh figure closed after
 rendering, so charts can be drawn side by side in one process.
+
+Drawing is a third of what the analytics cost, and it needs none of the step's data after it
+is asked for: `aside` draws in a worker process on a core the step does not use, while the
+step goes on computing, and falls back to drawing here (one core, a worker that cannot be
+started, dies or does not answer in time), so a chart is never lost to the worker.
 """
 
 from __future__ import annotations
 
-import base64
+import atexit
+import multiprocessing
+import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from io import BytesIO
-from pathlib import Path
 
 import matplotlib
 
@@ -20,8 +28,6 @@ matplotlib.use("Agg")
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen)
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
-
-from dagster import MetadataValue  # noqa: E402
 
 # Area and workshop names are Chinese: a CJK font, where installed, draws the glyphs DejaVu lacks
 # (Debian: fonts-wqy-microhei, which .ci/run installs, or fonts-noto-cjk); matplotlib falls back
@@ -78,7 +84,8 @@ def _axes(title: str, ylabel: str):
     # A bare Figure (not pyplot) keeps no global state between charts.
     figure = Figure(figsize=_SIZE)
     axes = figure.add_subplot()
-    axes.set_title(title)
+    # At a fixed height: left to find its own, the title measures every tick label first.
+    axes.set_title(title, y=1.0)
     axes.set_ylabel(ylabel)
     axes.grid(axis="y", alpha=0.3)
     return figure, axes
@@ -129,12 +136,75 @@ def line_chart(
     return _png(figure)
 
 
-def chart_metadata(png: bytes, path: Path) -> dict[str, MetadataValue]:
-    """Writes the PNG and returns the metadata that shows it in the Dagster UI (embedded) and names its file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
-    embedded = base64.b64encode(png).decode("ascii")
-    return {
-        "chart": MetadataValue.md(f"![{path.stem}](data:image/png;base64,{embedded})"),
-        "chart_file": MetadataValue.path(str(path)),
-    }
+# ------------------------------------------------------------------ drawing beside the step
+
+#: How long a chart may take in the worker before it is drawn here instead.
+ASIDE_TIMEOUT_S = 60.0
+_workers: dict[int, ProcessPoolExecutor] = {}  # by the pid that started them: a fork starts its own
+_workers_lock = threading.Lock()
+
+
+def _spare_core() -> bool:
+    return len(os.sched_getaffinity(0)) > 1
+
+
+def _worker() -> ProcessPoolExecutor | None:
+    """This process's drawing worker, started on first use; None on a single core."""
+    if not _spare_core():
+        return None
+    with _workers_lock:
+        pool = _workers.get(os.getpid())
+        if pool is None:
+            # Spawned, not forked: a fork of a process with threads (Dagster's) may inherit a held lock.
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            _workers[os.getpid()] = pool
+        return pool
+
+
+def close_workers() -> None:
+    """Stop this process's drawing worker (and wait for it), so its memory shows in this process's
+    children's rusage; the next `aside` starts a new one."""
+    with _workers_lock:
+        pool = _workers.pop(os.getpid(), None)
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(close_workers)
+
+
+class Drawing:
+    """A chart being drawn: `png()` waits for it (at most ASIDE_TIMEOUT_S), or draws it here."""
+
+    def __init__(self, draw: Callable[..., bytes], args: tuple, kwargs: dict, future: Future | None):
+        self._draw, self._args, self._kwargs, self._future = draw, args, kwargs, future
+
+    def png(self) -> bytes:
+        if self._future is not None:
+            try:
+                return self._future.result(timeout=ASIDE_TIMEOUT_S)
+            except Exception:  # the worker died, hung or failed: the chart is drawn here instead
+                self._future.cancel()
+                _forget_worker()
+        return self._draw(*self._args, **self._kwargs)
+
+
+def _forget_worker() -> None:
+    """A worker that failed once is not asked again; the next `aside` starts a fresh one."""
+    with _workers_lock:
+        pool = _workers.pop(os.getpid(), None)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def aside(draw: Callable[..., bytes], *args, **kwargs) -> Drawing:
+    """Start drawing `draw(*args, **kwargs)` (`bar_chart`, `line_chart`) in the worker; its PNG
+    is byte for byte the one drawn here."""
+    pool = _worker()
+    future = None
+    if pool is not None:
+        try:
+            future = pool.submit(draw, *args, **kwargs)
+        except Exception:  # e.g. a daemonic process (a Celery worker) may not start children
+            _forget_worker()
+    return Drawing(draw, args, kwargs, future)

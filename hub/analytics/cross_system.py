@@ -9,9 +9,10 @@ rise together, a lifted device whose failures come ever sooner.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import pandas as pd
 
@@ -178,10 +179,14 @@ class Findings:
 
     table: pd.DataFrame
     flagged: list[str]
-    chart: bytes
+    chart: Any  # the PNG, or what `draw` made of it (a `charts.Drawing` when drawn aside)
 
 
-def height_findings(result: HeightQuality) -> Findings:
+def _draw_here(chart: Callable[..., bytes], *args, **kwargs) -> bytes:
+    return chart(*args, **kwargs)
+
+
+def height_findings(result: HeightQuality, draw: Callable[..., Any] = _draw_here) -> Findings:
     """Workshops flagged first, then by correlation; the chart draws the flagged ones (the top
     workshop when none is flagged)."""
     ranked = result.workshops.sort_values(["rising_together", "correlation"], ascending=False, na_position="last")
@@ -194,11 +199,11 @@ def height_findings(result: HeightQuality) -> Findings:
         title = f"{charted[0][0]} {charted[0][1]}: work at height and defect rate"
     else:
         title = "flagged workshops: work at height and defect rate" if charted else "work at height and defect rate"
-    png = line_chart(months, series, title=title, ylabel="share of the series' maximum")
+    png = draw(line_chart, months, series, title=title, ylabel="share of the series' maximum")
     return Findings(ranked, [f"{s}/{w}" for s, w in zip(flagged["site"], flagged["workshop"])], png)
 
 
-def failure_findings(result: FailureIntervals) -> Findings:
+def failure_findings(result: FailureIntervals, draw: Callable[..., Any] = _draw_here) -> Findings:
     """Devices flagged first, then by how much sooner they fail; the chart draws the first few
     devices that have an interval at all."""
     ranked = result.devices.sort_values(["failing_faster", "shortening"], ascending=False, na_position="last")
@@ -206,7 +211,7 @@ def failure_findings(result: FailureIntervals) -> Findings:
     flagged = ranked[ranked["failing_faster"].astype(bool)]
     charted = [(r.site, r.device_id) for r in ranked.itertuples() if r.failures > 1][:CHARTED]
     intervals, series = interval_series(result, charted)
-    png = line_chart(intervals, series, title="days between failures, by failure", ylabel="days")
+    png = draw(line_chart, intervals, series, title="days between failures, by failure", ylabel="days")
     return Findings(ranked, [f"{s}/{d}" for s, d in zip(flagged["site"], flagged["device_id"])], png)
 
 

@@ -8,6 +8,8 @@ times. Wiring only: the store is read by `hub.steps.analytics`, the figures come
 `hub.analytics.kpis` and `hub.analytics.cross_system`, the charts from `hub.analytics.charts`.
 """
 
+import base64
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +30,7 @@ from dagster import (
 from pydantic import Field
 
 from hub.analytics import cross_system, kpis
-from hub.analytics.charts import bar_chart, chart_metadata, line_chart
+from hub.analytics.charts import Drawing, aside, bar_chart, line_chart
 from hub.assets.common import preview
 from hub.assets.sites import site_partitions, sites_of
 from hub.logic.analytics_rules import AnalyticsRules, load_analytics_rules
@@ -71,18 +73,45 @@ class AnalyticsRulesResource(ConfigurableResource):
         return load_cross_system_rules(self.cross_system_rules_file)
 
 
-def _result(context: AssetExecutionContext, name: str, rows: list[dict], png: bytes, version: str, check_results=(), **extra):
-    """The metadata every analytics asset gives: row count, preview, chart (PNG in the instance's storage)."""
-    site = "-".join(sites_of(context))
-    path = Path(context.instance.storage_directory()) / "analytics" / f"{name}-{site}.png"
-    metadata = {
-        "dagster/row_count": len(rows),
-        "preview": preview(rows, limit=20),
-        "rule_version": version,
-        **chart_metadata(png, path),
-        **extra,
+@dataclass
+class _Pending:
+    """An asset's figures whose chart may still be drawing beside the step (`charts.aside`)."""
+
+    name: str
+    rows: list[dict]
+    chart: Drawing | bytes
+    version: str
+    check_results: list[AssetCheckResult]
+    extra: dict
+
+    def result(self, context: AssetExecutionContext) -> MaterializeResult:
+        """The metadata every analytics asset gives: row count, preview, chart (PNG in the instance's storage)."""
+        site = "-".join(sites_of(context))
+        path = Path(context.instance.storage_directory()) / "analytics" / f"{self.name}-{site}.png"
+        png = self.chart if isinstance(self.chart, bytes) else self.chart.png()
+        metadata = {
+            "dagster/row_count": len(self.rows),
+            "preview": preview(self.rows, limit=20),
+            "rule_version": self.version,
+            **chart_metadata(png, path),
+            **self.extra,
+        }
+        return MaterializeResult(asset_key=self.name, metadata=metadata, check_results=self.check_results)
+
+
+def chart_metadata(png: bytes, path: Path) -> dict[str, MetadataValue]:
+    """Writes the PNG and returns the metadata that shows it in the Dagster UI (embedded) and names its file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    embedded = base64.b64encode(png).decode("ascii")
+    return {
+        "chart": MetadataValue.md(f"![{path.stem}](data:image/png;base64,{embedded})"),
+        "chart_file": MetadataValue.path(str(path)),
     }
-    return MaterializeResult(asset_key=name, metadata=metadata, check_results=list(check_results))
+
+
+def _result(name: str, rows: list[dict], chart: Drawing | bytes, version: str, check_results=(), **extra) -> _Pending:
+    return _Pending(name, rows, chart, version, list(check_results), extra)
 
 
 class Inputs:
@@ -105,19 +134,19 @@ class Inputs:
         return kpis.permits_frame(self.data.permits, self.rules)
 
 
-def approval_times(context, i: Inputs) -> MaterializeResult:
+def approval_times(context, i: Inputs) -> _Pending:
     trend = kpis.approval_trend(i.frame)
-    png = line_chart(*kpis.per_site_series(trend, "median"), title="Median approval time by day", ylabel="minutes")
-    return _result(context, "permit_approval_times", kpis.table_rows(kpis.approval_times(i.frame)), png, i.rules.version,
+    png = aside(line_chart, *kpis.per_site_series(trend, "median"), title="Median approval time by day", ylabel="minutes")
+    return _result("permit_approval_times", kpis.table_rows(kpis.approval_times(i.frame)), png, i.rules.version,
                    trend=MetadataValue.json(kpis.table_rows(trend)))
 
 
-def response_rates(context, i: Inputs) -> MaterializeResult:
+def response_rates(context, i: Inputs) -> _Pending:
     rates = kpis.response_rates(i.frame, i.rules, i.now)
-    png = line_chart(*kpis.per_site_series(rates, "rate"), title="Effective guardian response rate", ylabel="share",
+    png = aside(line_chart, *kpis.per_site_series(rates, "rate"), title="Effective guardian response rate", ylabel="share",
                      threshold=i.rules.response_rate_threshold)
     checks = [response_check(rates, i.frame, i.rules, i.now)] if _check_selected(context) else []
-    return _result(context, "guardian_response_rates", kpis.table_rows(rates), png, i.rules.version, check_results=checks)
+    return _result("guardian_response_rates", kpis.table_rows(rates), png, i.rules.version, check_results=checks)
 
 
 def response_check(rates, frame, rules: AnalyticsRules, now: datetime) -> AssetCheckResult:
@@ -140,13 +169,13 @@ def response_check(rates, frame, rules: AnalyticsRules, now: datetime) -> AssetC
     )
 
 
-def overdue(context, i: Inputs) -> MaterializeResult:
+def overdue(context, i: Inputs) -> _Pending:
     top = kpis.overdue_top(i.frame, i.rules, i.now)
-    png = bar_chart(list(top["permit_id"]), list(top["minutes_to_end"]), title="Minutes to planned end (negative: overdue)", ylabel="minutes")
-    return _result(context, "overdue_permits", kpis.table_rows(top), png, i.rules.version)
+    png = aside(bar_chart, list(top["permit_id"]), list(top["minutes_to_end"]), title="Minutes to planned end (negative: overdue)", ylabel="minutes")
+    return _result("overdue_permits", kpis.table_rows(top), png, i.rules.version)
 
 
-def similar(context, i: Inputs) -> MaterializeResult:
+def similar(context, i: Inputs) -> _Pending:
     # The longest histories first: the chart shows the first bars only.
     found = sorted(kpis.similar_work_alerts(i.data.permits, i.now, i.rules), key=lambda s: (-len(s.history), s.permit_id))
     rows = [
@@ -154,44 +183,44 @@ def similar(context, i: Inputs) -> MaterializeResult:
          "history": len(s.history), "incidents": ", ".join(s.incidents) or "none"}
         for s in found
     ]
-    png = bar_chart([s.permit_id for s in found], [len(s.history) for s in found], title="Permits of the type in the area, 6 months", ylabel="permits")
-    return _result(context, "similar_work_alerts", rows, png, i.rules.version,
+    png = aside(bar_chart, [s.permit_id for s in found], [len(s.history) for s in found], title="Permits of the type in the area, 6 months", ylabel="permits")
+    return _result("similar_work_alerts", rows, png, i.rules.version,
                    similar_work=MetadataValue.json([s.as_dict(history_limit=SIMILAR_HISTORY_SHOWN) for s in found[:SIMILAR_SHOWN]]))
 
 
-def hazard_closure(context, i: Inputs) -> MaterializeResult:
+def hazard_closure(context, i: Inputs) -> _Pending:
     table = kpis.hazard_closure(i.data.failure_records, i.data.equipment)
-    png = bar_chart([f"{s} {a}" for s, a in zip(table["site"], table["area"])], list(table["median"].fillna(0)),
+    png = aside(bar_chart, [f"{s} {a}" for s, a in zip(table["site"], table["area"])], list(table["median"].fillna(0)),
                     title="Median hazard closure", ylabel="hours")
-    return _result(context, "hazard_closure_cycle", kpis.table_rows(table), png, i.rules.version)
+    return _result("hazard_closure_cycle", kpis.table_rows(table), png, i.rules.version)
 
 
-def gate_performance(context, i: Inputs) -> MaterializeResult:
+def gate_performance(context, i: Inputs) -> _Pending:
     figures = kpis.gate_kpis(i.data.permits, i.data.trail, i.data.holds, i.data.records_by_id)
     blocks = figures.blocks_by_reason
-    png = bar_chart(list(blocks["reason"]), list(blocks["permits"]), title="Blocked permits by reason", ylabel="permits")
+    png = aside(bar_chart, list(blocks["reason"]), list(blocks["permits"]), title="Blocked permits by reason", ylabel="permits")
     return _result(
-        context, "gate_performance", kpis.table_rows(blocks), png, i.rules.version,
+        "gate_performance", kpis.table_rows(blocks), png, i.rules.version,
         **figures.summary(),
         block_lags=MetadataValue.json(kpis.table_rows(figures.block_lags)),
         too_late_permits=", ".join(figures.too_late["permit_id"]) or "none",
     )
 
 
-def _findings(context, name: str, found: cross_system.Findings, version: str) -> MaterializeResult:
+def _findings(name: str, found: cross_system.Findings, version: str) -> _Pending:
     """What both cross-system analyses show: the table, what they flag, the rule version and the chart."""
-    return _result(context, name, cross_system.records(found.table), found.chart, version,
+    return _result(name, cross_system.records(found.table), found.chart, version,
                    flagged=", ".join(found.flagged) or "none", flagged_count=len(found.flagged))
 
 
-def height_quality(context, i: Inputs) -> MaterializeResult:
+def height_quality(context, i: Inputs) -> _Pending:
     result = cross_system.height_against_quality(i.data.permits, i.data.quality_rates, i.cross)
-    return _findings(context, "work_at_height_quality", cross_system.height_findings(result), i.cross.version)
+    return _findings("work_at_height_quality", cross_system.height_findings(result, draw=aside), i.cross.version)
 
 
-def lifting_failures(context, i: Inputs) -> MaterializeResult:
+def lifting_failures(context, i: Inputs) -> _Pending:
     result = cross_system.lifting_failure_intervals(i.data.permits, i.data.failure_records, i.cross)
-    return _findings(context, "lifting_failure_intervals", cross_system.failure_findings(result), i.cross.version)
+    return _findings("lifting_failure_intervals", cross_system.failure_findings(result, draw=aside), i.cross.version)
 
 
 STATS = "count:int median:float p90:float max:float"
@@ -261,9 +290,21 @@ def _check_selected(context: AssetExecutionContext) -> bool:
 def permit_analytics(context: AssetExecutionContext, store: HubStoreResource, analytics_rules: AnalyticsRulesResource):
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     inputs = Inputs(read_analytics(store.store(), sites_of(context)), analytics_rules, datetime.now(timezone.utc))
+    # Every chart is asked for before the first is awaited, so they draw while the next figures
+    # compute. An output that fails stops the step there, as it would were each yielded at once:
+    # the ones before it are still materialized.
+    pending, failure = [], None
     for name, (_, _, _, materialize) in OUTPUTS.items():
         if name in selected:
-            yield materialize(context, inputs)
+            try:
+                pending.append(materialize(context, inputs))
+            except Exception as exc:
+                failure = exc
+                break
+    for figures in pending:
+        yield figures.result(context)
+    if failure is not None:
+        raise failure
 
 
 ANALYTICS_ASSETS = [permit_analytics]
