@@ -7,6 +7,8 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
 import warnings
 
 import pytest
@@ -52,17 +54,49 @@ def test_a_chart_drawn_aside_is_the_chart_drawn_here():
 
 
 def test_a_worker_that_dies_loses_no_chart_and_the_next_chart_gets_a_fresh_worker():
-    charts.aside(_drawn_here, ["warm"]).png()  # the worker is up
-    (worker,) = [p for p in multiprocessing.active_children() if p.is_alive()]
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.join(10)
+    worker = charts.aside(os.getpid).png()  # where `aside` runs its work
+    assert worker != os.getpid()
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert charts.aside(_drawn_here, ["a"]).png() == _drawn_here(["a"])  # drawn here instead
+    fresh = charts.aside(os.getpid).png()
+    assert fresh not in (worker, os.getpid())
     assert charts.aside(_drawn_here, ["b"]).png() == _drawn_here(["b"])
-    assert [p.pid for p in multiprocessing.active_children()] != [worker.pid]
 
 
 def test_on_one_core_charts_are_drawn_here_without_a_worker(monkeypatch):
     charts.close_workers()
     monkeypatch.setattr(charts.os, "sched_getaffinity", lambda pid: {0})
+    assert charts.aside(os.getpid).png() == os.getpid()
     assert charts.aside(_drawn_here, ["a"]).png() == _drawn_here(["a"])
-    assert multiprocessing.active_children() == []
+    assert os.getpid() not in charts._workers
+
+
+def test_the_worker_ends_with_a_process_that_never_shut_it_down(tmp_path):
+    """A sync ended at once (`os._exit` after its grace period, a kill) leaves no worker behind."""
+    script = (
+        "import multiprocessing, os\n"
+        "from hub.analytics import charts\n"
+        "if __name__ == '__main__':\n"
+        "    charts.aside(charts.bar_chart, ['a'], [1], title='x').png()\n"
+        "    print(*[p.pid for p in multiprocessing.active_children()], flush=True)\n"
+        "    os._exit(1)\n"
+    )
+    (tmp_path / "ends.py").write_text(script, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(tmp_path / "ends.py")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True, timeout=120, cwd=tmp_path)
+    (worker,) = [int(pid) for pid in done.stdout.split()]
+    deadline = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat", encoding="ascii").read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

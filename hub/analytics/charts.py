@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from io import BytesIO
@@ -156,9 +157,23 @@ def _worker() -> ProcessPoolExecutor | None:
         pool = _workers.get(os.getpid())
         if pool is None:
             # Spawned, not forked: a fork of a process with threads (Dagster's) may inherit a held lock.
-            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_end_with, initargs=(os.getpid(),)
+            )
             _workers[os.getpid()] = pool
         return pool
+
+
+def _end_with(parent: int) -> None:
+    """In the worker: end when the process that started it is gone (a process ended by a signal
+    or `os._exit` never shuts its pool down, and its worker would wait for work forever)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="hub-chart-parent-watch", daemon=True).start()
 
 
 def close_workers() -> None:
