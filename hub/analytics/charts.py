@@ -220,6 +220,6 @@ def aside(draw: Callable[..., bytes], *args, **kwargs) -> Drawing:
     if pool is not None:
         try:
             future = pool.submit(draw, *args, **kwargs)
-        except Exception:  # e.g. a daemonic process (a Celery worker) may not start children
+        except Exception:  # e.g. a daemonic process may not start children
             _forget_worker()
     return Drawing(draw, args, kwargs, future)
