@@ -5,8 +5,9 @@ rendering, so charts can be drawn side by side in one process.
 
 Drawing is a third of what the analytics cost, and it needs none of the step's data after it
 is asked for: `aside` draws in a worker process on a core the step does not use, while the
-step goes on computing, and falls back to drawing here (one core, a worker that cannot be
-started, dies or does not answer in time), so a chart is never lost to the worker.
+step goes on computing. What the worker has not begun when it is needed is drawn here, as is
+everything on one core or when the worker cannot be started, dies or does not answer in time:
+a chart is never lost to the worker, nor waited for longer than drawing it here would take.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ matplotlib.use("Agg")
 from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen)
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+
+from hub.memory import high_water_rss_kib  # noqa: E402
 
 # Area and workshop names are Chinese: a CJK font, where installed, draws the glyphs DejaVu lacks
 # (Debian: fonts-wqy-microhei, which .ci/run installs, or fonts-noto-cjk); matplotlib falls back
@@ -176,9 +179,20 @@ def _end_with(parent: int) -> None:
     threading.Thread(target=watch, name="hub-chart-parent-watch", daemon=True).start()
 
 
+def worker_peak_rss_kib() -> int:
+    """The high-water RSS of this process's drawing worker, as the worker reads it (0: none)."""
+    with _workers_lock:
+        pool = _workers.get(os.getpid())
+    if pool is None:
+        return 0
+    try:
+        return pool.submit(high_water_rss_kib).result(timeout=ASIDE_TIMEOUT_S)
+    except Exception:
+        return 0
+
+
 def close_workers() -> None:
-    """Stop this process's drawing worker (and wait for it), so its memory shows in this process's
-    children's rusage; the next `aside` starts a new one."""
+    """Stop this process's drawing worker and wait for it; the next `aside` starts a new one."""
     with _workers_lock:
         pool = _workers.pop(os.getpid(), None)
     if pool is not None:
@@ -189,17 +203,18 @@ atexit.register(close_workers)
 
 
 class Drawing:
-    """A chart being drawn: `png()` waits for it (at most ASIDE_TIMEOUT_S), or draws it here."""
+    """A chart being drawn. `png()` takes it from the worker if the worker has begun it (waiting at
+    most ASIDE_TIMEOUT_S), and otherwise draws it here: a chart still queued is never waited for,
+    so a worker slow to start, or behind, costs no more than drawing here."""
 
     def __init__(self, draw: Callable[..., bytes], args: tuple, kwargs: dict, future: Future | None):
         self._draw, self._args, self._kwargs, self._future = draw, args, kwargs, future
 
     def png(self) -> bytes:
-        if self._future is not None:
+        if self._future is not None and not self._future.cancel():  # begun (or done) in the worker
             try:
                 return self._future.result(timeout=ASIDE_TIMEOUT_S)
             except Exception:  # the worker died, hung or failed: the chart is drawn here instead
-                self._future.cancel()
                 _forget_worker()
         return self._draw(*self._args, **self._kwargs)
 

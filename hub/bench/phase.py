@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from hub.memory import high_water_rss_kib
 from hub.settings import HubSettings
 
 
@@ -196,18 +196,11 @@ PHASES: dict[str, Callable[[argparse.Namespace], Callable[[], dict]]] = {
 
 
 def peak_rss_mib() -> float:
-    """This process's own high-water RSS (VmHWM) plus its largest child's (the worker that draws
-    the charts beside the analytics step): an upper bound of what they held together. Not
-    rusage's ru_maxrss for this process: that also counts the parent's memory this process was
-    forked from before it exec'd Python."""
+    """This process's own high-water RSS plus that of the worker that draws the charts beside the
+    analytics step: an upper bound of what they held together."""
     charts = sys.modules.get("hub.analytics.charts")
-    if charts is not None:
-        charts.close_workers()  # a child's rusage is known once it has been waited for
-    children_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmHWM:"):
-            return (int(line.split()[1]) + children_kib) / 1024  # kB
-    raise RuntimeError("/proc/self/status has no VmHWM line")
+    worker_kib = charts.worker_peak_rss_kib() if charts is not None else 0
+    return (high_water_rss_kib() + worker_kib) / 1024
 
 
 def main(argv: list[str] | None = None) -> None:

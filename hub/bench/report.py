@@ -6,7 +6,7 @@ JSON keys (`--json`):
 - `run`: `scale`, `seed`, `db`, `dagster_storage`, `date` (UTC, ISO 8601), `plant`;
 - `phases`: `floor`, `naive`, `hub_full`, `analytics`, `hub_incremental`, each with `wall_s`,
   `startup_s`, `calls` (`ptw`, `eam`, `mes`, `erp`), `records`, `records_per_s`, `peak_rss_mib` (the
-  phase process's own high-water RSS plus its largest child's, the chart worker),
+  phase process's own high-water RSS plus its chart worker's),
   `analytics_s` (the hub's phases: seconds in the analytics assets' steps, STEP_START to
   STEP_SUCCESS or STEP_FAILURE, summed over the runs; null for the others), `steps_s` (the hub's
   phases: the same for every step key, longest first), `note`. `analytics`
