@@ -155,6 +155,17 @@ def test_sync_with_the_ptw_down_says_so_in_two_lines(fresh_mocks, tmp_path):
     assert "s3cret-pw" not in verbose.stdout + verbose.stderr
 
 
+def test_sync_with_an_invalid_gate_rule_file_names_the_file_and_field(fresh_mocks, tmp_path):
+    rules = tmp_path / "gate.yaml"
+    rules.write_text("version: x\nno_such_rule: 1\n", encoding="utf-8")
+    env = {**hub_env(tmp_path, fresh_mocks.urls), "HUB_GATE_RULES_FILE": str(rules)}
+    done = run_hub(env, "sync", cwd=tmp_path)
+    said = " ".join(lines(done.stdout + done.stderr))
+    assert done.returncode == 2, said
+    assert f"{rules}:2:" in said and "no_such_rule" in said, said
+    assert "hub settings invalid" not in said and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize(
     "url, part",
     [

@@ -187,6 +187,11 @@ def problem_of(exc: BaseException, where: dict[str, str] | None = None) -> Probl
         return exc
     chain = _chain(exc)
     for link in chain:
+        # A rule or mapping file's error names the file, line and field; the pydantic error it
+        # was made from (its context) would read as the settings'.
+        if type(link).__name__ == "ConfigError":
+            return Problem(scrub(str(link)), USAGE)
+    for link in chain:
         if type(link).__name__ == "ValidationError":
             return Problem(f"hub settings invalid: {_validation_text(link)}", USAGE)
     where = where if where is not None else _configured_targets()
