@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 
 from conftest import EAM_WSDL, REPO_ROOT
 from hub.cli import Executor, Flavor, app
-from hub.cli.errors import EXIT_CODES, safe_url
+from hub.cli.errors import EXIT_CODES, problem_of, safe_url
+from hub.logic.rules import load_gate_rules
+from hub.yamlfile import ConfigError
 from hub.store.migrate import upgrade
 from hub.store.records import QuarantineItem
 from hub.store.repository import HubStore
@@ -164,6 +166,18 @@ def test_sync_with_an_invalid_gate_rule_file_names_the_file_and_field(fresh_mock
     assert done.returncode == 2, said
     assert f"{rules}:2:" in said and "no_such_rule" in said, said
     assert "hub settings invalid" not in said and "Traceback" not in done.stderr
+
+
+def test_the_mapper_names_a_rule_files_problem_not_the_settings(tmp_path):
+    """A rule file's ConfigError is raised in place of the pydantic error it was made from; the
+    mapper says the former (file, line, field), however the command reached it."""
+    rules = tmp_path / "gate.yaml"
+    rules.write_text("version: x\nno_such_rule: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_gate_rules(rules)
+    found = problem_of(raised.value, {})
+    assert found.exit_code == 2 and f"{rules}:2:" in found.message and "no_such_rule" in found.message
+    assert "hub settings invalid" not in found.message
 
 
 @pytest.mark.parametrize(
