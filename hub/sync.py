@@ -47,6 +47,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_FAILURE_REASON_TAG
 from dagster._serdes import deserialize_value, serialize_value
 
+from hub.analytics.charts import allow_drawing_aside
 from hub.celery_app import RESULT_BACKEND
 from hub.celery_workers import STOP_TIMEOUT_S as CELERY_STOP_TIMEOUT_S
 from hub.celery_workers import celery_workers
@@ -257,6 +258,7 @@ def _in_process(
     settings: HubSettings, instance: DagsterInstance, sites: list[str], log_level: str, lock_wait_s: float, progress: Progress
 ) -> SyncOutcome:
     job = build_definitions(settings).resolve_job_def("full_sync")
+    allow_drawing_aside()  # every site's analytics step runs here: one chart worker serves them all
     runs: list[SiteRun] = []
     for site in sites:
         progress(site, "started")

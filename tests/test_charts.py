@@ -40,6 +40,21 @@ def test_a_chart_with_a_chinese_area_name_has_every_glyph():
     assert set(charts.matplotlib.rcParams["font.family"]) & set(charts.CJK_FAMILIES)
 
 
+@pytest.fixture(autouse=True)
+def _aside_allowed():
+    charts.allow_drawing_aside()
+    yield
+    charts._aside_allowed.discard(os.getpid())
+    charts.close_workers()
+
+
+def test_a_process_not_allowed_draws_in_the_step():
+    """A step process of the multiprocess or Celery executor: no worker for one step."""
+    charts._aside_allowed.discard(os.getpid())
+    assert charts.aside(os.getpid).png() == os.getpid()
+    assert os.getpid() not in charts._workers
+
+
 def _drawn_here(labels: list[str]) -> bytes:
     return charts.bar_chart(labels, [1.0] * len(labels), title="permits")
 
@@ -84,6 +99,7 @@ def test_the_worker_ends_with_a_process_that_never_shut_it_down(tmp_path):
         "import multiprocessing, os\n"
         "from hub.analytics import charts\n"
         "if __name__ == '__main__':\n"
+        "    charts.allow_drawing_aside()\n"
         "    while charts.aside(os.getpid).png() == os.getpid(): pass\n"
         "    print(*[p.pid for p in multiprocessing.active_children()], flush=True)\n"
         "    os._exit(1)\n"

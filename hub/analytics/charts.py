@@ -146,10 +146,18 @@ def line_chart(
 ASIDE_TIMEOUT_S = 60.0
 _workers: dict[int, ProcessPoolExecutor] = {}  # by the pid that started them: a fork starts its own
 _workers_lock = threading.Lock()
+_aside_allowed: set[int] = set()  # the pids whose owner said a worker pays off here
+
+
+def allow_drawing_aside() -> None:
+    """Let this process draw charts in a worker: called by what runs sites' steps in this one
+    process (`hub sync` in process, the bench). A step process of the multiprocess or Celery
+    executor lives for one step, so a worker would cost more than it saves; those draw in the step."""
+    _aside_allowed.add(os.getpid())
 
 
 def _spare_core() -> bool:
-    return len(os.sched_getaffinity(0)) > 1
+    return os.getpid() in _aside_allowed and len(os.sched_getaffinity(0)) > 1
 
 
 def _worker() -> ProcessPoolExecutor | None:

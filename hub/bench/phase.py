@@ -125,6 +125,9 @@ def analytics_phase(args: argparse.Namespace) -> Callable[[], dict]:
     names = {key.to_user_string() for key in keys}
 
     def work() -> dict:
+        from hub.analytics.charts import allow_drawing_aside
+
+        allow_drawing_aside()  # as `hub sync` in process does
         settings = HubSettings()
         job = build_definitions(settings).resolve_job_def("full_sync")
         since = datetime.now(timezone.utc)
