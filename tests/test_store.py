@@ -180,7 +180,7 @@ def decision(pid: str, verdict: str = "block", at: datetime = T0) -> GateDecisio
 def test_migration_up_from_empty(db_url):
     assert current_revision(db_url) is None
     upgrade(db_url)
-    assert current_revision(db_url) == head_revision() == "0005"
+    assert current_revision(db_url) == head_revision() == "0006"
     upgrade(db_url)  # already at head: a no-op, not an error
     engine = create_engine(db_url, poolclass=NullPool)
     try:
@@ -221,6 +221,33 @@ def test_downgrade_to_base_and_back(db_url):
     HubStore(db_url).dispose()
 
 
+def test_the_upgrade_names_the_device_of_records_quarantined_before_it(db_url):
+    """0006 reads each quarantined record's device out of its JSON into the column the gate's
+    lookup uses: an unreadable record stored before the upgrade still blocks its device."""
+    upgrade(db_url, "0005")
+    engine = create_engine(db_url, poolclass=NullPool)
+    partials = {"w1": {"device_id": "P-101"}, "w2": {"device_id": 4711}, "w3": {}, "w4": {"device_id": {"x": 1}}}
+    with engine.begin() as conn:
+        conn.execute(
+            tables.quarantine.insert(),
+            [
+                {"system": "eam", "record_kind": "maintenance_record", "source_key": key, "payload": {}, "reason": "bad",
+                 "partial": partial, "created_at": T0, "resolved": False, "dedupe_key": key}
+                for key, partial in partials.items()
+            ],
+        )
+    engine.dispose()
+    upgrade(db_url)
+    store = HubStore(db_url)
+    try:
+        found = store.list_quarantine(system="eam", device_ids=["P-101", "4711", "X"], with_payload=False)
+        assert sorted(r["source_key"] for r in found) == ["w1", "w2"]
+        store.quarantine([QuarantineItem("eam", "equipment", "e1", {}, None, "bad", partial={"device_id": 12})])
+        assert [r["source_key"] for r in store.list_quarantine(system="eam", record_kinds=["equipment"], device_ids=["12"])] == ["e1"]
+    finally:
+        store.dispose()
+
+
 def test_store_refuses_unmigrated_database(db_url):
     if db_url.startswith("sqlite"):
         with pytest.raises(SchemaNotReadyError, match=r"does not exist; run `hub db upgrade`"):
@@ -243,7 +270,7 @@ def test_store_refuses_other_revision(db_url):
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
     engine.dispose()
-    with pytest.raises(SchemaNotReadyError, match=r"'0000'.*'0005'.*run `hub db upgrade`"):
+    with pytest.raises(SchemaNotReadyError, match=r"'0000'.*'0006'.*run `hub db upgrade`"):
         HubStore(db_url)
 
 

@@ -246,9 +246,10 @@ class SimilarWork:
         }
 
 
-class _SameKind:
+class SimilarWorkIndex:
     """The permits of one site, area and type, ordered by planned start, so that the neighbours
-    of a permit and the window of history are found by bisection, not by a scan of every permit."""
+    of a permit and the window of history (up to `now`) are found by bisection, not by a scan
+    of every permit. `find(permit)` is `similar_work` for a permit of that kind."""
 
     def __init__(self, same_kind: Iterable[Permit], now: datetime, rules: AnalyticsRules):
         self.rules = rules
@@ -293,7 +294,7 @@ def similar_work(
     neighbour; they stay in the history with their status.
     """
     rules = rules or AnalyticsRules(version="defaults")
-    return _SameKind((p for p in permits if _kind(p) == _kind(permit)), now, rules).find(permit)
+    return SimilarWorkIndex((p for p in permits if _kind(p) == _kind(permit)), now, rules).find(permit)
 
 
 def similar_work_alerts(permits: Sequence[Permit], now: datetime, rules: AnalyticsRules) -> list[SimilarWork]:
@@ -301,7 +302,7 @@ def similar_work_alerts(permits: Sequence[Permit], now: datetime, rules: Analyti
     grouped: dict[tuple[str, str, str], list[Permit]] = {}
     for p in permits:
         grouped.setdefault(_kind(p), []).append(p)
-    indexes = {kind: _SameKind(group, now, rules) for kind, group in grouped.items()}
+    indexes = {kind: SimilarWorkIndex(group, now, rules) for kind, group in grouped.items()}
     return [
         found
         for p in permits

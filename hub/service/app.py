@@ -11,10 +11,12 @@ import json
 import logging
 import threading
 import time
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -153,9 +155,20 @@ def create_app(settings: HubSettings, service: GateCheckService | None = None) -
         )
     expected = f"Bearer {token}".encode()
     limit = RateLimit(api.requests_per_second)
+    checking = CapacityLimiter(api.concurrent_checks)
     service = service or GateCheckService(settings)
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if api.keep_fresh:
+            service.keep_fresh.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(service.keep_fresh.stop)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Permit integration hub: gate check",
         version="1",
         description="The synchronous gate check the PTW calls before it approves a permit. See docs/gate-api.md.",
@@ -195,7 +208,9 @@ def create_app(settings: HubSettings, service: GateCheckService | None = None) -
             parsed = GateCheckRequest.model_validate(raw)
         except ValidationError as exc:
             return _problem(422, "malformed gate check", _field_errors(exc))
-        answer = await run_in_threadpool(service.check, permit=parsed.permit, ticket_no=parsed.ticket_no)
+        answer = await anyio.to_thread.run_sync(
+            lambda: service.check(permit=parsed.permit, ticket_no=parsed.ticket_no), limiter=checking
+        )
         return JSONResponse(answer.as_json())
 
     @app.exception_handler(Exception)

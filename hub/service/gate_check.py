@@ -19,11 +19,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hub.analytics.kpis import similar_work
 from hub.connectors.retry import TransientError, VendorRejected
 from hub.logic.analytics_rules import AnalyticsRules, load_analytics_rules
 from hub.logic.clearance import DeviceProfile, iso
@@ -34,6 +33,8 @@ from hub.model import GateDecision, Permit, Reason
 from hub.resources import EamResource, HubStoreResource, PtwResource, resources_from_settings
 from hub.settings import HubSettings
 from hub.steps.eam import pull_site
+from hub.service.freshness import KeepFresh
+from hub.service.similar_work import SimilarWorkAdvice
 from hub.service.trail import TrailWriter
 from hub.steps.gate import EAM_ANSWERED, clearance_profiles
 from hub.steps.records import quarantine_rejects
@@ -136,6 +137,7 @@ class GateCheckService:
         quick_resources = resources_from_settings(quick)
         self.eam: EamResource = quick_resources["eam"].process_config_and_initialize()
         self.ptw: PtwResource = quick_resources["ptw"].process_config_and_initialize()
+        self.keep_fresh = KeepFresh(self, resources_from_settings(settings)["eam"].process_config_and_initialize())
         self.ptw_mapping = load_mapping(self.ptw.mapping)
         self.eam_mapping = load_mapping(self.eam.mapping)
         self._store: HubStore | None = None
@@ -145,6 +147,7 @@ class GateCheckService:
         self._instance: Any = None
         self._rules: tuple[tuple[float, int], GateRules] | None = None
         self._analytics_rules: AnalyticsRules | None = None
+        self._similar = SimilarWorkAdvice(self.analytics_rules)
         self._reports: queue.Queue[GateAnswer] = queue.Queue(maxsize=REPORT_BACKLOG)
         self._reporter = threading.Thread(target=self._report_loop, name="dagster-reports", daemon=True)
         self._reporter.start()
@@ -185,29 +188,14 @@ class GateCheckService:
             raise PermitNotRead(f"the PTW's reply for permit {ticket_no} is not a permit record")
         return {k: v for k, v in reply.items() if k != "holds"}
 
-    def refresh_eam(self, hub_store: HubStore, site: str, devices: list[str]) -> str | None:
-        """Ask the EAM now for the devices, whole, in one batched pull; what went wrong, if anything."""
-        with self.eam.client() as client:
+    def refresh_eam(self, hub_store: HubStore, site: str, devices: list[str], eam: EamResource | None = None) -> str | None:
+        """Ask the EAM now for the devices, whole, in one batched pull (through `eam`, or the
+        check's own short-deadline EAM); what went wrong, if anything."""
+        eam = eam or self.eam
+        with eam.client() as client:
             # Every device whole (no change-only asks): the answer must not rest on older data.
-            pulled = pull_site(hub_store, client, self.eam_mapping, site, set(devices), 0, self.eam.suspect_drop_share)
+            pulled = pull_site(hub_store, client, self.eam_mapping, site, set(devices), 0, eam.suspect_drop_share)
         return pulled.error
-
-    def similar_work(self, hub_store: HubStore, permit: Permit, now: datetime) -> dict[str, Any] | None:
-        """The area's history of the permit's type when similar work is planned within the
-        analytics rules' gap (the prompt a PTW shows before approval); advice only, so a
-        failure to read it is logged and the answer stands."""
-        try:
-            rules = self.analytics_rules()
-            planned_from = min(
-                permit.planned_start - rules.similar_work_gap,
-                now - timedelta(days=31 * rules.similar_work_history_months),
-            )
-            others = hub_store.permits_like(permit.site, permit.area, permit.permit_type, planned_from)
-            found = similar_work(others, permit, now, rules)
-        except Exception:
-            log.exception("gate check of %s: the history of similar work could not be read", permit.permit_id)
-            return None
-        return found.as_dict() if found else None
 
     def analytics_rules(self) -> AnalyticsRules:
         if self._analytics_rules is None:
@@ -261,24 +249,27 @@ class GateCheckService:
         devices = list(dict.fromkeys(permit.device_ids))
         refreshed, eam_error, profiles = [], None, {}
         if site_configured and not rules.disabled and is_gated(permit.permit_type, permit.status, rules):
-            answered = hub_store.lookup_times(EAM_ANSWERED, devices, site=permit.site)
-            refreshed = [d for d in devices if d not in answered or now - answered[d] > rules.decision_data_age]
+            with hub_store.transaction():  # one snapshot: the profiles read one state of the store
+                answered = hub_store.lookup_times(EAM_ANSWERED, devices, site=permit.site)
+                refreshed = [d for d in devices if d not in answered or now - answered[d] > rules.decision_data_age]
+                if not refreshed:
+                    profiles = clearance_profiles(hub_store, permit.site, devices, rules, now)
             if refreshed:
                 eam_error = self.refresh_eam(hub_store, permit.site, refreshed)
                 now = datetime.now(timezone.utc)
-            with hub_store.transaction():  # one snapshot: the profiles read one state of the store
-                profiles = clearance_profiles(hub_store, permit.site, devices, rules, now)
+                with hub_store.transaction():
+                    profiles = clearance_profiles(hub_store, permit.site, devices, rules, now)
         decision = decide(permit, profiles, rules, now, site_configured=site_configured)
         if decision is None:
             answer = GateAnswer(permit.permit_id, NOT_GATED, now, rules.version, site=permit.site)
-            answer.similar_work = self.similar_work(hub_store, permit, now)
+            answer.similar_work = self._similar.advice(hub_store, permit, now)
             return answer
         if eam_error is not None:
             # Never an allow on old data: each device asked about and not answered blocks.
             decision = with_reasons(decision, _eam_unreachable(permit.site, refreshed, eam_error, now))
         answer = self._finish(decision, profiles, now, site=permit.site if site_configured else None)
         answer.eam_refreshed, answer.eam_error = refreshed, eam_error
-        answer.similar_work = self.similar_work(hub_store, permit, now)
+        answer.similar_work = self._similar.advice(hub_store, permit, now)
         if eam_error:
             log.warning("gate check of %s: the EAM did not answer for %s: %s", permit.permit_id, ", ".join(refreshed), eam_error)
         return answer

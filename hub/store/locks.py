@@ -42,6 +42,7 @@ POLL_S = 0.2
 ACTIVITIES = {
     "sync": "site {site} is already being synced",
     "erp-postings": "the ERP entries of site {site} are already being posted",
+    "eam-fresh": "the EAM data of the gated devices ({site}) is already being kept fresh",
 }
 _HOLDER = re.compile(r"pid=(\d+)(?: host=(\S+))?")
 

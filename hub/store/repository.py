@@ -147,6 +147,14 @@ def _field_names(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(model.model_fields)
 
 
+def _named_device(partial: Mapping[str, Any]) -> str | None:
+    """The device a quarantined record names, as text (a number still names one), or None."""
+    device = partial.get("device_id")
+    if isinstance(device, bool) or not isinstance(device, (str, int, float)):
+        return None
+    return device if isinstance(device, str) else str(device)
+
+
 def _canonical(model: type[CanonicalT], row: Mapping[str, Any]) -> CanonicalT:
     """A canonical record from a row, leaving out the store's own bookkeeping columns."""
     return model.model_validate({k: row[k] for k in _field_names(model) if k in row})
@@ -429,10 +437,15 @@ class HubStore:
         with self._read() as conn:
             return set(conn.execute(select(t.permits.c.permit_id).where(t.permits.c.site == site)).scalars())
 
-    def devices_in_use(self, site: str, statuses: Collection[str]) -> set[str]:
-        """Device IDs named by the site's permits in `statuses`, without reading whole permits."""
+    def devices_in_use(
+        self, site: str, statuses: Collection[str], *, permit_types: Collection[str] | None = None
+    ) -> set[str]:
+        """Device IDs named by the site's permits in `statuses` (and of `permit_types`, if
+        given), without reading whole permits."""
         p = t.permits
         query = select(p.c.device_ids).where(p.c.site == site, p.c.status.in_(sorted(statuses)))
+        if permit_types is not None:
+            query = query.where(p.c.permit_type.in_(sorted(permit_types)))
         with self._read() as conn:
             return {device for devices in conn.execute(query).scalars() for device in devices}
 
@@ -1036,6 +1049,7 @@ class HubStore:
                     "reason": i.reason,
                     "source_file": i.source_file,
                     "partial": dict(i.partial),
+                    "device_id": _named_device(i.partial),
                     "created_at": now,
                     "resolved": False,
                     "dedupe_key": self._dedupe_key(i),
@@ -1084,8 +1098,11 @@ class HubStore:
         with self._read() as conn:
             if device_ids is None:
                 return [dict(r._mapping) for r in conn.execute(stmt)]
-            device = q.c.partial["device_id"].as_string()
-            rows = [dict(r._mapping) for chunk in _chunks(_unique(device_ids), IN_CHUNK) for r in conn.execute(stmt.where(device.in_(chunk)))]
+            rows = [
+                dict(r._mapping)
+                for chunk in _chunks(_unique(device_ids), IN_CHUNK)
+                for r in conn.execute(stmt.where(q.c.device_id.in_(chunk)))
+            ]
         return sorted(rows, key=lambda row: row["id"])
 
     def resolve_quarantine_for(self, system: str, record_kind: str, source_keys: Collection[str]) -> int:

@@ -216,6 +216,8 @@ quarantine = Table(
     Column("reason", Text, nullable=False),
     Column("source_file", String, nullable=True),
     Column("partial", JSON, nullable=True),
+    # The device named in `partial`, as text, for the gate's "which devices are unreadable".
+    Column("device_id", String, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("replayed_at", UtcDateTime, nullable=True),
     Column("resolved", Boolean, nullable=False, server_default=false()),
@@ -229,6 +231,7 @@ quarantine = Table(
         sqlite_where=text("NOT resolved"),
         postgresql_where=text("NOT resolved"),
     ),
+    Index("ix_quarantine_system_device", "system", "device_id"),
 )
 
 # Append-only, hash-chained: each row's hash covers its content and the previous hash,
