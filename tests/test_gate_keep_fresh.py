@@ -4,9 +4,9 @@ that does not answer well makes nothing fresh: against the mock EAM and a real s
 import math
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import pytest
 from dagster import DagsterInstance
+from test_gate_service import eam_requests, fixture_permit, set_faults
 
 from hub.definitions import ASSETS
 from hub.logic.rules import load_gate_rules
@@ -14,14 +14,6 @@ from hub.resources import resources_from_settings
 from hub.service.gate_check import GateCheckService
 from hub.store.locks import site_lock
 from hub.store.repository import HubStore
-
-
-def eam_requests(mocks) -> int:
-    return httpx.get(f"{mocks.base_urls['eam']}/_admin/received/count", timeout=10).json()["requests"]
-
-
-def set_faults(mocks, plan: dict) -> None:
-    httpx.put(f"{mocks.base_urls['eam']}/_admin/faults", json=plan, timeout=10).raise_for_status()
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ def test_a_pass_pulls_the_gated_devices_whose_data_nears_the_limit_and_then_a_ch
     assert set(answered) == devices and min(answered.values()) > old + timedelta(minutes=4)
     assert service.keep_fresh.pass_once() == 0  # all fresh: nothing is asked twice
     asked = eam_requests(fresh_mocks)
-    answer = service.check(permit=_ptw_record(fresh_mocks, "PTW-NJ-2026-0001"))
+    answer = service.check(permit=fixture_permit("PTW-NJ-2026-0001"))
     assert answer.decision == "block" and "OPEN_WORK_ORDER" in {r.code for r in answer.reasons}
     assert answer.eam_refreshed == [] and eam_requests(fresh_mocks) == asked
 
@@ -62,11 +54,11 @@ def test_an_eam_that_does_not_answer_well_makes_nothing_fresh_and_the_check_bloc
     settings, devices, old = synced
     service = GateCheckService(settings)
     store = HubStore(sqlite_url)
-    set_faults(fresh_mocks, {"rules": [fault]})
+    set_faults(fresh_mocks, "eam", {"rules": [fault]})
     assert service.keep_fresh.pass_once() == 0
     assert store.lookup_times("eam", sorted(devices), site="NJ01") == {d: old for d in devices}
-    set_faults(fresh_mocks, {"rules": [{"kind": "status", "status": 503}]})
-    answer = service.check(permit=_ptw_record(fresh_mocks, "PTW-NJ-2026-0007"))
+    set_faults(fresh_mocks, "eam", {"rules": [{"kind": "status", "status": 503}]})
+    answer = service.check(permit=fixture_permit("PTW-NJ-2026-0007"))
     assert answer.decision == "block" and "EAM_UNREACHABLE" in {r.code for r in answer.reasons}, answer
 
 
@@ -84,8 +76,3 @@ def test_one_process_keeps_fresh_while_another_holds_the_lock(synced, sqlite_url
             service.keep_fresh.stop()
     assert not service.keep_fresh._thread.is_alive()
 
-
-def _ptw_record(mocks, ticket: str) -> dict:
-    reply = httpx.get(f"{mocks.base_urls['ptw']}/api/v1/permits/{ticket}", timeout=10)
-    reply.raise_for_status()
-    return {k: v for k, v in reply.json().items() if k != "holds"}

@@ -253,7 +253,7 @@ class GateCheckService:
                 answered = hub_store.lookup_times(EAM_ANSWERED, devices, site=permit.site)
                 refreshed = [d for d in devices if d not in answered or now - answered[d] > rules.decision_data_age]
                 if not refreshed:
-                    profiles = clearance_profiles(hub_store, permit.site, devices, rules, now)
+                    profiles = clearance_profiles(hub_store, permit.site, devices, rules, now, answered)
             if refreshed:
                 eam_error = self.refresh_eam(hub_store, permit.site, refreshed)
                 now = datetime.now(timezone.utc)

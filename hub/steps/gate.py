@@ -101,15 +101,17 @@ def suspect_devices(hub_store, site: str, device_ids: Collection[str]) -> dict[s
 
 
 def clearance_profiles(
-    hub_store, site: str, device_ids: Collection[str], rules: GateRules, now: datetime
+    hub_store, site: str, device_ids: Collection[str], rules: GateRules, now: datetime,
+    answered: Mapping[str, datetime] | None = None,
 ) -> dict[str, DeviceProfile]:
-    """Each device's profile at the site, from the hub's copy of the EAM."""
+    """Each device's profile at the site, from the hub's copy of the EAM; `answered`, the EAM
+    data ages of the devices if the caller has just read them in the same transaction."""
     eam = SiteEam(
         site=site,
         equipment=hub_store.load_equipment(site, device_ids),
         # Finished work without an isolation holds no hazard: its history is not read back.
         records=hub_store.load_maintenance_records(site, device_ids, unfinished_or_isolated=True),
-        answered_at=hub_store.lookup_times(EAM_ANSWERED, device_ids, site=site),
+        answered_at=dict(answered) if answered is not None else hub_store.lookup_times(EAM_ANSWERED, device_ids, site=site),
         invalid=invalid_eam_records(hub_store, site, device_ids),
         suspect=suspect_devices(hub_store, site, device_ids),
     )
