@@ -48,10 +48,8 @@ GATE_ASSET = "permit_gate_decisions"
 #: What an answer says when the rules do not gate the permit.
 NOT_GATED = "not_gated"
 
-#: Answers are reported to Dagster about this often: a site's answers in that time as one event
-#: (each event is a write to Dagster's event log: at one a second per site and server process,
-#: the reports cost a tenth of a loaded service).
-REPORT_EVERY_S = 5.0
+#: Answers are reported to Dagster about this often: a site's answers in that time as one event.
+REPORT_EVERY_S = 1.0
 #: Permits listed in one report's table (the counts cover them all).
 REPORT_ROWS = 200
 #: Answers waiting to be reported; beyond this, an answer is reported while its caller waits.
@@ -363,8 +361,8 @@ class GateCheckService:
             self._report_now([answer])
 
     def _report_loop(self) -> None:
-        """Report what is waiting, every REPORT_EVERY_S: a permit asked about many times in that
-        time is reported once, with its latest answer and how many answers it stands for."""
+        """Report what is waiting, about once a second: a permit asked about many times in that
+        second is reported once, with its latest answer and how many answers it stands for."""
         while True:
             batch = [self._reports.get()]
             time.sleep(REPORT_EVERY_S)
