@@ -58,7 +58,7 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
         "equipment_clearance", "permit_gate_decisions", "safety_cost_entries", "erp_postings",
     }
     permits = metadata_of(result, "permits")
-    assert permits["dagster/row_count"] == 52 and permits["quarantined_new"] == 3  # PTW-SH-2026-0001 is at no configured site
+    assert permits["dagster/row_count"] == 65 and permits["quarantined_new"] == 3  # PTW-SH-2026-0001 is at no configured site
     gate = metadata_of(result, "permit_gate_decisions")
     assert gate["blocked"] == 20 and gate["allowed"] == 8 and gate["holds_written"] == 20
     previews = [
@@ -73,7 +73,7 @@ def test_every_asset_materializes_with_metadata(fresh_mocks, sqlite_url, make_se
     quality = metadata_of(result, "mes_quality_rates")
     assert quality["mes_calls"] == 2 and quality["dagster/row_count"] == 76  # HZ02/动力车间/2026-05 is quarantined
     erp = metadata_of(result, "erp_postings")
-    assert erp["posted_now"] == 44 and erp["outbox_posted"] == 44 and erp["outbox_pending"] == 0
+    assert erp["posted_now"] == 83 and erp["outbox_posted"] == 83 and erp["outbox_pending"] == 0
 
     checks = check_results(result)
     # NJ-P-199 is not in the EAM: the check says so (as a warning); the gate blocks it.
@@ -143,7 +143,7 @@ def test_assets_on_both_stores(fresh_mocks, sqlite_url, pg_url, database, make_s
     assert result.success
     store = HubStore(url)
     assert len([d for d in store.latest_gate_decisions() if d.decision == "block"]) == 20
-    assert store.outbox_summary()["posted"] == 44
+    assert store.outbox_summary()["posted"] == 83
 
 
 def test_new_vendor_field_is_reported_by_the_drift_check(tmp_path, fresh_mocks, sqlite_url, make_settings):
@@ -169,4 +169,4 @@ def test_new_vendor_field_is_reported_by_the_drift_check(tmp_path, fresh_mocks, 
     for drift in drifts:
         assert not drift.passed and drift.severity.value == "WARN"
         assert drift.metadata["unmapped_fields"].value == "gasTestRequired"
-    assert metadata_of(result, "permits")["dagster/row_count"] == 52
+    assert metadata_of(result, "permits")["dagster/row_count"] == 65

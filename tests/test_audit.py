@@ -358,14 +358,14 @@ def test_a_sync_run_audits_every_gate_decision_and_posting(fresh_mocks, sqlite_u
     assert first["decision"] == decisions[0].decision.decision and "reasons" in first and "rule_version" in first
 
     posted = {key for key, row in outbox.items() if row["status"] == "posted"}
-    assert len(posted) == 44 and sorted(r.ref for r in posting_rows) == sorted(posted)
+    assert len(posted) == 83 and sorted(r.ref for r in posting_rows) == sorted(posted)
     for row in posting_rows:
         body, entry = json.loads(row.body), outbox[row.ref]
         assert body["accounting_document"] == entry["accounting_document"]
         assert body["message_uuid"] == entry["message_uuid"]
         assert body["amount"] == entry["payload"]["amount"]
     assert audit_rows(sqlite_url, "erp_rejection") == []
-    assert verdict.ok and verdict.rows_checked == len(decisions) + 44
+    assert verdict.ok and verdict.rows_checked == len(decisions) + 83
 
 
 def test_rejections_and_postings_settled_by_reference_are_audited(fresh_mocks, sqlite_url, make_settings, tmp_path):

@@ -177,8 +177,8 @@ def test_naive_sample_is_spread_over_the_whole_listing(fresh_mocks, make_setting
     settings = make_settings(f"sqlite:///{tmp_path / 'naive.db'}", fresh_mocks.urls)
     outcome = run_naive(settings, every=5)
     listed = json.loads((FIXTURES / "ptw/permits.json").read_text())
-    assert outcome.permits_listed == len(listed) == 56
-    assert outcome.permits_synced == 12  # positions 0, 5, ..., 55
+    assert outcome.permits_listed == len(listed) == 69
+    assert outcome.permits_synced == 14  # positions 0, 5, ..., 65
     assert outcome.listing_calls == sum(1 for e in received(fresh_mocks, "ptw") if e["method"] == "GET") >= 1
 
 

@@ -239,7 +239,7 @@ def test_sync_json_carries_the_counts_of_what_it_did(fresh_mocks, tmp_path):
         name: httpx.get(f"{fresh_mocks.base_urls[name]}/_admin/received", timeout=10).json() for name in ("ptw", "erp")
     }
     holds = [r for r in received["ptw"] if r["method"] == "PUT" and r["path"].startswith("/api/v1/permits/")]
-    assert counts["permits_synced"] == 52
+    assert counts["permits_synced"] == 65
     assert counts["blocked"] == sum(d.decision == "block" for d in store.latest_gate_decisions()) > 0
     assert counts["holds_written"] == len(holds) > 0
     assert counts["entries_posted"] == len(store.load_outbox()) > 0
@@ -257,7 +257,7 @@ def test_sync_shows_each_site_while_it_runs_then_the_counts(fresh_mocks, tmp_pat
         assert re.search(rf"{re.escape(site)}\s+running", plain), plain
         assert re.search(rf"{re.escape(site)}\s+succeeded", plain), plain
     assert re.search(
-        r"permits synced 52, blocked \d+, holds written \d+, entries posted \d+, records quarantined \d+", plain
+        r"permits synced 65, blocked \d+, holds written \d+, entries posted \d+, records quarantined \d+", plain
     )
     assert "DEBUG" not in done.stdout + done.stderr and "dagster - " not in done.stderr
 
@@ -273,8 +273,8 @@ def test_demo_json(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert report["success"] is True and report["permits_synced"] == 52
-    assert len(report["blocked"]) == 21 and len(report["postings"]) == 44
+    assert report["success"] is True and report["permits_synced"] == 65
+    assert len(report["blocked"]) == 21 and len(report["postings"]) == 83
     assert {"holds_written", "erp_posts_received", "quarantined", "allowed", "site_problems"} <= set(report)
 
 

@@ -3,6 +3,7 @@ effects of a generated plant, and the assets against the mocks."""
 
 import json
 import math
+import statistics
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -303,6 +304,14 @@ def test_the_assets_flag_the_fixture_plants_failing_device_with_a_chart(fresh_mo
     first = lifting["preview"].value.records[0].data
     assert first["device_id"] == "NJ-R-202" and first["failures"] == 7 and first["failing_faster"] is True
     height = metadata["work_at_height_quality"]
-    # The fixture's work at height lies in December and January, after the months the MES rates.
-    assert height["flagged"].value == "none" and height["dagster/row_count"].value == 4
+    # Planted in the fixture (fixtures/README.md): the tank farm's work at height, June to
+    # November 1, 1, 2, 2, 3, 4 permits, beside a defect rate rising from 2.62 % to 4.02 %. The
+    # other workshops' work at height lies in December and January, after the months the MES rates.
+    assert height["flagged"].value == "NJ01/罐区" and height["dagster/row_count"].value == 4
+    [tanks] = [r.data for r in height["preview"].value.records if r.data["workshop"] == "罐区"]
+    counts = [0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 4]
+    rates = [0.0246, 0.0203, 0.0247, 0.0252, 0.0244, 0.0262, 0.0281, 0.0305, 0.0334, 0.0368, 0.0402]
+    assert tanks["months"] == 11 and tanks["height_permits"] == sum(counts) == 13
+    assert tanks["correlation"] == pytest.approx(statistics.correlation(counts, rates), abs=1e-3)
+    assert tanks["correlation"] == pytest.approx(0.967, abs=1e-3) and tanks["rising_together"] is True
     assert metadata["mes_quality_rates"]["dagster/row_count"].value == 44

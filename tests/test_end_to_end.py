@@ -170,11 +170,11 @@ def test_cli_demo_prints_the_summary(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Permits synced: 52" in done.stdout
+    assert "Permits synced: 65" in done.stdout
     assert "in 2 EAM call(s)" in done.stdout and "Materials and quality rates: 4 MES call(s)" in done.stdout
     assert "Blocked permits (21)" in done.stdout
     assert "Outside the gate: site SH03 is not configured (HUB_SITES): 1 gated permit(s) blocked" in done.stdout
     for code in ("EQUIPMENT_NOT_IN_SERVICE NJ-F-102", "SITE_NOT_CONFIGURED", "ISOLATION_NOT_RELEASED NJ-F-101"):
         assert code in done.stdout, code
     assert "DEVICE_UNKNOWN NJ-P-199" in done.stdout
-    assert "ERP safety-cost entries (44)" in done.stdout
+    assert "ERP safety-cost entries (83)" in done.stdout

@@ -144,7 +144,7 @@ def in_process(fresh_mocks, make_settings, fresh_schema, dagster_instance) -> di
     assert_one_run_per_site(synced)
     # The fixture plant's gate and ledger, so that "the same" cannot mean "the same nothing".
     assert Counter(decision for decision, _ in synced["decisions"].values()) == {"block": 21, "allow": 8}
-    assert len(synced["ledger"]) == 44 and {key[1] for key in synced["ledger"]} == set(SITES)
+    assert len(synced["ledger"]) == 83 and {key[1] for key in synced["ledger"]} == set(SITES)
     for run_id, entries in synced["events"].items():
         assert step_pids(entries) == {os.getpid()}, run_id
     return synced

@@ -57,10 +57,10 @@ def test_the_report_renders_every_section_and_chart_in_chromium(fresh_mocks, sql
             assert page.locator(f"section#{section} tbody tr").count() > 0, section
         assert page.evaluate("window.injected") is None
         assert HOSTILE in page.locator("section#approval").inner_text()
-        # The fixture plant's failing lifted device, as the lifting_failure_intervals asset flags it;
-        # its work at height lies after the months the MES rates, so no workshop is flagged.
+        # The fixture plant's planted effects, as the assets flag them: a failing lifted device, and
+        # the tank farm whose work at height rose with its defect rate (fixtures/README.md).
         assert "Flagged: NJ01/NJ-R-202." in page.locator("section#lifting_failures").inner_text()
-        assert "No workshop flagged." in page.locator("section#height_quality").inner_text()
+        assert "Flagged: NJ01/罐区." in page.locator("section#height_quality").inner_text()
         browser.close()
 
 

@@ -114,7 +114,7 @@ def test_secrets_appear_nowhere_after_good_and_failing_runs(
     with DagsterInstance.ephemeral() as instance:
         clean = run_job(good, instance)
         assert clean.success  # the credentials really are used and accepted
-        assert len(admin_state(guarded_mocks, "erp")["documents"]) == 44
+        assert len(admin_state(guarded_mocks, "erp")["documents"]) == 83
 
         # Second run: the ERP refuses a wrong password, and the PTW answers 503 to every write.
         # A fresh store, so every entry and hold is tried again.
