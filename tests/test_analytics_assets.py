@@ -52,6 +52,72 @@ def test_a_full_sync_materializes_every_analytics_asset_with_a_preview_and_a_cha
     assert {e.partition for e in checks} == {"NJ01", "HZ02"}
 
 
+FIXTURE_PERMITS = Path(__file__).parents[1] / "fixtures" / "ptw" / "permits.json"
+TYPES = {"DH": "hot_work", "SX": "confined_space", "GC": "work_at_height", "DZ": "lifting", "LSYD": "temporary_power"}
+RISKS = {"1": "red", "2": "orange", "3": "yellow"}
+#: NJ01's permits the PTW mapping quarantines (fixtures/README.md, scenario 16).
+UNREADABLE = {"PTW-NJ-2026-0026", "PTW-NJ-2026-0027"}
+
+
+def _p90(values: list[float]) -> float:
+    """Linear 90th percentile, computed by hand."""
+    ordered, at = sorted(values), 0.9 * (len(values) - 1)
+    low = int(at)
+    return ordered[low] + (ordered[min(low + 1, len(ordered) - 1)] - ordered[low]) * (at - low)
+
+
+def test_the_fixture_plants_approval_times_and_response_rates_match_a_hand_count(fresh_mocks, sqlite_url, make_settings):
+    """NJ01's KPIs as the assets compute them, against the same figures counted from the PTW's
+    own records with the standard library."""
+    import json
+    import statistics
+
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize_sites([*ASSETS, permit_analytics], sites=("NJ01",), resources=hub_resources(settings), instance=instance)
+    assert result.success
+    previews = {
+        m.asset_key.to_user_string(): [r.data for r in m.materialization.metadata["preview"].value.records]
+        for m in result.get_asset_materialization_events()
+        if m.asset_key.to_user_string() in KPI_KEYS
+    }
+    stamp = lambda text: datetime.strptime(text, "%Y-%m-%d %H:%M:%S")  # noqa: E731 - one plant zone: differences only
+    records = [
+        p for p in json.loads(FIXTURE_PERMITS.read_text(encoding="utf-8"))
+        if p["siteCode"] == "NJ01" and p["ticketNo"] not in UNREADABLE
+    ]
+    approvals: dict[tuple, list[float]] = {}
+    for p in records:
+        if p["submitTime"] and p["approveTime"]:
+            key = ("NJ01", p["workshop"], TYPES[p["ticketType"]], RISKS[p["riskLevel"]])
+            approvals.setdefault(key, []).append((stamp(p["approveTime"]) - stamp(p["submitTime"])).total_seconds() / 60)
+    by_hand = {
+        key: (len(v), round(statistics.median(v), 1), round(_p90(v), 1), round(max(v), 1)) for key, v in approvals.items()
+    }
+    shown = {
+        (r["site"], r["area"], r["permit_type"], r["risk_level"]): (r["count"], r["median"], r["p90"], r["max"])
+        for r in previews["permit_approval_times"]
+    }
+    assert shown == by_hand
+    # The tank farm's climbs: 13 of the history approved in 40 minutes, and PTW-NJ-2026-0006 in 430.
+    assert shown[("NJ01", "罐区", "work_at_height", "orange")] == (14, 40.0, 40.0, 430.0)
+
+    # Every submission's window has passed: each counts, effective when the guardian came within 15 min.
+    days: dict[str, list[bool]] = {}
+    for p in records:
+        if p["submitTime"]:
+            arrived = p["guardianArriveTime"]
+            effective = bool(arrived) and (stamp(arrived) - stamp(p["submitTime"])).total_seconds() <= 15 * 60
+            days.setdefault(p["submitTime"][:10], []).append(effective)
+    rates = {
+        r["day"]: (r["permits"], r["effective"], r["rate"], r["below_threshold"]) for r in previews["guardian_response_rates"]
+    }
+    assert rates == {
+        day: (len(v), sum(v), round(sum(v) / len(v), 4), sum(v) / len(v) < 0.92) for day, v in days.items()
+    }
+    assert rates["2026-11-24"] == (4, 1, 0.25, True)
+
+
 def _permit(permit_id: str, submitted: datetime, guardian_after: int, site: str = "S1") -> Permit:
     return Permit(
         permit_id=permit_id, permit_type="hot_work", risk_level="red", site=site, area="A", applicant="wang", guardian="li",
