@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime, timedelta, timezone
 
 from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
     AssetSelection,
     AssetSpec,
     DefaultSensorStatus,
     RunFailureSensorContext,
     DefaultScheduleStatus,
+    DagsterInstance,
     Definitions,
     JobDefinition,
     RunRequest,
@@ -55,6 +59,9 @@ CHECKS = [
     erp_ledger_reconciled,
 ]
 OTHER_SITES = [permits_of_other_sites, every_permit_within_the_gate]
+# What a site's sync materializes when its analytics are not due (`analytics_due`).
+SYNC_KEYS = [key for assets in ASSETS for key in assets.keys]
+ANALYTICS_KEYS = [key for assets in ANALYTICS for key in assets.keys]
 
 # The analytics are computed from the store after the pulls and the gate, so a full sync ends with current KPIs.
 full_sync = define_asset_job(
@@ -111,8 +118,8 @@ site_health_checks = [
 ]
 
 
-def every_site(job, cron_schedule: str) -> ScheduleDefinition:
-    """A schedule that starts one run per site on each tick.
+def every_site(job, cron_schedule: str, select=lambda instance, site: None) -> ScheduleDefinition:
+    """A schedule that starts one run per site on each tick, of the assets `select` picks (None: the job's).
 
     The site goes in the run's partition tag rather than as a partition key: Dagster gives a
     checks-only job no partitions definition, so `health_checks` cannot take a key, yet its
@@ -129,7 +136,7 @@ def every_site(job, cron_schedule: str) -> ScheduleDefinition:
     def _each_site(context):
         tick = context.scheduled_execution_time.isoformat()
         return [
-            RunRequest(run_key=f"{tick}/{site}", tags={PARTITION_NAME_TAG: site})
+            RunRequest(run_key=f"{tick}/{site}", tags={PARTITION_NAME_TAG: site}, asset_selection=select(context.instance, site))
             for site in site_partitions.get_partition_keys()
         ]
 
@@ -137,7 +144,9 @@ def every_site(job, cron_schedule: str) -> ScheduleDefinition:
 
 
 health_checks_schedule = every_site(health_checks, "5-59/15 * * * *")
-full_sync_schedule = every_site(full_sync, "*/15 * * * *")
+full_sync_schedule = every_site(
+    full_sync, "*/15 * * * *", lambda instance, site: sync_selection(instance, HubSettings(), site)
+)
 other_sites_schedule = ScheduleDefinition(
     name="other_sites_sync_schedule",
     job=other_sites_sync,
@@ -178,17 +187,56 @@ FILES_READ = {
 }
 
 
+def rule_versions(settings: HubSettings) -> dict[str, str]:
+    """A short content hash of each configured rule file."""
+    return {
+        rules: hashlib.sha256((path or RULES_DIR / f"{rules}.yaml").read_bytes()).hexdigest()[:12]
+        for rules, path in (
+            ("gate", settings.gate_rules_file),
+            ("costs", settings.cost_rules_file),
+            ("analytics", settings.analytics_rules_file),
+            ("cross_system", settings.cross_system_rules_file),
+        )
+    }
+
+
 def file_versions(settings: HubSettings) -> dict[str, str]:
     """A short content hash of each configured flavor file (its base files included) and rule file."""
-    versions = {system: flavor_of(settings, system).sha256[:12] for system in ("ptw", "eam", "mes", "erp")}
-    for rules, path in (
-        ("gate", settings.gate_rules_file),
-        ("costs", settings.cost_rules_file),
-        ("analytics", settings.analytics_rules_file),
-        ("cross_system", settings.cross_system_rules_file),
-    ):
-        versions[rules] = hashlib.sha256((path or RULES_DIR / f"{rules}.yaml").read_bytes()).hexdigest()[:12]
-    return versions
+    flavors = {system: flavor_of(settings, system).sha256[:12] for system in ("ptw", "eam", "mes", "erp")}
+    return {**flavors, **rule_versions(settings)}
+
+
+def code_version(name: str, versions: dict[str, str]) -> str:
+    """An asset's code version: the hashes of the files it follows (`FILES_READ`)."""
+    return "+".join(f"{file}:{versions[file]}" for file in FILES_READ[name])
+
+
+def analytics_due(instance: DagsterInstance, settings: HubSettings, site: str, now: datetime | None = None) -> bool:
+    """Whether a sync of `site` should compute its analytics again: they are month-scale figures
+    over the whole store, so a sync refreshes them once `analytics_every_min` has passed since
+    they were last computed (every sync with 0), or when they never were, or were computed under
+    other rule files, whose edit must show in the next sync."""
+    every = timedelta(minutes=settings.analytics_every_min)
+    if not every:
+        return True
+    now = now or datetime.now(timezone.utc)
+    versions = rule_versions(settings)  # the analytics follow rule files only: no flavor file is read for each site
+    for key in ANALYTICS_KEYS:
+        latest = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[site]), limit=1).records
+        if not latest:
+            return True
+        computed = latest[0]
+        if now - datetime.fromtimestamp(computed.timestamp, timezone.utc) >= every:
+            return True
+        if computed.asset_materialization.tags.get("dagster/code_version") != code_version(key.to_user_string(), versions):
+            return True
+    return False
+
+
+def sync_selection(instance: DagsterInstance, settings: HubSettings, site: str, analytics: bool = False) -> list[AssetKey] | None:
+    """The assets a site's sync materializes: all of the full sync's (None), or all but the
+    analytics when they are not due and not asked for."""
+    return None if analytics or analytics_due(instance, settings, site) else SYNC_KEYS
 
 
 def described(settings: HubSettings):
@@ -202,7 +250,7 @@ def described(settings: HubSettings):
         return spec.replace_attributes(
             owners=[settings.asset_owner],
             kinds=kinds,
-            code_version="+".join(f"{name}:{versions[name]}" for name in FILES_READ[spec.key.to_user_string()]),
+            code_version=code_version(spec.key.to_user_string(), versions),
         )
 
     return describe

@@ -20,8 +20,9 @@ from hub.live import LiveGate
 from hub.settings import HubSettings, child_environment
 
 PLANT_TZ = ZoneInfo("Asia/Shanghai")
-#: A device of the fixture plant that is clear: in service, nothing open, inspected.
-SITE, DEVICE, WORKSHOP = "NJ01", "NJ-P-101", "公用工程"
+#: A device of the fixture plant that is clear: in service, no work order ever left open (one
+#: scheduled on it would block the demo's permit on the days it covers), inspected until 2027-05.
+SITE, DEVICE, WORKSHOP = "NJ01", "NJ-P-201", "聚合车间"
 #: How long the demo waits for the hub to suspend the work.
 WAIT_S = 90.0
 

@@ -98,6 +98,21 @@ class LiveGate:
                 time.sleep(0.3)
         raise LiveGateFailed(f"the gate-check {name} did not come up within {START_TIMEOUT_S:g} s; see {self.log(name)}")
 
+    def await_fresh(self, timeout_s: float) -> dict:
+        """Wait until the service says every gated device's EAM data is fresh (its first keep-fresh
+        passes after a start), at most `timeout_s`; the last health answer, with the seconds waited."""
+        started = time.monotonic()
+        health: dict = {}
+        while True:
+            try:
+                health = httpx.get(self.url.replace("/gate-checks", "/health"), timeout=10).json()
+            except (httpx.HTTPError, ValueError):
+                health = {"status": "unanswered"}
+            waited = time.monotonic() - started
+            if health.get("status") == "fresh" or waited >= timeout_s:
+                return {**health, "waited_s": round(waited, 1)}
+            time.sleep(1.0)
+
     def stop(self) -> None:
         try:
             httpx.delete(f"{self.ptw_admin}/gate-hook", timeout=5)

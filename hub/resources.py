@@ -209,6 +209,10 @@ class EamResource(PlantSystemResource):
 class MesResource(PlantSystemResource):
     """The manufacturing execution system: the process parameters of the permits' equipment."""
 
+    refresh_every_min: float = Field(
+        default=60.0, description="A material's parameters are asked for again once older (0: every sync)."
+    )
+
     def client(self) -> SystemClient:
         return self.operations("MES", tuned="parameters")
 
@@ -285,6 +289,6 @@ def resources_from_settings(settings: HubSettings) -> dict[str, ConfigurableReso
             full_pull_every_h=settings.eam_full_pull_every_h,
             suspect_drop_share=settings.eam_suspect_drop_share,
         ),
-        "mes": _system(MesResource, "mes", settings, settings.mes_batch_size),
+        "mes": _system(MesResource, "mes", settings, settings.mes_batch_size, refresh_every_min=settings.mes_refresh_every_min),
         "erp": _system(ErpResource, "erp", settings, settings.erp_batch_size, wsdl=settings.erp_wsdl),
     }

@@ -164,6 +164,12 @@ class HubSettings(BaseSettings):
     # The KPIs' thresholds (hub/rules/analytics.yaml) and the cross-system analyses' (cross_system.yaml).
     analytics_rules_file: Path | None = None
     cross_system_rules_file: Path | None = None
+    # How often a sync computes the analytics again (minutes; 0: every sync). They are figures
+    # over months of permits: a 15-minute sync that recomputed them would spend most of its time there.
+    analytics_every_min: float = Field(default=60.0, ge=0)
+    # How old a material's process parameters, or a site's quality rates, from the MES may be
+    # before a sync asks again (minutes; 0: every sync). What was never answered is asked at once.
+    mes_refresh_every_min: float = Field(default=60.0, ge=0)
     hold_source: str = "integration-hub"
     # Who answers for the hub's assets in the Dagster UI: "team:NAME" or an e-mail address.
     asset_owner: str = "team:plant-integration"

@@ -51,7 +51,7 @@ from hub.analytics.charts import allow_drawing_aside
 from hub.celery_app import RESULT_BACKEND
 from hub.celery_workers import STOP_TIMEOUT_S as CELERY_STOP_TIMEOUT_S
 from hub.celery_workers import celery_workers
-from hub.definitions import build_definitions
+from hub.definitions import ANALYTICS_KEYS, build_definitions, sync_selection
 from hub.settings import HubSettings, child_environment
 from hub.logic.rules import load_gate_rules
 from hub.steps.sites import site_coverage
@@ -90,6 +90,7 @@ class SiteRun:
     success: bool
     duration_s: float | None
     message: str | None = None  # why the site was not run (e.g. another process is syncing it)
+    analytics: bool = False  # whether the run computed the site's analytics (`analytics_due`)
 
 
 @dataclass(frozen=True)
@@ -139,9 +140,13 @@ def run_full_sync(
     log_level: str = "WARNING",
     lock_wait_s: float = LOCK_WAIT_S,
     progress: Progress | None = None,
+    analytics: bool = False,
 ) -> SyncOutcome:
     """Migrate the store if needed, then run the full-sync job once for each site (default: all),
     then make sure no permit is left outside the gate (`_close_the_gate`).
+
+    A site's run computes its analytics when they are due (`hub.definitions.analytics_due`), or
+    always with `analytics`.
 
     Each site's run holds the site's lock; a site another process holds for longer than
     `lock_wait_s` is not run (its `SiteRun.message` says who holds it). Raises SyncInterrupted
@@ -155,7 +160,7 @@ def run_full_sync(
     chosen = _chosen_sites(settings, sites)
     upgrade(settings.database_url)
     progress = progress or _quiet
-    outcome = _site_runs(settings, instance, executor, chosen, log_level, lock_wait_s, progress)
+    outcome = _site_runs(settings, instance, executor, chosen, log_level, lock_wait_s, progress, analytics)
     return _close_the_gate(
         settings, instance, outcome, whole_plant=sites is None, log_level=log_level, lock_wait_s=lock_wait_s, progress=progress
     )
@@ -169,16 +174,17 @@ def _site_runs(
     log_level: str,
     lock_wait_s: float,
     progress: Progress,
+    analytics: bool,
 ) -> SyncOutcome:
     if executor == "in_process":
-        return _in_process(settings, instance, chosen, log_level, lock_wait_s, progress)
+        return _in_process(settings, instance, chosen, log_level, lock_wait_s, progress, analytics)
     if instance.is_ephemeral:
         raise ValueError(f"the {executor} executor needs a persistent Dagster instance (DAGSTER_HOME or --dagster-yaml)")
     tag = uuid.uuid4().hex
     env = child_environment(settings, **{INSTANCE_REF_ENV: serialize_value(instance.get_ref())})
     notes = Path(tempfile.mkdtemp(prefix="hub-sync-"))  # where a site process says why it did not run
     try:
-        common = [executor, tag, log_level, str(lock_wait_s), str(notes)]
+        common = [executor, tag, log_level, str(lock_wait_s), str(notes), "always" if analytics else "due"]
         try:
             if executor == "celery":
                 with celery_workers(env, settings.celery_broker, count=CELERY_WORKERS) as queue:
@@ -255,7 +261,13 @@ def _state(run: SiteRun) -> str:
 
 
 def _in_process(
-    settings: HubSettings, instance: DagsterInstance, sites: list[str], log_level: str, lock_wait_s: float, progress: Progress
+    settings: HubSettings,
+    instance: DagsterInstance,
+    sites: list[str],
+    log_level: str,
+    lock_wait_s: float,
+    progress: Progress,
+    analytics: bool,
 ) -> SyncOutcome:
     job = build_definitions(settings).resolve_job_def("full_sync")
     allow_drawing_aside()  # every site's analytics step runs here: one chart worker serves them all
@@ -265,7 +277,11 @@ def _in_process(
         try:
             with site_lock(settings.database_url, site, wait_s=lock_wait_s):
                 result = job.execute_in_process(
-                    instance=instance, partition_key=site, raise_on_error=False, run_config=_logging(log_level)
+                    instance=instance,
+                    partition_key=site,
+                    asset_selection=sync_selection(instance, settings, site, analytics),
+                    raise_on_error=False,
+                    run_config=_logging(log_level),
                 )
         except SiteBusy as busy:
             runs.append(SiteRun(site, None, False, None, str(busy)))
@@ -345,7 +361,9 @@ def _site_run(site: str, record, message: str | None = None) -> SiteRun:
         return SiteRun(site, None, False, None, message)
     run = record.dagster_run
     duration = record.end_time - record.start_time if record.start_time and record.end_time else None
-    return SiteRun(site, run.run_id, run.status == DagsterRunStatus.SUCCESS, duration)
+    # A run of the whole job has no selection (None, or empty as Dagster stores it).
+    analytics = not run.asset_selection or not run.asset_selection.isdisjoint(ANALYTICS_KEYS)
+    return SiteRun(site, run.run_id, run.status == DagsterRunStatus.SUCCESS, duration, analytics=analytics)
 
 
 def _run_config(executor: str, log_level: str, queue: str | None) -> dict:
@@ -364,7 +382,7 @@ def _run_config(executor: str, log_level: str, queue: str | None) -> dict:
 
 
 def _run_site(
-    site: str, executor: str, tag: str, log_level: str, lock_wait_s: str, notes: str, queue: str | None = None
+    site: str, executor: str, tag: str, log_level: str, lock_wait_s: str, notes: str, analytics: str, queue: str | None = None
 ) -> int:
     """In a site's own process: one run of its partition, with the job rebuilt from `HUB_*` variables,
     under the site's lock. A busy site leaves its message in `notes` and exits BUSY_EXIT."""
@@ -380,6 +398,7 @@ def _run_site(
                     instance,
                     run_config=_run_config(executor, log_level, queue),
                     tags={PARTITION_NAME_TAG: site, SYNC_TAG: tag},
+                    asset_selection=sync_selection(instance, HubSettings(), site, analytics == "always"),
                 )
     except SiteBusy as busy:
         (Path(notes) / f"{site}.txt").write_text(str(busy), encoding="utf-8")

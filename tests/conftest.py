@@ -138,6 +138,15 @@ def loopback_server(handler: type[BaseHTTPRequestHandler], wrap_socket=None) -> 
         thread.join(5)
 
 
+def reply_json(handler: BaseHTTPRequestHandler, body: bytes, status: int = 200) -> None:
+    """Answer a loopback server's request with a JSON body."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class SitesResult:
     """The partition runs of every site, read as one run of the whole plant."""
 

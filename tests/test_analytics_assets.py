@@ -225,3 +225,49 @@ def test_a_bad_cross_system_rule_file_fails_only_the_analyses_that_read_it(sqlit
         assert all(Path(m["chart_file"].value).read_bytes().startswith(PNG) for m in done.values())
     assert set(done) == set(KPI_KEYS)
     assert str(bad) in failure
+
+
+def _analytics_materialized(instance, run_ids) -> set[tuple[str, str]]:
+    """(asset, site) pairs of the analytics assets the runs materialized."""
+    from dagster import DagsterEventType
+
+    names = {*KPI_KEYS, *CROSS_SYSTEM_KEYS}
+    found = set()
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+            materialization = entry.asset_materialization
+            if materialization.asset_key.to_user_string() in names:
+                found.add((materialization.asset_key.to_user_string(), materialization.partition))
+    return found
+
+
+def test_a_sync_computes_the_analytics_when_due_or_asked_and_after_a_rule_edit(fresh_mocks, sqlite_url, make_settings, tmp_path):
+    from hub.definitions import analytics_due
+    from hub.sync import run_full_sync
+
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    every_pair = {(name, site) for name in (*KPI_KEYS, *CROSS_SYSTEM_KEYS) for site in settings.sites}
+    with DagsterInstance.ephemeral() as instance:
+        first = run_full_sync(settings, instance)
+        assert first.success and all(run.analytics for run in first.runs)
+        assert _analytics_materialized(instance, [run.run_id for run in first.runs]) == every_pair
+
+        # Minutes later: the pulls, the gate and the costs run; the analytics are not due.
+        again = run_full_sync(settings, instance)
+        assert again.success and not any(run.analytics for run in again.runs)
+        assert _analytics_materialized(instance, [run.run_id for run in again.runs]) == set()
+        assert not analytics_due(instance, settings, "NJ01")
+        assert analytics_due(instance, settings, "NJ01", now=datetime.now(timezone.utc) + timedelta(minutes=61))
+        assert analytics_due(instance, settings.model_copy(update={"analytics_every_min": 0}), "NJ01")
+
+        asked = run_full_sync(settings, instance, sites=["NJ01"], analytics=True)
+        assert asked.success and _analytics_materialized(instance, asked.run_ids) == {p for p in every_pair if p[1] == "NJ01"}
+
+        # An edited rule file gives the analytics another code version: the next sync computes them.
+        edited = tmp_path / "analytics.yaml"
+        edited.write_text(PACKAGED.read_text(encoding="utf-8") + "\n# reviewed\n", encoding="utf-8")
+        after_edit = settings.model_copy(update={"analytics_rules_file": edited})
+        assert analytics_due(instance, after_edit, "HZ02")
+        edited_sync = run_full_sync(after_edit, instance, sites=["HZ02"])
+        assert edited_sync.success and edited_sync.runs[0].analytics
+        assert not analytics_due(instance, after_edit, "HZ02")

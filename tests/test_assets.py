@@ -170,3 +170,82 @@ def test_new_vendor_field_is_reported_by_the_drift_check(tmp_path, fresh_mocks, 
         assert not drift.passed and drift.severity.value == "WARN"
         assert drift.metadata["unmapped_fields"].value == "gasTestRequired"
     assert metadata_of(result, "permits")["dagster/row_count"] == 65
+
+
+def _materials_asked(mes_base_url: str) -> list[str]:
+    """The material names of every parameter query the MES received, in order."""
+    received = httpx.get(f"{mes_base_url}/_admin/received", timeout=10).json()
+    return [
+        name
+        for entry in received
+        if entry["path"] == "/api/v1/material-parameters/query"
+        for name in (entry.get("body") or {}).get("MaterialDefinitionIDs", [])
+    ]
+
+
+def _quality_asked(mes_base_url: str) -> list[str]:
+    """The site of every quality-rate query the MES received, in order."""
+    received = httpx.get(f"{mes_base_url}/_admin/received", timeout=10).json()
+    return [entry["query"].get("siteId") for entry in received if entry["path"] == "/api/v1/quality/defect-rates"]
+
+
+def test_a_sync_asks_the_mes_only_for_materials_due(fresh_mocks, sqlite_url, make_settings):
+    """Parameters and quality rates change rarely: a second sync within HUB_MES_REFRESH_EVERY_MIN
+    asks for none of the materials answered before nor for the sites' rates, a name the MES said
+    nothing of is asked again, a material of a newly stored permit is asked at once, and once the
+    interval has passed every one is due."""
+    from datetime import datetime, timedelta, timezone
+
+    from hub.steps.mes import MES_ANSWERED, materials_due
+
+    mes = fresh_mocks.base_urls["mes"]
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    with DagsterInstance.ephemeral() as instance:
+        assert run_all(settings, instance).success
+        first = _materials_asked(mes)
+        store = HubStore(sqlite_url)
+        answered = store.lookup_times(MES_ANSWERED, first)
+        unknown = sorted(set(first) - set(answered))
+        assert answered and unknown, (first, answered)  # the fixtures name materials the MES does not know
+        assert {p.material_name for p in store.load_process_parameters(None)} <= set(answered)
+
+        quality_asks = _quality_asked(mes)
+        assert sorted(quality_asks) == ["HZ02", "NJ01"]
+
+        second = run_all(settings, instance)
+        assert second.success
+        asked_again = _materials_asked(mes)[len(first):]
+        assert sorted(set(asked_again)) == unknown
+        assert metadata_of(second, "process_parameters")["materials_requested"] == len(asked_again)
+        assert metadata_of(second, "process_parameters")["materials_in_scope"] > len(asked_again)
+        # The sites' quality rates were answered: not asked again within the interval.
+        assert _quality_asked(mes) == quality_asks
+        assert metadata_of(second, "mes_quality_rates")["sites_asked"] == "none (not due)\nnone (not due)"
+
+    now = datetime.now(timezone.utc)
+    names = set(first)
+    assert materials_due(store, names | {"新物料"}, timedelta(minutes=60), now) == sorted({*unknown, "新物料"})
+    assert materials_due(store, names, timedelta(minutes=60), now + timedelta(minutes=61)) == sorted(names)
+    assert materials_due(store, names, timedelta(0), now) == sorted(names)
+
+
+@pytest.mark.parametrize("fault", [{"kind": "status", "status": 503}, {"kind": "empty"}])
+def test_a_failed_or_empty_mes_reply_marks_nothing_answered(fresh_mocks, sqlite_url, make_settings, fault):
+    """An MES that fails the query, or answers it with nothing, leaves every material due: the
+    next sync asks for all of them."""
+    from hub.steps.mes import MES_ANSWERED
+
+    mes = fresh_mocks.base_urls["mes"]
+    settings = make_settings(sqlite_url, fresh_mocks.urls, retry_attempts=1)
+    plan = {"rules": [{**fault, "path_prefix": "/api/v1/material-parameters"}]}
+    httpx.put(f"{mes}/_admin/faults", json=plan, timeout=10).raise_for_status()
+    with DagsterInstance.ephemeral() as instance:
+        run_all(settings, instance)
+        names = _materials_asked(mes)
+        assert names
+        assert HubStore(sqlite_url).lookup_times(MES_ANSWERED, names) == {}
+        httpx.put(f"{mes}/_admin/faults", json={}, timeout=10).raise_for_status()
+        assert run_all(settings, instance).success
+    assert set(_materials_asked(mes)[len(names):]) == set(names)
+    # The quality rates came back, so they are not asked for again.
+    assert sorted(_quality_asked(mes)) == ["HZ02", "NJ01"]

@@ -24,12 +24,13 @@ def test_hub_bench_live_runs_every_phase_and_leaves_no_false_allow(tmp_path):
         capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for label in ("gate checks", "event to hold", "too late", "false allows"):
+    for label in ("warm-up before the load", "gate checks", "event to hold", "too late", "false allows"):
         assert label in done.stdout
     report = json.loads(json_path.read_text(encoding="utf-8"))
     service, stream = report["service"], report["stream"]
     assert service["requests"] == service["requests_due"] == 60
     assert service["errors"] == 0
+    assert service["warm_up"]["status"] == "fresh", service["warm_up"]  # the load started on fresh data
     assert service["fresh"]["count"] + service["eam_asked"]["count"] == 60
     assert stream["permits_created"] > 0 and sum(stream["events"].values()) >= 10
     assert stream["permits_checked_for_false_allows"] > 0

@@ -230,7 +230,7 @@ def test_sync_json_carries_the_counts_of_what_it_did(fresh_mocks, tmp_path):
     assert [(r["job"], r["site"], r["success"]) for r in report["runs"]] == [
         ("full_sync", "NJ01", True), ("full_sync", "HZ02", True), ("other_sites_sync", "(other sites)", True),
     ]
-    assert set(report["runs"][0]) == {"job", "site", "run_id", "success", "duration_s", "message"}
+    assert set(report["runs"][0]) == {"job", "site", "run_id", "success", "duration_s", "message", "analytics"}
     counts = report["counts"]
     assert list(counts) == ["permits_synced", "blocked", "holds_written", "entries_posted", "records_quarantined"]
     # The same figures, as the store and the mock systems have them.

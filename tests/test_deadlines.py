@@ -181,7 +181,7 @@ def test_deadline_cut_off_is_transient_and_counts_toward_the_breaker(trickling_s
     with pytest.raises(TransientError, match="0.5 s request deadline"):
         client.request("GET", "/api/v1/permits")
 
-    assert client.breaker._breaker.fail_counter == 1
+    assert client.breaker.failures_in_a_row == 1
 
 
 def test_a_silent_server_is_given_up_on_at_the_deadline_not_the_read_timeout(silent_server: str) -> None:

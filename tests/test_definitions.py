@@ -136,10 +136,10 @@ def test_health_checks_job_runs_checks_without_assets(fresh_mocks, sqlite_url, m
     assert results["erp_entries_confirmed"] is True
 
 
-def test_sync_is_partitioned_by_site_and_scheduled_once_per_site():
+def test_sync_is_partitioned_by_site_and_scheduled_once_per_site(tmp_path):
     import datetime
 
-    from dagster import build_schedule_context
+    from dagster import DagsterInstance, build_schedule_context
 
     assert defs.resolve_job_def("full_sync").partitions_def.get_partition_keys() == ["NJ01", "HZ02"]
     graph = defs.resolve_asset_graph()
@@ -156,10 +156,15 @@ def test_sync_is_partitioned_by_site_and_scheduled_once_per_site():
         AssetKey(k) for k in ("permits", "equipment", "maintenance_records", "equipment_clearance", "permit_gate_decisions")
     }
     tick = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
-    for name in ("full_sync_schedule", "health_checks_schedule"):
-        context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
-        requests = defs.resolve_schedule_def(name).evaluate_tick(context).run_requests
-        assert sorted(r.tags["dagster/partition"] for r in requests) == ["HZ02", "NJ01"]
+    # A persistent instance (a schedule context needs one's reference), in a folder kept for the
+    # session: Dagster remembers the last instance's state storage for later loads of definitions.
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        for name in ("full_sync_schedule", "health_checks_schedule"):
+            context = build_schedule_context(instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def())
+            requests = defs.resolve_schedule_def(name).evaluate_tick(context).run_requests
+            assert sorted(r.tags["dagster/partition"] for r in requests) == ["HZ02", "NJ01"]
+            # Analytics never computed are due: the tick runs the whole job.
+            assert all(r.asset_selection is None for r in requests)
 
 
 def test_assets_carry_owners_kinds_code_versions_and_schemas(monkeypatch, tmp_path):

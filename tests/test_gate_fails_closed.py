@@ -63,6 +63,28 @@ def test_two_sites_reusing_a_device_number_are_judged_each_on_its_own(fresh_mock
     assert [r.record_id for r in store.load_maintenance_records("NJ01", ["CT-701"])] == ["WO-1068"]
 
 
+def test_an_order_still_in_progress_after_its_planned_end_keeps_blocking(fresh_mocks, sqlite_url, make_settings):
+    """The EAM moves WO-1058's planned end to before PTW-NJ-2026-0001 starts, and the order stays in
+    progress: the plan no longer overlaps the permit, but the work is not finished, so the sync
+    keeps the permit blocked (it allowed it when the plan's end was taken as the work's end)."""
+    eam = fresh_mocks.base_urls["eam"]
+    ended = (datetime.now(timezone(timedelta(hours=8))) - timedelta(days=3)).replace(microsecond=0).isoformat()
+    moved = httpx.patch(f"{eam}/_admin/workorders/NJ01/WO-1058", json={"schedstart": None, "schedfinish": ended}, timeout=10)
+    assert moved.status_code == 200, moved.text
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(make_settings(sqlite_url, fresh_mocks.urls), instance, sites=("NJ01",)).success
+    assert ptw_holds(fresh_mocks)["PTW-NJ-2026-0001"] == ["OPEN_WORK_ORDER"]
+    [reason] = latest(sqlite_url)["PTW-NJ-2026-0001"].reasons
+    assert reason.evidence["work_order"] == "WO-1058" and reason.evidence["status"] == "in_progress"
+    assert reason.evidence["planned_end_passed"] == reason.evidence["window_end"]
+    # Finished in the EAM, it clears.
+    done = httpx.patch(f"{eam}/_admin/workorders/NJ01/WO-1058", json={"status": "COMP", "status_maxvalue": "COMP"}, timeout=10)
+    assert done.status_code == 200, done.text
+    with DagsterInstance.ephemeral() as instance:
+        assert site_runs(make_settings(sqlite_url, fresh_mocks.urls), instance, sites=("NJ01",)).success
+    assert latest(sqlite_url)["PTW-NJ-2026-0001"].decision == "allow"
+
+
 @pytest.mark.parametrize(
     ("ticket", "code", "evidence"),
     [

@@ -65,6 +65,42 @@ def test_clean_permit_is_allowed():
     assert d.eam_data_as_of == NOW - HOUR
 
 
+def test_a_profile_fresh_when_built_is_judged_stale_when_decided_later():
+    """Profiles are stored and used later (a re-gate decides against the other devices' stored
+    profiles): the decision judges their data age at its own time, and names each stale device once."""
+    built = profiles()  # fresh at NOW: data an hour old, max age a day
+    later = NOW + 24 * HOUR
+    d = decide(permit(devices=("P-101", "E-202")), built, RULES, later)
+    assert d.decision == "block"
+    assert [(r.code, r.device_id) for r in d.reasons] == [("EAM_DATA_STALE", "E-202"), ("EAM_DATA_STALE", "P-101")]
+    # A profile that already says so is not named twice.
+    stale_when_built = build_profiles(["P-101"], SiteEam("NJ01", {"P-101": equipment("P-101")}, (), {"P-101": NOW - HOUR}), RULES, later)
+    again = decide(permit(devices=("P-101",)), stale_when_built, RULES, later + HOUR)
+    assert [r.code for r in again.reasons] == ["EAM_DATA_STALE"]
+    # And within the age, the same stored profiles still allow.
+    assert decide(permit(devices=("P-101", "E-202")), built, RULES, NOW + 22 * HOUR).decision == "allow"
+
+
+@pytest.mark.parametrize("status", ["approved", "in_progress"])
+def test_an_open_work_order_past_its_planned_end_blocks_until_the_eam_shows_it_finished(status):
+    """Planned to finish before the permit starts, the order allows the permit while that end is
+    ahead; once the end has passed with the order still open, the work may still be under way."""
+    planned = work_order("WO-7", "P-101", start=NOW - 2 * HOUR, end=NOW + 10 * HOUR).model_copy(update={"status": status})
+    built = profiles(devices=("P-101",), records=[planned])
+    assert decide(permit(), built, RULES, NOW).decision == "allow"
+    assert decide(permit(), built, RULES, NOW + 10 * HOUR - timedelta(seconds=1)).decision == "allow"  # the end is ahead
+    late = decide(permit(), built, RULES, NOW + 10 * HOUR)
+    assert late.decision == "block"
+    [reason] = late.reasons
+    assert (reason.code, reason.device_id, reason.evidence["work_order"]) == ("OPEN_WORK_ORDER", "P-101", "WO-7")
+    assert reason.evidence["planned_end_passed"] == "2026-11-30T22:00:00Z"
+    assert "does not show the order finished" in reason.message
+    # A permit long after the planned end is blocked too: the order has no end until it is finished.
+    assert decide(permit(planned_start=START + 72 * HOUR, planned_end=END + 72 * HOUR), built, RULES, NOW + 11 * HOUR).decision == "block"
+    finished = planned.model_copy(update={"status": "completed"})
+    assert decide(permit(), profiles(devices=("P-101",), records=[finished]), RULES, NOW + 11 * HOUR).decision == "allow"
+
+
 def test_only_the_bad_device_is_named():
     d = decide(
         permit(devices=("P-101", "E-202")), profiles(records=[work_order("WO-1001", "E-202")]), RULES, NOW

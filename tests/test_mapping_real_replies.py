@@ -25,7 +25,7 @@ from hub.mappings import load_mapping
 from hub.mappings.lookups import LookupCache
 from hub.model import Permit
 from hub.settings import SystemEndpoint
-from conftest import loopback_server
+from conftest import loopback_server, reply_json
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 
@@ -227,11 +227,7 @@ def catalogue_server(calls: list[str]):
             body = json.dumps({"d": {"results": [
                 {"CharcName": "FLASH_POINT", "CharcDataType": "NUM"}, {"CharcName": "LEL", "CharcDataType": "NUM"},
             ]}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply_json(self, body)
 
         def log_message(self, *args):
             pass

@@ -58,10 +58,11 @@ def synced(settings, instance):
 
 
 def open_work_order(eam: str, wonum: str = "WO-1999", device: str = "NJ-P-101") -> None:
-    now = datetime.now(PLANT).replace(microsecond=0)
+    """Opened now (its `changedate`), in progress since before any fixture permit's window, with no
+    end: it overlaps PTW-NJ-2026-0007 whatever the day the tests run."""
     opened = httpx.post(f"{eam}/_admin/workorders", timeout=10, json={
         "wonum": wonum, "assetnum": device, "siteid": "NJ01", "worktype": "CM", "status": "INPRG",
-        "status_maxvalue": "INPRG", "schedstart": (now - timedelta(hours=1)).isoformat(),
+        "status_maxvalue": "INPRG", "schedstart": "2026-11-01T08:00:00+08:00",
     })
     assert opened.status_code == 201, opened.text
 
@@ -266,3 +267,48 @@ def test_the_site_change_feed_in_both_flavors_serves_only_what_changed(fresh_moc
     with resource.client() as client:
         other = [page for page in client.pages("changes", site="HZ02", changed_since=since.isoformat())]
     assert not any(page.get("equipment") or page.get("maintenance_record") for page in other)
+
+
+def _systems(settings) -> Systems:
+    resources = {k: r.process_config_and_initialize() for k, r in resources_from_settings(settings).items() if k in ("ptw", "eam")}
+    ptw_r, eam_r = resources["ptw"], resources["eam"]
+    return Systems(
+        ptw_r.client, load_mapping(ptw_r.mapping), ptw_r.hold_source, eam_r.client, load_mapping(eam_r.mapping),
+        eam_r.full_pull_every_h, eam_r.suspect_drop_share,
+    )
+
+
+def test_a_regate_judges_the_age_of_the_stored_profiles_it_did_not_refresh(fresh_mocks, sqlite_url, make_settings):
+    """A re-gate refreshes only the devices a change touched, and decides each permit on them
+    against its other devices' stored profiles. Computed at the last sync, when their data was
+    fresh, those profiles say nothing of their age now: the decision judges it again, so data
+    older than max_eam_data_age blocks (EAM_DATA_STALE, naming the device), never allows.
+
+    PTW-NJ-2026-0006 is on NJ-T-301, NJ-T-302 and NJ-P-301 (clear once WO-1061 is completed);
+    the change is on NJ-T-301 only."""
+    from sqlalchemy import update
+
+    from hub.store import tables
+
+    eam = fresh_mocks.base_urls["eam"]
+    done = httpx.patch(f"{eam}/_admin/workorders/NJ01/WO-1061", json={"status": "COMP", "status_maxvalue": "COMP"}, timeout=10)
+    assert done.status_code == 200, done.text
+    settings = make_settings(sqlite_url, fresh_mocks.urls)
+    rules = load_gate_rules(None)
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize_sites([*ASSETS, *CHECKS], resources=resources_from_settings(settings), instance=instance).success
+    store = HubStore(sqlite_url)
+    [synced_decision] = [d for d in store.latest_gate_decisions(["PTW-NJ-2026-0006"])]
+    assert synced_decision.decision == "allow", synced_decision.reasons
+
+    # As if the sync ran max_eam_data_age and 5 minutes ago: the others' profiles and data ages then.
+    then = datetime.now(timezone.utc) - rules.max_eam_data_age - timedelta(minutes=5)
+    with store.engine.begin() as conn:
+        conn.execute(update(tables.device_clearance).where(tables.device_clearance.c.site == "NJ01").values(data_as_of=then))
+    regated = regate_site(store, _systems(settings), rules, "NJ01", ChangeScope(frozenset(), frozenset({"NJ-T-301"})))
+
+    [decision] = [d for d in regated.decisions if d.permit_id == "PTW-NJ-2026-0006"]
+    assert decision.decision == "block"
+    stale = {r.device_id for r in decision.reasons if r.code == "EAM_DATA_STALE"}
+    assert stale == {"NJ-T-302", "NJ-P-301"}, decision.reasons  # NJ-T-301 was pulled again just now
+    assert "PTW-NJ-2026-0006" in holds(fresh_mocks.base_urls["ptw"])

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pydantic
 import pytest
-from conftest import loopback_server, materialize_sites
+from conftest import loopback_server, materialize_sites, reply_json
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -136,6 +136,70 @@ def test_breaker_opens_after_consecutive_failures_and_then_fails_fast(fresh_mock
     with pytest.raises(SystemUnavailable):
         mes_query(client)
     assert client.calls == 3 and len(received(fresh_mocks, "mes")) == 3  # nothing reached the network
+
+
+def test_calls_through_one_breaker_reach_the_system_side_by_side() -> None:
+    """A flavor's concurrency and the service's concurrent checks are real: the breaker's lock
+    guards its state, never a call, so one slow reply does not hold the others back."""
+    import threading
+
+    lock, in_flight, most = threading.Lock(), [0], [0]
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self):
+            with lock:
+                in_flight[0] += 1
+                most[0] = max(most[0], in_flight[0])
+            time.sleep(0.4)
+            with lock:
+                in_flight[0] -= 1
+            reply_json(self, b'{"ok": true}')
+
+        def log_message(self, *args):
+            pass
+
+    with loopback_server(Slow) as url:
+        breaker = breaker_for("MES", url, failures=3, reset_s=60)
+        clients = [rest_client(url, "MES", breaker=breaker) for _ in range(4)]
+        threads = [threading.Thread(target=client.request, args=("GET", "/x")) for client in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert most[0] >= 2, f"at most {most[0]} request(s) in flight: the calls took turns"
+    assert breaker.state == "closed"
+
+
+def test_a_half_open_circuit_lets_exactly_one_trial_through_while_others_fail_fast() -> None:
+    import threading
+
+    breaker = breaker_for("MES", "http://127.0.0.1:9", failures=1, reset_s=0.2)
+
+    def down():
+        raise TransientError("503")
+
+    with pytest.raises(TransientError):
+        breaker.call(down)  # the failure that trips the circuit is reported as itself
+    with pytest.raises(SystemUnavailable):
+        breaker.call(lambda: "not called")
+    wait_for_reset(breaker.open_until())
+    trial_started, release = threading.Event(), threading.Event()
+
+    def trial():
+        trial_started.set()
+        release.wait(10)
+        return "up"
+
+    results = []
+    thread = threading.Thread(target=lambda: results.append(breaker.call(trial)))
+    thread.start()
+    assert trial_started.wait(10)
+    with pytest.raises(SystemUnavailable):
+        breaker.call(lambda: "a second trial")  # only one call tries the system
+    release.set()
+    thread.join(10)
+    assert results == ["up"] and breaker.state == "closed"
+    assert breaker.call(lambda: "through") == "through"
 
 
 def test_open_circuit_lets_one_trial_call_through_after_the_reset(fresh_mocks: Any) -> None:

@@ -25,7 +25,7 @@ from dagster import DagsterInstance
 from hub.settings import settings_environment
 from hub.store.locks import SiteBusy, lock_key, site_lock
 from hub.store.repository import HubStore
-from hub.sync import run_full_sync
+from hub.sync import STOP_GRACE_S, run_full_sync
 from mock_systems.servers import start_systems
 
 REPO = Path(__file__).parents[1]
@@ -318,9 +318,11 @@ def _wait_for_post(process: subprocess.Popen, erp_base_url: str, timeout: float 
         time.sleep(0.2)
 
 
-def _stop_and_recover(mocks, make_settings, tmp_path, database_url: str, delay_s: float) -> tuple[int, float, str]:
+def _stop_and_recover(
+    mocks, make_settings, tmp_path, database_url: str, delay_s: float, **overrides
+) -> tuple[int, float, str]:
     """Start a sync with every ERP post hanging `delay_s`, SIGTERM it once it posts, then sync cleanly."""
-    settings = make_settings(database_url, mocks.urls, **TUNING)
+    settings = make_settings(database_url, mocks.urls, **TUNING, **overrides)
     _faults(mocks.base_urls["erp"], {"rules": [{"kind": "timeout", "delay_s": delay_s, "path_prefix": BULK_POST}]})
     stuck = _start_sync(settings, tmp_path, "stuck")
     _wait_for_post(stuck, mocks.base_urls["erp"])
@@ -360,8 +362,11 @@ def test_sigterm_stops_a_sync_waiting_on_a_slow_erp(fresh_mocks, make_settings, 
 def test_sigterm_ends_a_sync_stuck_on_a_hung_erp_within_the_grace_period(make_settings, tmp_path, pg_url):
     """The ERP holds every post longer than the grace period: the process ends anyway, as a kill would,
     and the next sync completes the work. Mocks of its own, so no hung request outlives the test."""
+    # One read outlasts the grace period: with the tests' 10 s read timeout, a timed-out post and
+    # its retry would end just about when the grace period does, and the stop would race the exit.
+    hang = {"read_timeout_s": 3 * STOP_GRACE_S, "request_deadline_s": 3 * STOP_GRACE_S}
     with start_systems(REPO / "fixtures") as mocks:
-        code, took, output = _stop_and_recover(mocks, make_settings, tmp_path, pg_url, delay_s=120)
+        code, took, output = _stop_and_recover(mocks, make_settings, tmp_path, pg_url, delay_s=120, **hang)
     assert code == 128 + signal.SIGTERM, output[-3000:]
     assert took < 30, output[-3000:]
     assert "exiting now" in output

@@ -223,6 +223,10 @@ def sync(
     log_level: Annotated[
         LogLevel, typer.Option("--log-level", help="Dagster log lines shown from this level up (all are in the run log).")
     ] = LogLevel.critical,
+    analytics: Annotated[
+        bool,
+        typer.Option("--analytics", help="Compute the analytics now, due or not (default: when HUB_ANALYTICS_EVERY_MIN has passed)."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run the full-sync job once per site against the systems configured by HUB_* settings.
@@ -249,6 +253,7 @@ def sync(
                             log_level=log_level.value.upper(),
                             lock_wait_s=lock_wait,
                             progress=progress,
+                            analytics=analytics,
                         )
                 except ValueError as exc:
                     raise typer.BadParameter(str(exc)) from None
@@ -356,7 +361,8 @@ def _print_sync(outcome, counts: dict[str, int]) -> None:
     """When every run succeeded: a line per run (its id for the Dagster UI), the counts, then
     whatever is outside the gate. A failed run is told by the error alone, in one or two lines."""
     for run in outcome.runs:
-        console.print(f"full_sync {run.site}: run {run.run_id} succeeded in {run.duration_s:.1f} s", highlight=False)
+        skipped = "" if run.analytics else " (analytics not due)"
+        console.print(f"full_sync {run.site}: run {run.run_id} succeeded in {run.duration_s:.1f} s{skipped}", highlight=False)
     if outcome.other_sites is not None:
         run = outcome.other_sites
         console.print(f"other_sites_sync: run {run.run_id} succeeded in {run.duration_s:.1f} s", highlight=False)

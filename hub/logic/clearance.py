@@ -63,6 +63,50 @@ def _age(age: timedelta) -> str:
     return f"{minutes / 60:g}h" if minutes >= 60 else f"{minutes:g}min"
 
 
+def stale_hazard(device: str, data_as_of: datetime | None, rules: GateRules, now: datetime) -> Hazard | None:
+    """EAM_DATA_STALE when the device's data is older than `max_eam_data_age` at `now`."""
+    if data_as_of is None or now - data_as_of <= rules.max_eam_data_age:
+        return None
+    return Hazard(
+        code="EAM_DATA_STALE",
+        device_id=device,
+        message=f"EAM data for {device} is as of {iso(data_as_of)}, older than {_age(rules.max_eam_data_age)}",
+        evidence={"data_as_of": iso(data_as_of), "max_age": _age(rules.max_eam_data_age)},
+    )
+
+
+def overran(hazard: Hazard, now: datetime) -> Hazard:
+    """An open work order whose planned end has passed by `now` stands with no end: the plan is
+    paperwork, and an order the EAM does not show finished may still be under way (maintenance
+    overruns its schedule); it blocks until the EAM shows it finished or it is rescheduled."""
+    if hazard.code != "OPEN_WORK_ORDER" or hazard.end is None or hazard.end > now:
+        return hazard
+    planned_end = iso(hazard.end)
+    return hazard.model_copy(
+        update={
+            "end": None,
+            "message": f"{hazard.message}; that end has passed and the EAM does not show the order finished, "
+            "so it stands until it is finished or rescheduled",
+            "evidence": {**hazard.evidence, "planned_end_passed": planned_end},
+        }
+    )
+
+
+def reasons_at(profile: DeviceProfile, start: datetime, end: datetime, rules: GateRules, now: datetime) -> tuple[Reason, ...]:
+    """The profile's reasons against work over [start, end), decided at `now`: a profile is
+    computed before it is used (a stored one, minutes before), and what holds then may not hold
+    now: data fresh then may be stale, and an open order's planned end may have passed (`overran`),
+    so both are judged again here."""
+    hazards = tuple(overran(h, now) for h in profile.hazards)
+    if any(now_ is not then for now_, then in zip(hazards, profile.hazards)):
+        profile = profile.model_copy(update={"hazards": hazards})
+    reasons = list(reasons_for_window(profile, start, end))
+    if not any(h.code == "EAM_DATA_STALE" for h in profile.hazards):
+        if (stale := stale_hazard(profile.device_id, profile.data_as_of, rules, now)) is not None:
+            reasons.append(stale.as_reason())
+    return tuple(sorted(reasons, key=reason_sort_key))
+
+
 def reason_sort_key(reason: Reason) -> tuple:
     return (reason.code, reason.device_id or "", tuple(sorted(reason.evidence.items())), reason.message)
 
@@ -191,15 +235,8 @@ def _profile(
         )
     as_of = [t for t in (equipment.data_as_of if equipment else None, answered_at) if t is not None]
     data_as_of = min(as_of) if as_of else None
-    if data_as_of is not None and now - data_as_of > rules.max_eam_data_age:
-        hazards.append(
-            Hazard(
-                code="EAM_DATA_STALE",
-                device_id=device,
-                message=f"EAM data for {device} is as of {iso(data_as_of)}, older than {_age(rules.max_eam_data_age)}",
-                evidence={"data_as_of": iso(data_as_of), "max_age": _age(rules.max_eam_data_age)},
-            )
-        )
+    if (stale := stale_hazard(device, data_as_of, rules, now)) is not None:
+        hazards.append(stale)
     for problem in sorted(set(invalid)):
         hazards.append(
             Hazard(

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from hub.logic.clearance import DeviceProfile, Hazard, iso, reason_sort_key, reasons_for_window
+from hub.logic.clearance import DeviceProfile, Hazard, iso, reason_sort_key, reasons_at
 from hub.logic.rules import GateRules
 from hub.model import GateDecision, Permit, Reason
 
@@ -111,7 +111,7 @@ def decide(
         )
     devices = [profiles.get(d) or _missing_profile(d) for d in permit.device_ids]
     for profile in devices:
-        reasons.extend(reasons_for_window(profile, start, end))
+        reasons.extend(reasons_at(profile, start, end, rules, now))
     as_of = [p.data_as_of for p in devices if p.data_as_of is not None]
     return _blocked_or_allowed(permit.permit_id, reasons, rules, now, min(as_of) if as_of else None)
 

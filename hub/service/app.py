@@ -26,6 +26,8 @@ from hub.settings import HubSettings
 log = logging.getLogger("hub.service")
 
 GATE_CHECKS_PATH = "/api/v1/gate-checks"
+HEALTH_PATH = "/api/v1/health"
+HEALTH_READ_EVERY_S = 1.0
 TICKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
@@ -94,6 +96,16 @@ class GateCheckAnswer(BaseModel):
     )
 
 
+class Health(BaseModel):
+    status: Literal["fresh", "warming"] = Field(
+        description="fresh: every device of a gated permit has EAM data younger than decision_data_age, so checks answer "
+        "from the hub's copy; warming: some do not (just started, or the EAM is not answering), and checks on them ask the EAM."
+    )
+    gated_devices: int
+    stale_devices: int
+    keep_fresh: bool = Field(description="Whether this service keeps the EAM data fresh ahead of the checks (HUB_GATE_API__KEEP_FRESH).")
+
+
 class Problem(BaseModel):
     error: str
     detail: list[dict[str, str]] = []
@@ -157,6 +169,7 @@ def create_app(settings: HubSettings, service: GateCheckService | None = None) -
     limit = RateLimit(api.requests_per_second)
     checking = CapacityLimiter(api.concurrent_checks)
     service = service or GateCheckService(settings)
+    health_read: list = [float("-inf"), None]  # when the store was last read for /health, and what it said
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -213,6 +226,15 @@ def create_app(settings: HubSettings, service: GateCheckService | None = None) -
         )
         return JSONResponse(answer.as_json())
 
+    @app.get(HEALTH_PATH, response_model=Health, summary="Whether checks can answer from fresh data (no token; counts only)")
+    async def health():
+        # Without a token anyone may ask: the store is read at most once a second, however often.
+        if time.monotonic() - health_read[0] >= HEALTH_READ_EVERY_S:
+            health_read[:] = [time.monotonic(), await anyio.to_thread.run_sync(service.keep_fresh.freshness, limiter=checking)]
+        counts = health_read[1]
+        status = "fresh" if counts["stale_devices"] == 0 else "warming"
+        return Health(status=status, keep_fresh=api.keep_fresh, **counts)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # pragma: no cover - the route catches its own
         log.exception("unexpected error in the gate-check API")
@@ -221,4 +243,4 @@ def create_app(settings: HubSettings, service: GateCheckService | None = None) -
     return app
 
 
-__all__ = ["GATE_CHECKS_PATH", "NOT_GATED", "GateApiNotConfigured", "create_app"]
+__all__ = ["GATE_CHECKS_PATH", "HEALTH_PATH", "NOT_GATED", "GateApiNotConfigured", "create_app"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -33,13 +34,25 @@ log = logging.getLogger("hub.service")
 REFRESH_AT = 0.75
 #: Devices asked for in one pull.
 BATCH = 200
-#: How often the devices are looked at (seconds).
+#: How often each site's devices are looked at (seconds); the sites take turns within it.
 TICK_S = 5.0
 LOCK_SITE, LOCK_SCOPE = "all", "eam-fresh"
 
 
+def older_than(hub_store, site: str, rules, age) -> tuple[set[str], list[str]]:
+    """The devices of the site's gated permits, and those whose last good EAM answer is older
+    than `age` (or missing): never answered first, then oldest first."""
+    now = datetime.now(timezone.utc)
+    devices = hub_store.devices_in_use(site, rules.gated_statuses, permit_types=rules.gated_permit_types)
+    answered = hub_store.lookup_times(EAM_ANSWERED, devices, site=site)
+    due = [d for d in devices if d not in answered or now - answered[d] > age]
+    due.sort(key=lambda d: (d in answered, answered.get(d, now), d))
+    return devices, due
+
+
 class KeepFresh:
-    """`pass_once()` refreshes what is due; `start()` runs passes every `TICK_S` until `stop()`."""
+    """`pass_once()` refreshes what is due; `start()` looks at each site every `TICK_S`, one site
+    at a time, until `stop()`."""
 
     def __init__(self, service: GateCheckService, eam: EamResource, tick_s: float = TICK_S):
         self.service = service
@@ -50,32 +63,40 @@ class KeepFresh:
 
     def pass_once(self) -> int:
         """Pull the due devices of every configured site; how many were answered."""
+        return sum(self.pass_site(site) for site in sorted(self.service.sites))
+
+    def pass_site(self, site: str) -> int:
+        """Pull the site's share of its due devices; how many were answered."""
         rules = self.service.rules()
         if rules.disabled:
             return 0
         hub_store = self.service.store()
-        limit = rules.decision_data_age * REFRESH_AT
-        answered_now = 0
+        devices, due = older_than(hub_store, site, rules, rules.decision_data_age * REFRESH_AT)
+        # At most the share of the devices that spreads them over half the allowed age: pulled
+        # all at once, they would all come due again at once, a burst that checks wait behind.
+        spread = max(1, math.ceil(len(devices) * self.tick_s / (rules.decision_data_age.total_seconds() / 2)))
+        answered = 0
+        for start in range(0, min(len(due), spread), BATCH):
+            if self._stop.is_set():
+                break
+            batch = due[start : min(start + BATCH, spread)]
+            error = self.service.refresh_eam(hub_store, site, batch, eam=self.eam)
+            if error is not None:
+                log.warning("keeping EAM data fresh at site %s: the EAM did not answer (%s); checks will ask it", site, error)
+                break
+            answered += len(batch)
+        return answered
+
+    def freshness(self) -> dict:
+        """How many devices of gated permits a check would have to ask the EAM for now (their data is
+        older than `decision_data_age`), of how many: 0 stale is a service that answers from its copy."""
+        rules = self.service.rules()
+        hub_store = self.service.store()
+        gated = stale = 0
         for site in sorted(self.service.sites):
-            now = datetime.now(timezone.utc)
-            devices = hub_store.devices_in_use(site, rules.gated_statuses, permit_types=rules.gated_permit_types)
-            answered = hub_store.lookup_times(EAM_ANSWERED, devices, site=site)
-            due = [d for d in devices if d not in answered or now - answered[d] > limit]
-            due.sort(key=lambda d: (d in answered, answered.get(d, now), d))  # never answered, then oldest
-            # At most the share of the devices that spreads them over half the allowed age: pulled
-            # all at once, they would all come due again at once, a burst that checks wait behind.
-            spread = max(1, math.ceil(len(devices) * self.tick_s / (rules.decision_data_age.total_seconds() / 2)))
-            due = due[:spread]
-            for start in range(0, len(due), BATCH):
-                if self._stop.is_set():
-                    return answered_now
-                batch = due[start : start + BATCH]
-                error = self.service.refresh_eam(hub_store, site, batch, eam=self.eam)
-                if error is not None:
-                    log.warning("keeping EAM data fresh at site %s: the EAM did not answer (%s); checks will ask it", site, error)
-                    break
-                answered_now += len(batch)
-        return answered_now
+            devices, due = older_than(hub_store, site, rules, rules.decision_data_age)
+            gated, stale = gated + len(devices), stale + len(due)
+        return {"gated_devices": gated, "stale_devices": stale}
 
     def start(self) -> None:
         if self._thread is None:
@@ -91,17 +112,27 @@ class KeepFresh:
         while not self._stop.is_set():
             try:
                 with site_lock(self.service.settings.database_url, LOCK_SITE, scope=LOCK_SCOPE, wait_s=0):
-                    while not self._stop.is_set():
-                        self._pass_logged()
-                        self._stop.wait(self.tick_s)
+                    self._keep_sites_fresh()
             except SiteBusy:
                 pass  # another process of the service keeps the data fresh
             except Exception:
                 log.exception("keeping EAM data fresh: the lock could not be taken")
             self._stop.wait(self.tick_s)
 
-    def _pass_logged(self) -> None:
+    def _keep_sites_fresh(self) -> None:
+        """Each site once a tick, the sites' pulls spread evenly over it: the pulls of every site
+        back to back held the checks' CPU and the store's write lock for a second at a time."""
+        while not self._stop.is_set():
+            sites = sorted(self.service.sites) or [None]
+            for site in sites:
+                started = time.monotonic()
+                if site is not None:
+                    self._pass_logged(site)
+                if self._stop.wait(max(0.0, self.tick_s / len(sites) - (time.monotonic() - started))):
+                    return
+
+    def _pass_logged(self, site: str) -> None:
         try:
-            self.pass_once()
+            self.pass_site(site)
         except Exception:
-            log.exception("keeping EAM data fresh: a pass failed; checks ask the EAM for what is not fresh")
+            log.exception("keeping EAM data fresh at site %s: a pass failed; checks ask the EAM for what is not fresh", site)

@@ -361,8 +361,8 @@ class GateCheckService:
             self._report_now([answer])
 
     def _report_loop(self) -> None:
-        """Report what is waiting, about once a second: a permit asked about many times in that
-        second is reported once, with its latest answer and how many answers it stands for."""
+        """Report what is waiting, every `REPORT_EVERY_S`: a permit asked about many times in that
+        time is reported once, with its latest answer and how many answers it stands for."""
         while True:
             batch = [self._reports.get()]
             time.sleep(REPORT_EVERY_S)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -23,13 +25,28 @@ from hub.store.repository import HubStore
 
 log = logging.getLogger("hub.service")
 
-#: How long one read of an area's history serves the checks of that area.
+#: How long one read of an area's history serves the checks of that area, about: each kind of
+#: work keeps its read between 0.75 and 1.25 times this (by a hash of the kind), so the reads a
+#: busy service made at start do not all fall due in the same second.
 TTL_S = 30.0
 #: History entries an answer lists, newest first (`history_count`, the results and the incidents
 #: cover the whole history): what a prompt before approval shows, not six months of rows.
 HISTORY_SHOWN = 20
 #: Kinds of work (site, area, type) kept at most; the oldest reads go first.
 MAX_KINDS = 2_000
+
+
+def ttl_s(kind: tuple[str, str, str]) -> float:
+    """The kind's own time to keep a read, within 25 % of `TTL_S`, the same in every process."""
+    spread = zlib.crc32("\x1f".join(kind).encode("utf-8")) % 1000 / 1000
+    return TTL_S * (0.75 + 0.5 * spread)
+
+
+@dataclass(frozen=True)
+class _Read:
+    at: float
+    planned_from: datetime
+    index: SimilarWorkIndex
 
 
 class SimilarWorkAdvice:
@@ -39,8 +56,8 @@ class SimilarWorkAdvice:
         self._rules = rules
         self._clock = clock
         self._lock = threading.Lock()
-        # (site, area, type) -> (read at, planned from, the index)
-        self._read: dict[tuple[str, str, str], tuple[float, datetime, SimilarWorkIndex]] = {}
+        self._read: dict[tuple[str, str, str], _Read] = {}  # (site, area, type) -> its last read
+        self._reading: set[tuple[str, str, str]] = set()  # kinds a check is reading again now
 
     def advice(self, hub_store: HubStore, permit: Permit, now: datetime) -> dict[str, Any] | None:
         """The area's history of the permit's type when similar work is planned within the
@@ -61,14 +78,22 @@ class SimilarWorkAdvice:
         at = self._clock()
         with self._lock:
             kept = self._read.get(kind)
-        if kept is not None and at - kept[0] <= TTL_S and kept[1] <= needed_from and kept[2].rules is rules:
-            return kept[2]
-        # A little further back than this permit needs, so that its neighbours' checks fit too.
-        planned_from = min(needed_from, history_from - 2 * rules.similar_work_gap)
-        index = SimilarWorkIndex(hub_store.permits_like(*kind, planned_from), now, rules)
+            if kept is not None and kept.planned_from <= needed_from and kept.index.rules is rules:
+                # Within its time, or past it while another check reads the area again: that
+                # check waits for the read, the others answer from this one meanwhile.
+                if at - kept.at <= ttl_s(kind) or kind in self._reading:
+                    return kept.index
+            self._reading.add(kind)
+        try:
+            # A little further back than this permit needs, so that its neighbours' checks fit too.
+            planned_from = min(needed_from, history_from - 2 * rules.similar_work_gap)
+            index = SimilarWorkIndex(hub_store.permits_like(*kind, planned_from), now, rules)
+        finally:
+            with self._lock:
+                self._reading.discard(kind)
         with self._lock:
             if len(self._read) >= MAX_KINDS:
-                for stale in sorted(self._read, key=lambda k: self._read[k][0])[: MAX_KINDS // 10]:
+                for stale in sorted(self._read, key=lambda k: self._read[k].at)[: MAX_KINDS // 10]:
                     del self._read[stale]
-            self._read[kind] = (at, planned_from, index)
+            self._read[kind] = _Read(at, planned_from, index)
         return index

@@ -89,10 +89,14 @@ def invalid_eam_records(hub_store, site: str, device_ids: Collection[str] | None
     return invalid
 
 
-def suspect_devices(hub_store, site: str, device_ids: Collection[str]) -> dict[str, list[str]]:
-    """Devices whose latest EAM reply was held as suspect and not answered well since."""
+def suspect_devices(
+    hub_store, site: str, device_ids: Collection[str], answered: Mapping[str, datetime] | None = None
+) -> dict[str, list[str]]:
+    """Devices whose latest EAM reply was held as suspect and not answered well since; `answered`,
+    the devices' EAM data ages if the caller has read them in the same transaction."""
     suspect = hub_store.lookup_times(EAM_SUSPECT, device_ids, site=site)
-    answered = hub_store.lookup_times(EAM_ANSWERED, list(suspect), site=site)
+    if answered is None:
+        answered = hub_store.lookup_times(EAM_ANSWERED, list(suspect), site=site) if suspect else {}
     return {
         device: [f"reply of {at.isoformat()} was empty or dropped open work orders"]
         for device, at in suspect.items()
@@ -106,14 +110,15 @@ def clearance_profiles(
 ) -> dict[str, DeviceProfile]:
     """Each device's profile at the site, from the hub's copy of the EAM; `answered`, the EAM
     data ages of the devices if the caller has just read them in the same transaction."""
+    answered = dict(answered) if answered is not None else hub_store.lookup_times(EAM_ANSWERED, device_ids, site=site)
     eam = SiteEam(
         site=site,
         equipment=hub_store.load_equipment(site, device_ids),
         # Finished work without an isolation holds no hazard: its history is not read back.
         records=hub_store.load_maintenance_records(site, device_ids, unfinished_or_isolated=True),
-        answered_at=dict(answered) if answered is not None else hub_store.lookup_times(EAM_ANSWERED, device_ids, site=site),
+        answered_at=answered,
         invalid=invalid_eam_records(hub_store, site, device_ids),
-        suspect=suspect_devices(hub_store, site, device_ids),
+        suspect=suspect_devices(hub_store, site, device_ids, answered),
     )
     return build_profiles(sorted(device_ids), eam, rules, now)
 

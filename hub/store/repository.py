@@ -55,6 +55,7 @@ from hub.model import (
 )
 from hub.store import tables as t
 from hub.store.migrate import head_revision, sqlite_path
+from hub.store.write_turn import WriteTurn
 from hub.store.records import AuditBatch, GateDecisionRow, OutboxRow, QuarantineItem
 
 __all__ = [
@@ -69,6 +70,43 @@ __all__ = [
 
 WRITE_CHUNK = 5_000  # rows per executemany call
 IN_CHUNK = 500  # values per IN (...) list; well under SQLite's variable limit
+
+
+def _can_still_block(m: Table) -> Any:
+    """Work orders that can still block work: not finished, or holding an isolation or not
+    knowing whether they do."""
+    return or_(m.c.status.not_in(sorted(FINISHED_MAINTENANCE_STATUSES)), m.c.isolation.in_(("applied", UNKNOWN)))
+
+
+def _prebuilt() -> dict[str, Any]:
+    """The reads every gate check makes, built once with bound parameters (`values` expands to an
+    IN list): a statement built per call left about a hundred objects in reference cycles per
+    check, and collecting them stopped a busy service for tens of milliseconds at a time."""
+    values = bindparam("values", expanding=True)
+    lk, m, q, g = t.lookups, t.maintenance_records, t.quarantine, t.gate_decisions
+    return {
+        "lookup_times": select(lk.c.key, lk.c.looked_up_at).where(
+            lk.c.system == bindparam("system"), lk.c.site == bindparam("site"), lk.c.key.in_(values)
+        ),
+        "equipment": select(t.equipment).where(t.equipment.c.site == bindparam("site"), t.equipment.c.device_id.in_(values)),
+        "records_that_can_block": select(m).where(
+            _can_still_block(m),
+            m.c.site == bindparam("site"),
+            m.c.device_id.in_(values),
+        ),
+        "open_quarantine_of_devices": select(*[c for c in q.c if c.name != "payload"]).where(
+            q.c.resolved.is_(False), q.c.system == bindparam("system"),
+            q.c.record_kind.in_(bindparam("kinds", expanding=True)), q.c.device_id.in_(values),
+        ),
+        "holds_written": select(t.ptw_holds.c.permit_id, t.ptw_holds.c.fingerprint).where(t.ptw_holds.c.permit_id.in_(values)),
+        "latest_fingerprints": select(g.c.permit_id, g.c.fingerprint).where(
+            g.c.id.in_(select(func.max(g.c.id)).where(g.c.permit_id.in_(values)).group_by(g.c.permit_id).scalar_subquery())
+        ),
+        "audit_head": select(t.audit_log.c.id, t.audit_log.c.hash).order_by(t.audit_log.c.id.desc()).limit(1),
+    }
+
+
+_HOT = _prebuilt()
 
 OPEN_OUTBOX_STATUSES = ("pending", "unclear")
 
@@ -226,7 +264,7 @@ class HubStore:
         self._clock = clock
         self._backend = self.url.get_backend_name()
         self._pinned = threading.local()
-        self._write_lock = threading.Lock() if self._backend == "sqlite" else nullcontext()
+        self._write_turn = WriteTurn(sqlite_path(self.url)) if self._backend == "sqlite" else nullcontext
         if check_schema:
             try:
                 self.check_schema()
@@ -298,9 +336,9 @@ class HubStore:
                 raise RuntimeError("a write inside a read-only store transaction")
             yield pinned
             return
-        # SQLite has one writer at a time: threads of this process queue here, woken as soon as
-        # the lock is free, instead of in SQLite's busy handler, which sleeps up to 100 ms a try.
-        with self._write_lock:
+        # SQLite has one writer at a time: threads and processes take turns here, woken as soon
+        # as the lock is free, instead of in SQLite's busy handler, which sleeps up to 100 ms a try.
+        with self._write_turn():
             with self.engine.connect().execution_options(hub_write=True) as conn:
                 with conn.begin():
                     yield conn
@@ -354,6 +392,15 @@ class HubStore:
         stmt = stmt.returning(*(table.c[k] for k in keys))
         for chunk in _chunks(rows, WRITE_CHUNK):
             conn.execute(stmt, list(chunk)).all()
+
+    @staticmethod
+    def _rows_in(conn: Connection, statement: str, values: Iterable[str], **params: Any) -> list[dict[str, Any]]:
+        """Rows of the prebuilt `statement` (`_HOT`) for `values`, IN list chunked."""
+        return [
+            dict(r._mapping)
+            for chunk in _chunks(_unique(values), IN_CHUNK)
+            for r in conn.execute(_HOT[statement], {**params, "values": list(chunk)})
+        ]
 
     def _select_in(
         self, conn: Connection, table: Table, column: str, values: Iterable[str] | None, *where: Any
@@ -470,7 +517,10 @@ class HubStore:
     def load_equipment(self, site: str, device_ids: Collection[str] | None) -> dict[str, Equipment]:
         """A site's equipment by device id; ids the hub never fetched there are absent. None = all."""
         with self._read() as conn:
-            rows = self._select_in(conn, t.equipment, "device_id", device_ids, t.equipment.c.site == site)
+            if device_ids is None:
+                rows = self._select_in(conn, t.equipment, "device_id", None, t.equipment.c.site == site)
+            else:
+                rows = self._rows_in(conn, "equipment", device_ids, site=site)
         out = {}
         for row in sorted(rows, key=lambda r: r["device_id"]):
             out[row["device_id"]] = _canonical(Equipment, row)
@@ -516,15 +566,9 @@ class HubStore:
 
     def lookup_times(self, system: str, keys: Collection[str], site: str = "") -> dict[str, datetime]:
         """When `system` last answered a lookup of each key; keys never looked up are absent."""
-        out: dict[str, datetime] = {}
-        lk = t.lookups
         with self._read() as conn:
-            for chunk in _chunks(_unique(keys), IN_CHUNK):
-                stmt = select(lk.c.key, lk.c.looked_up_at).where(
-                    lk.c.system == system, lk.c.site == site, lk.c.key.in_(chunk)
-                )
-                out.update({r.key: r.looked_up_at for r in conn.execute(stmt)})
-        return out
+            rows = self._rows_in(conn, "lookup_times", keys, system=system, site=site)
+        return {r["key"]: r["looked_up_at"] for r in rows}
 
     def load_maintenance_records(
         self,
@@ -539,8 +583,13 @@ class HubStore:
         an isolation or not knowing whether they do). Years of finished history stay in the
         database instead of being read back on every sync."""
         m = t.maintenance_records
+        if unfinished_or_isolated and kinds is None and device_ids is not None:
+            with self._read() as conn:
+                rows = self._rows_in(conn, "records_that_can_block", device_ids, site=site)
+            rows.sort(key=lambda r: (r["device_id"], r["record_id"]))
+            return [_canonical(MaintenanceRecord, row) for row in rows]
         where = (
-            (or_(m.c.status.not_in(sorted(FINISHED_MAINTENANCE_STATUSES)), m.c.isolation.in_(("applied", UNKNOWN))),)
+            (_can_still_block(m),)
             if unfinished_or_isolated
             else ()
         ) + (m.c.site == site,) + ((m.c.kind.in_(sorted(kinds)),) if kinds is not None else ())
@@ -723,19 +772,15 @@ class HubStore:
 
     def latest_fingerprints(self, permit_ids: Collection[str]) -> dict[str, str]:
         """The fingerprint of each permit's newest decision in the trail; permits never decided are absent."""
-        g = t.gate_decisions
-        rows = self._latest_decision_rows(permit_ids, g.c.permit_id, g.c.fingerprint)
-        return {r["permit_id"]: r["fingerprint"] for r in rows}
+        with self._read() as conn:
+            return {r["permit_id"]: r["fingerprint"] for r in self._rows_in(conn, "latest_fingerprints", permit_ids)}
 
     def holds_needing_write(self, fingerprints: Mapping[str, str]) -> set[str]:
         """Permit ids whose fingerprint differs from what was last written back (or none was)."""
         if not fingerprints:
             return set()
         with self._read() as conn:
-            stored = {
-                r["permit_id"]: r["fingerprint"]
-                for r in self._select_in(conn, t.ptw_holds, "permit_id", list(fingerprints))
-            }
+            stored = {r["permit_id"]: r["fingerprint"] for r in self._rows_in(conn, "holds_written", fingerprints)}
         return {pid for pid, fp in fingerprints.items() if stored.get(pid) != fp}
 
     def record_holds_written(
@@ -791,7 +836,7 @@ class HubStore:
         a = t.audit_log
         if self._backend == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-        head = conn.execute(select(a.c.id, a.c.hash).order_by(a.c.id.desc()).limit(1)).first()
+        head = conn.execute(_HOT["audit_head"]).first()
         head_id, head_hash = head or (0, GENESIS_HASH)
         rows = extend_chain(head_id, head_hash, batch.kind, batch.entries, recorded_at)
         for chunk in _chunks([vars(r) for r in rows], WRITE_CHUNK):
@@ -1087,6 +1132,10 @@ class HubStore:
         `device_ids` in what could be read of them, if given. Without the payload, a gate that
         only needs to know what is unreadable does not decode every bad record in full."""
         q = t.quarantine
+        if not include_resolved and system is not None and record_kinds is not None and device_ids is not None and not with_payload:
+            with self._read() as conn:
+                rows = self._rows_in(conn, "open_quarantine_of_devices", device_ids, system=system, kinds=sorted(record_kinds))
+            return sorted(rows, key=lambda row: row["id"])
         columns = [c for c in q.c if with_payload or c.name != "payload"]
         stmt = select(*columns).order_by(q.c.id)
         if not include_resolved:
