@@ -3,8 +3,10 @@
 1. The plant is synced once (a full sync in a child process), so the store holds what a plant's
    hub holds before it goes live.
 2. **Service**: the gate-check service under a fixed request rate (open loop: requests are sent
-   on schedule whether or not earlier ones were answered). Answers are split by whether the
-   service had to ask the EAM (`eam_refreshed` in the answer) or answered from fresh data.
+   on schedule whether or not earlier ones were answered). One check in `UNSEEN_EVERY` is for a
+   permit submitted to the PTW at that moment on equipment the hub never pulled, so the service
+   must ask the EAM. Answers are split by whether the service asked the EAM (`eam_refreshed` in
+   the answer) or answered from fresh data.
 3. **Stream**: a seeded stream of plant events for a fixed period, against devices no other
    permit names (so the stream's effects are its own): permits created, submitted, approved and
    started through the PTW, whose pre-approval hook asks the service; work orders opened and
@@ -26,7 +28,7 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -53,6 +55,8 @@ LOAD_GRACE_S = 10.0
 #: Devices the stream works on, per site it uses.
 POOL_PER_SITE = 40
 STREAM_SITES = 2
+#: One check in this many is for a permit just submitted on equipment the hub holds no data for.
+UNSEEN_EVERY = 50
 #: How long the load waits for the service to have fresh data, as a deployment waits for readiness
 #: (keep-fresh spreads its pulls over half of decision_data_age); past it the load starts anyway.
 WARM_UP_S = 90.0
@@ -107,12 +111,16 @@ class LiveReport:
 # ------------------------------------------------------------------------------- the service
 
 
-async def _load(url: str, token: str, bodies: Callable[[int], dict], rate: float, duration_s: float) -> list[tuple[float, int, bool]]:
+async def _load(
+    url: str, token: str, bodies: Callable[[int], dict | Callable[[], Awaitable[dict]]], rate: float, duration_s: float
+) -> list[tuple[float, int, bool]]:
     """(latency s, HTTP status, whether the EAM was asked) of each request.
 
     Requests are due on a fixed schedule; at most `IN_FLIGHT` are outstanding. A request sent
     late because the service is behind is timed from when it was due, so a slow service shows
-    as slow (no coordinated omission) and the client never queues more than it can handle."""
+    as slow (no coordinated omission) and the client never queues more than it can handle. A
+    body given as a coroutine function is made first (a permit submitted to the PTW), and its
+    check timed from when it was made."""
     results: list[tuple[float, int, bool]] = []
     total = int(rate * duration_s)
     start = time.perf_counter()
@@ -127,7 +135,10 @@ async def _load(url: str, token: str, bodies: Callable[[int], dict], rate: float
                 due = start + n / rate
                 if (delay := due - time.perf_counter()) > 0:
                     await asyncio.sleep(delay)
-                status, body = await connection.post(bodies(n))
+                body = bodies(n)
+                if callable(body):
+                    body, due = await body(), time.perf_counter()
+                status, body = await connection.post(body)
                 # Compact JSON (the service's): an empty list when the EAM was not asked.
                 asked = status == 200 and b'"eam_refreshed":[]' not in body
                 results.append((time.perf_counter() - due, status, asked))
@@ -138,12 +149,21 @@ async def _load(url: str, token: str, bodies: Callable[[int], dict], rate: float
     return results
 
 
-def measure_service(live: LiveGate, permits: list[dict], options: LiveOptions) -> dict:
+def measure_service(live: LiveGate, ptw: str, permits: list[dict], unseen: list[tuple[str, str]], options: LiveOptions) -> dict:
     """The service at `options.rate` for `options.load_s`: most requests for a small set of
-    permits (fresh data after their first check), the rest for permits not asked before."""
+    permits (fresh data after their first check), a fifth for other gated permits, and one in
+    `UNSEEN_EVERY` for a permit submitted to the PTW at that moment on a device no permit named
+    before (`unseen`, (site, device), each once) and checked at once, as a PTW does that approves
+    on submission: the hub has no EAM data for it, so these are the checks that ask the EAM."""
     rng = random.Random(options.seed)
     hot, cold = permits[:20], permits[20:]
-    bodies = lambda n: {"permit": hot[n % len(hot)] if n % 5 or not cold else cold[rng.randrange(len(cold))]}  # noqa: E731
+    devices = iter(unseen)
+
+    def bodies(n: int) -> dict | Callable[[], Awaitable[dict]]:
+        if n % UNSEEN_EVERY == UNSEEN_EVERY // 2 and (device := next(devices, None)) is not None:
+            return lambda: _submitted(ptw, *device)
+        return {"permit": hot[n % len(hot)] if n % 5 or not cold else cold[rng.randrange(len(cold))]}
+
     results = asyncio.run(_load(live.url, live.token, bodies, options.rate, options.load_s))
     ok = [r for r in results if r[1] == 200]
     due = int(options.rate * options.load_s)
@@ -166,6 +186,17 @@ def measure_service(live: LiveGate, permits: list[dict], options: LiveOptions) -
 
 def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def _new_permit(site: str, device: str) -> dict:
+    """A work-at-height permit on one device, from now for eight hours, as the PTW's API takes it."""
+    now = datetime.now(PLANT_TZ)
+    return {
+        "ticketType": "GC", "siteCode": site, "workshop": "bench", "equipmentCodes": [device],
+        "applicant": "bench", "guardian": "bench",
+        "planStartTime": now.strftime("%Y-%m-%d %H:%M:%S"),
+        "planEndTime": (now + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 @dataclass
@@ -202,13 +233,7 @@ class Stream:
 
     # -- permits through the PTW, its hook asking the service --------------------------------
     def new_permit(self, device: Device) -> None:
-        now = datetime.now(PLANT_TZ)
-        created = self.admin.post(f"{self.ptw}/api/v1/permits", json={
-            "ticketType": "GC", "siteCode": device.site, "workshop": "bench", "equipmentCodes": [device.number],
-            "applicant": "bench", "guardian": "bench",
-            "planStartTime": now.strftime("%Y-%m-%d %H:%M:%S"),
-            "planEndTime": (now + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S"),
-        })
+        created = self.admin.post(f"{self.ptw}/api/v1/permits", json=_new_permit(device.site, device.number))
         created.raise_for_status()
         ticket = created.json()["ticketNo"]
         self.created.append((ticket, device))
@@ -305,19 +330,34 @@ class Stream:
                     self.latencies.append(max(0.0, min(landed) - since))
 
 
-def _pool(plant: Path, sites: list[str], rules, seed: int) -> list[Device]:
+def _id(device: str) -> str:
+    """A device number as the hub matches it (the mappings' `id` transform): PTW records write
+    the same device as `HZ-P-301`, `hz-p-301` or ` HZ-P-301 `."""
+    return device.strip().upper()
+
+
+def _named_devices(plant: Path) -> set[tuple[str, str]]:
+    """(site, device) of every device a permit of the plant names, in the form the hub matches."""
+    permits = json.loads((plant / "ptw/permits.json").read_text(encoding="utf-8"))
+    return {(str(p.get("siteCode", "")).strip().upper(), _id(d)) for p in permits for d in p.get("equipmentCodes") or []}
+
+
+def _pool(plant: Path, sites: list[str], rules, seed: int, taken: set[tuple[str, str]]) -> list[Device]:
     """Devices in service with nothing open, isolated or falling due in the next two days (by
-    the pure logic, on the plant's own records), that no permit names: what the stream may
-    change freely."""
+    the pure logic, on the plant's own records), that no permit names and not `taken` (site,
+    device) by the load: what the stream may change freely."""
     from hub.logic.clearance import SiteEam, build_profiles, reasons_at
     from hub.mappings.engine import load_mapping
 
     assets = json.loads((plant / "eam/assets.json").read_text(encoding="utf-8"))
-    named = {d for p in json.loads((plant / "ptw/permits.json").read_text(encoding="utf-8")) for d in p.get("equipmentCodes") or []}
+    named = _named_devices(plant)
     rng = random.Random(seed)
     chosen = {}
     for site in sites:
-        free = [a for a in assets if a.get("siteid") == site and a.get("status") == "OPERATING" and a["assetnum"] not in named]
+        free = [
+            a for a in assets
+            if a.get("siteid") == site and a.get("status") == "OPERATING" and (site, _id(a["assetnum"])) not in named and (site, a["assetnum"]) not in taken
+        ]
         chosen[site] = rng.sample(free, min(len(free), POOL_PER_SITE * 2))
     wanted = {(a["siteid"], a["assetnum"]) for site in chosen.values() for a in site}
     orders = [w for w in json.loads((plant / "eam/workorders.json").read_text(encoding="utf-8")) if (w.get("siteid"), w.get("assetnum")) in wanted]
@@ -336,8 +376,9 @@ def _pool(plant: Path, sites: list[str], rules, seed: int) -> list[Device]:
     return pool
 
 
-def false_allows(stream: Stream, env: dict[str, str], rules) -> tuple[int, list[str], int]:
-    """(permits decided, false allows, needless blocks): the pure logic on the mocks' final state."""
+def false_allows(stream: Stream, env: dict[str, str], rules) -> tuple[int, list[str], dict[str, list[str]]]:
+    """(permits decided, false allows, needless blocks with the reason codes of their holds): the
+    pure logic on the mocks' final state."""
     from hub.logic.clearance import SiteEam, build_profiles
     from hub.logic.gate import decide
     from hub.mappings.engine import load_mapping
@@ -350,7 +391,7 @@ def false_allows(stream: Stream, env: dict[str, str], rules) -> tuple[int, list[
         ptw = resources["ptw"].process_config_and_initialize()
     eam_mapping, ptw_mapping = load_mapping(eam.mapping), load_mapping(ptw.mapping)
     now = datetime.now(timezone.utc)
-    missed, needless, decided = [], 0, 0
+    missed, needless, decided = [], {}, 0
     for site in sorted({d.site for d in stream.devices}):
         devices = sorted({d.number for d in stream.devices if d.site == site})
         equipment, records = {}, []
@@ -369,10 +410,11 @@ def false_allows(stream: Stream, env: dict[str, str], rules) -> tuple[int, list[
             if decision is None:
                 continue  # no longer gated (suspended, closed)
             decided += 1
-            held = any(h.get("action") == "BLOCK" for h in holds)
-            if decision.decision == "block" and not held:
+            blocks = [h for h in holds if h.get("action") == "BLOCK"]
+            if decision.decision == "block" and not blocks:
                 missed.append(ticket)
-            needless += decision.decision == "allow" and held
+            if decision.decision == "allow" and blocks:
+                needless[ticket] = sorted({r.get("code", "?") for h in blocks for r in h.get("reasons", [])})
     return decided, missed, needless
 
 
@@ -391,11 +433,14 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def measure_stream(live: LiveGate, mocks: MocksProcess, plant: Path, sites: list[str], env: dict[str, str], options: LiveOptions, progress) -> dict:
+def measure_stream(
+    live: LiveGate, mocks: MocksProcess, plant: Path, sites: list[str], env: dict[str, str], options: LiveOptions, progress,
+    taken: set[tuple[str, str]],
+) -> dict:
     from hub.logic.rules import load_gate_rules
 
     rules = load_gate_rules(None)
-    pool = _pool(plant, sites[:STREAM_SITES], rules, options.seed)
+    pool = _pool(plant, sites[:STREAM_SITES], rules, options.seed, taken)
     if not pool:
         raise BenchFailed("the plant has no device the stream could use (in service, clear and named by no permit)")
     stream = Stream(server_root(mocks.urls["ptw"]), server_root(mocks.urls["eam"]), random.Random(options.seed), pool)
@@ -441,7 +486,8 @@ def measure_stream(live: LiveGate, mocks: MocksProcess, plant: Path, sites: list
         "permits_checked_for_false_allows": decided,
         "false_allows": len(missed),
         "false_allow_permits": missed,
-        "blocked_though_clear": needless,
+        "blocked_though_clear": len(needless),
+        "blocked_though_clear_permits": needless,
     }
 
 
@@ -475,12 +521,14 @@ def run_live_bench(options: LiveOptions, progress: Callable[[str], None] = print
             report.run["full_sync_s"] = round(full.wall_s, 1)
             with LiveGate(env, folder, mocks.urls["ptw"], requests_per_second=options.rate * 2, workers=options.workers) as live:
                 permits = _gated_records(plant, sites, options.seed)
+                due = int(options.rate * options.load_s)
+                unseen = _unseen_equipment(plant, sites, due // UNSEEN_EVERY + 1, options.seed)
                 progress("waiting for the service's EAM data to be fresh (its first keep-fresh passes)")
                 warm_up = live.await_fresh(WARM_UP_S)
                 progress(f"gate-check service: {options.rate:g} requests/s for {options.load_s:g} s")
-                report.service = {**measure_service(live, permits, options), "warm_up": warm_up}
+                report.service = {**measure_service(live, server_root(mocks.urls["ptw"]), permits, unseen, options), "warm_up": warm_up}
                 progress(f"plant events for {options.stream_s:g} s, sensors and daemon running")
-                report.stream = measure_stream(live, mocks, plant, sites, env, options, progress)
+                report.stream = measure_stream(live, mocks, plant, sites, env, options, progress, set(unseen))
     return report
 
 
@@ -493,6 +541,25 @@ def _gated_records(plant: Path, sites: list[str], seed: int) -> list[dict]:
     ]
     random.Random(seed).shuffle(records)
     return records
+
+
+def _unseen_equipment(plant: Path, sites: list[str], count: int, seed: int) -> list[tuple[str, str]]:
+    """`count` (site, device) in service that no permit of the plant names: the hub never pulled them."""
+    named = _named_devices(plant)
+    assets = json.loads((plant / "eam/assets.json").read_text(encoding="utf-8"))
+    free = [
+        (a["siteid"], a["assetnum"]) for a in assets
+        if a.get("siteid") in sites and a.get("status") == "OPERATING" and (a["siteid"], _id(a["assetnum"])) not in named
+    ]
+    return random.Random(seed).sample(free, min(count, len(free)))
+
+
+async def _submitted(ptw: str, site: str, device: str) -> dict:
+    """A permit submitted to the PTW on the device, and the PTW's record of it, as its hook sends it."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        created = (await client.post(f"{ptw}/api/v1/permits", json=_new_permit(site, device))).raise_for_status()
+        record = (await client.get(f"{ptw}/api/v1/permits/{created.json()['ticketNo']}")).raise_for_status().json()
+    return {"permit": {k: v for k, v in record.items() if k != "holds"}}
 
 
 def print_live_report(report: LiveReport, console) -> None:
@@ -532,6 +599,7 @@ def print_live_report(report: LiveReport, console) -> None:
     )
     table.add_row("too late", str(stream["too_late"]), "0")
     table.add_row("false allows", f"{stream['false_allows']} of {stream['permits_checked_for_false_allows']}", "0")
+    table.add_row("held though the logic allows", str(stream["blocked_though_clear"]), "")
     table.add_row("refused by the hook", str(stream["refused_by_the_hook"]), "")
     console.print(table)
     console.print(f"events: {stream['events']}", markup=False)
