@@ -142,6 +142,8 @@ CREATE_FIELDS = frozenset(
 )
 CREATE_REQUIRED = ("ticketType", "siteCode", "planStartTime", "planEndTime")
 DRAFT = "DRAFT"  # a permit opened as a draft: not listed until it is submitted
+#: A ticket number the PTW gives: its prefix (`PTW-NJ-2026-`) and its number.
+TICKET_NUMBER = re.compile(r"(PTW-.{2}-\d{4}-)(\d+)")
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,11 @@ class PtwSystem(MockSystem):
             self._listing.append((key, permit))
             self._listed[ticket] = key
         self._listing.sort(key=lambda pair: pair[0])
+        # The highest number in use per ticket prefix (`_next_ticket_no`): a scan of every permit
+        # per new permit cost a large plant's PTW a tenth of a second each.
+        self._highest: dict[str, int] = {}
+        for ticket in self._permits:
+            self._note_number(ticket)
         self._holds: dict[str, dict[str, dict]] = {}  # ticketNo -> source -> hold
         self._revisions: dict[str, dict[str, int]] = {}  # last revision, kept after a DELETE
         self._gate_refusals: dict[str, list[dict]] = {}  # ticketNo -> what the gate hook refused or warned
@@ -256,6 +263,7 @@ class PtwSystem(MockSystem):
         """Keep a new or changed permit and move it to its place in the listing."""
         ticket = permit["ticketNo"]
         self._permits[ticket] = permit
+        self._note_number(ticket)
         old = self._listed.pop(ticket, None)
         if old is not None:
             index = bisect.bisect_left(self._listing, old, key=lambda pair: pair[0])
@@ -264,6 +272,11 @@ class PtwSystem(MockSystem):
             key = self._sort_key(permit)
             bisect.insort(self._listing, (key, permit), key=lambda pair: pair[0])
             self._listed[ticket] = key
+
+    def _note_number(self, ticket: str) -> None:
+        if (numbered := TICKET_NUMBER.fullmatch(ticket)) is not None:
+            prefix, number = numbered.group(1), int(numbered.group(2))
+            self._highest[prefix] = max(self._highest.get(prefix, 0), number)
 
     def _change_time(self) -> str:
         """Plant local now, but never before the newest listed `updateTime`: a change always
@@ -348,12 +361,7 @@ class PtwSystem(MockSystem):
     def _next_ticket_no(self, site: str) -> str:
         """`PTW-<first two letters of the site>-<year>-<NNNN>`, one past the highest in use."""
         prefix = f"PTW-{site.strip().upper()[:2]}-{_plant_now().year}-"
-        numbers = [
-            int(match.group(1))
-            for ticket in self._permits
-            if (match := re.fullmatch(re.escape(prefix) + r"(\d+)", ticket))
-        ]
-        return f"{prefix}{max(numbers, default=0) + 1:04d}"
+        return f"{prefix}{self._highest.get(prefix, 0) + 1:04d}"
 
     def _moved(self, permit: dict, transition: Transition, extra: dict | None = None) -> dict:
         now = self._change_time()

@@ -152,6 +152,16 @@ def test_close_without_work_hours_counts_them_from_the_guardians_arrival(live, h
     assert abs(closed["workHours"] - hours) <= 0.25
 
 
+def test_a_new_permit_is_numbered_one_past_the_highest_ticket_of_its_prefix(live, http):
+    prefix = f"PTW-NJ-{datetime.now(PLANT_TZ).year}-"
+    given = http.post(f"{ptw(live)}/api/v1/permits", json={**NEW_PERMIT, "ticketNo": f"{prefix}0500"})
+    assert given.status_code == 201, given.text
+    numbered = [http.post(f"{ptw(live)}/api/v1/permits", json=NEW_PERMIT).json()["ticketNo"] for _ in range(2)]
+    assert numbered == [f"{prefix}0501", f"{prefix}0502"]
+    other_site = http.post(f"{ptw(live)}/api/v1/permits", json={**NEW_PERMIT, "siteCode": "HZ02"}).json()["ticketNo"]
+    assert other_site.startswith(f"PTW-HZ-{datetime.now(PLANT_TZ).year}-") and not other_site.endswith("0503")
+
+
 def test_draft_is_not_listed_until_submitted(live, http):
     count = len(listing(http, live))
     created = http.post(f"{ptw(live)}/api/v1/permits", json={**NEW_PERMIT, "ticketNo": "PTW-NJ-2026-9001", "draft": True})

@@ -37,11 +37,21 @@ class LoadConnection:
             return 0, b""
 
     async def _exchange(self, body: bytes) -> tuple[int, bytes]:
+        reused = self.writer is not None
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
         self.writer.write(self.head.replace("{length}", str(len(body))).encode() + body)
-        status = int((await self.reader.readline()).split(b" ", 2)[1])
+        line = await self.reader.readline()
+        if not line and reused:
+            # The server closed the connection while it was idle (its keep-alive timeout): the
+            # request was never read, so it is sent again on a new one.
+            self.close()
+            return await self._exchange(body)
+        parts = line.split(b" ", 2)
+        if len(parts) < 2:
+            raise ValueError(f"not an HTTP status line: {line[:80]!r}")
+        status = int(parts[1])
         length, close = 0, False
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
