@@ -74,8 +74,16 @@ def serve(
     auth: Annotated[
         Path | None, typer.Option(help='Credentials JSON keyed by system, e.g. {"erp": {"bearer": "TOKEN"}}.')
     ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(help=f"Serve only these systems, comma-separated ({', '.join(SYSTEMS)}): one process per system, as plants run them."),
+    ] = None,
 ) -> None:
-    """Start all mocks on loopback; print each one's URL, then serve until stopped."""
+    """Start all mocks (or those of --only) on loopback; print each one's URL, then serve until stopped."""
+    chosen = None if only is None else [name.strip() for name in only.split(",") if name.strip()]
+    if chosen is not None and (not chosen or set(chosen) - set(SYSTEMS)):
+        message = f"--only {only!r}: name systems among {', '.join(SYSTEMS)}"
+        _fail(ctx, message, 2, ValueError(message))
     plan = _json_file(ctx, "--faults", faults)
     try:
         plans = fault_plans(plan) if plan is not None else None
@@ -91,7 +99,9 @@ def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        running = start_systems(fixtures, ports=ports, faults=plans, state_dir=state_dir, host=host, auth=credentials)
+        running = start_systems(
+            fixtures, ports=ports, faults=plans, state_dir=state_dir, host=host, auth=credentials, only=chosen
+        )
     except OSError as exc:
         asked = ", ".join(f"{name} {host}:{port}" for name, port in ports.items() if port)
         _fail(ctx, f"{exc.strerror or exc} (ports asked: {asked}; 0 picks a free one)", 1, exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -128,17 +129,19 @@ def start_systems(
     state_dir: Path | str | None = None,
     host: str = "127.0.0.1",
     auth: dict[str, dict] | None = None,
+    only: Collection[str] | None = None,
 ) -> RunningSystems:
-    """Start PTW, EAM, MES, ERP and the EAM's and MES's second flavors; returns once all accept connections.
+    """Start PTW, EAM, MES, ERP and the EAM's and MES's second flavors (or the systems `only`
+    names); returns once all accept connections.
 
     `ports` maps system name to port (missing: 0, a free port). `faults` maps system name to a
     fault plan (or is one plan for all). `state_dir` keeps PTW holds and ERP documents
     across processes. `auth` maps system name to the credentials it requires (none if absent).
     """
     ports = dict(ports or {})
-    unknown = set(ports) - set(SYSTEMS)
+    unknown = (set(ports) | set(only or ())) - set(SYSTEMS)
     if unknown:
-        raise ValueError(f"unknown systems in ports: {sorted(unknown)}")
+        raise ValueError(f"unknown systems: {sorted(unknown)} (known: {', '.join(SYSTEMS)})")
     plans = fault_plans(faults)
     auth = auth or {}
     if not isinstance(auth, dict) or not set(auth) <= set(SYSTEMS):
@@ -147,6 +150,7 @@ def start_systems(
     systems = {
         name: cls(fixtures_dir, faults=plans.get(name), state_dir=state_dir, auth=auth.get(name))
         for name, cls in SYSTEMS.items()
+        if only is None or name in only
     }
     served: dict[str, _Served] = {}
     try:

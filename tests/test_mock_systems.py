@@ -1028,6 +1028,29 @@ def test_cli_serves_until_sigterm():
             process.wait()
 
 
+def test_cli_serves_only_the_systems_named_and_refuses_an_unknown_one():
+    command = [sys.executable, "-m", "mock_systems", "serve", "--fixtures", str(FIXTURES), "--only", "ptw,erp"]
+    command += [arg for name in ("ptw", "eam", "mes", "erp", "eam-oslc", "mes-odata") for arg in (f"--{name}-port", "0")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    try:
+        named = []
+        while not (line := lines.get(timeout=60)).startswith("mock systems running"):
+            named.append(line.strip().partition(": ")[0])
+        assert named == ["ptw", "erp"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    refused = subprocess.run(
+        [sys.executable, "-m", "mock_systems", "serve", "--only", "ptw,sap"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
+    )
+    assert refused.returncode == 2 and "--only 'ptw,sap'" in refused.stderr and "eam_oslc" in refused.stderr
+
+
 def test_mock_systems_never_import_hub():
     for path in (REPO_ROOT / "mock_systems").glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""The mock plant in an OS process of its own, and the admin calls the bench makes on it.
+"""The mock plant in OS processes of its own (one per system), and the admin calls the bench makes on it.
 
 Served from the measured process, the mocks would share its GIL and every request would
 slow the hub down as much as the answer does.
@@ -33,14 +33,16 @@ def server_root(url: str) -> str:
 
 
 class MocksProcess:
-    """`mock-systems serve` on free ports, over `fixtures`, keeping PTW holds and ERP documents in `state_dir`."""
+    """`mock-systems serve` on free ports, over `fixtures`, keeping PTW holds and ERP documents in
+    `state_dir`: one OS process per system, as a plant's systems are servers of their own (served
+    together, the EAM's large SOAP replies held the PTW's hold writes up behind one GIL)."""
 
     def __init__(self, fixtures: Path, state_dir: Path, log_path: Path):
         self.fixtures = fixtures
         self.state_dir = state_dir
         self.log_path = log_path
         self.urls: dict[str, str] = {}
-        self._process: subprocess.Popen[str] | None = None
+        self._processes: list[subprocess.Popen[str]] = []
         self._admin = httpx.Client(timeout=ADMIN_TIMEOUT_S)
 
     def __enter__(self) -> MocksProcess:
@@ -51,35 +53,46 @@ class MocksProcess:
         self.stop()
 
     def start(self) -> None:
-        ports = [arg for name in ALL_SYSTEMS for arg in (f"--{name.replace('_', '-')}-port", "0")]
-        command = [
-            sys.executable, "-m", "mock_systems", "serve",
-            "--fixtures", str(self.fixtures), "--state-dir", str(self.state_dir), *ports,
-        ]
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a", encoding="utf-8") as log:
-            self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
-        assert self._process.stdout is not None
-        for line in self._process.stdout:  # the mocks print "name: url" per system, then that they are running
+            for name in ALL_SYSTEMS:  # all started before any is awaited: they load their fixtures side by side
+                command = [
+                    sys.executable, "-m", "mock_systems", "serve", "--only", name,
+                    "--fixtures", str(self.fixtures), "--state-dir", str(self.state_dir),
+                    *(arg for other in ALL_SYSTEMS for arg in (f"--{other.replace('_', '-')}-port", "0")),
+                ]
+                self._processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True))
+        try:
+            for process in self._processes:
+                self._await_ready(process)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _await_ready(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:  # a mock prints "name: url", then that it is running
             if line.startswith(READY_PREFIX):
                 return
             name, _, url = line.strip().partition(": ")
             if name in ALL_SYSTEMS:
                 self.urls[name] = url
-        self._process.wait()
+        process.wait()
         tail = self.log_path.read_text(encoding="utf-8")[-2000:]
-        raise MocksFailed(f"mock-systems exited with {self._process.returncode} before serving:\n{tail}")
+        raise MocksFailed(f"mock-systems exited with {process.returncode} before serving:\n{tail}")
 
     def stop(self) -> None:
         self._admin.close()
-        if self._process is None or self._process.poll() is not None:
-            return
-        os.kill(self._process.pid, signal.SIGTERM)
-        try:
-            self._process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        running = [p for p in self._processes if p.poll() is None]
+        for process in running:
+            os.kill(process.pid, signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._processes = []
 
     def _admin_url(self, system: str, what: str) -> str:
         return f"{server_root(self.urls[system])}/_admin/{what}"
