@@ -480,14 +480,20 @@ class PtwSystem(MockSystem):
             site = params.get("site", "").strip().upper() or None
             # Every site but these: how a hub finds permits of sites it is not configured for.
             excluded = {code.strip().upper() for code in params.get("exclude_sites", "").split(",") if code.strip()}
-            rows = [
-                (key, permit)
-                for key, permit in self._listing
-                if (since is None or key[0] >= since)
-                and (after is None or key > after)
-                and (site is None or _site_code(permit) == site)
-                and _site_code(permit) not in excluded
-            ]
+            # The listing is sorted by key: start where `since` and the token allow, and read one
+            # past the page (a scan of every permit per request was a large plant's PTW's main cost).
+            start = 0
+            if since is not None:
+                start = bisect.bisect_left(self._listing, (since,), key=lambda pair: pair[0])
+            if after is not None:
+                start = max(start, bisect.bisect_right(self._listing, after, key=lambda pair: pair[0]))
+            rows = []
+            for index in range(start, len(self._listing)):
+                key, permit = self._listing[index]
+                if (site is None or _site_code(permit) == site) and _site_code(permit) not in excluded:
+                    rows.append((key, permit))
+                    if len(rows) > page_size:
+                        break
             page = rows[:page_size]
             next_token = encode_token(page[-1][0]) if len(rows) > page_size else None
             return JSONResponse({"items": [permit for _, permit in page], "next_page_token": next_token})

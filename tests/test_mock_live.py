@@ -162,6 +162,26 @@ def test_a_new_permit_is_numbered_one_past_the_highest_ticket_of_its_prefix(live
     assert other_site.startswith(f"PTW-HZ-{datetime.now(PLANT_TZ).year}-") and not other_site.endswith("0503")
 
 
+def test_the_listing_pages_by_site_and_time_as_a_filter_of_the_whole_listing_would(live, http):
+    for site in ("NJ01", "HZ02", "NJ01"):
+        assert http.post(f"{ptw(live)}/api/v1/permits", json={**NEW_PERMIT, "siteCode": site}).status_code == 201
+    everything = listing(http, live)
+    middle = key(everything[len(everything) // 2])[0]
+
+    def site_of(item: dict) -> str:
+        return str(item.get("siteCode", "")).strip().upper()
+
+    for params, wanted in [
+        ({"site": "NJ01"}, lambda item: site_of(item) == "NJ01"),
+        ({"updated_since": middle.isoformat()}, lambda item: key(item)[0] >= middle),
+        ({"site": "HZ02", "updated_since": middle.isoformat()}, lambda item: site_of(item) == "HZ02" and key(item)[0] >= middle),
+        ({"exclude_sites": "NJ01,HZ02"}, lambda item: site_of(item) not in {"NJ01", "HZ02"}),
+    ]:
+        expected = [item["ticketNo"] for item in everything if wanted(item)]
+        assert expected, params
+        assert [item["ticketNo"] for item in listing(http, live, **params)] == expected, params
+
+
 def test_draft_is_not_listed_until_submitted(live, http):
     count = len(listing(http, live))
     created = http.post(f"{ptw(live)}/api/v1/permits", json={**NEW_PERMIT, "ticketNo": "PTW-NJ-2026-9001", "draft": True})

@@ -330,6 +330,21 @@ class Stream:
                     self.latencies.append(max(0.0, min(landed) - since))
 
 
+def _site_eam(mapping, site: str, assets: list, orders: list, now: datetime):
+    """The site's EAM records as the pure logic takes them, answered `now`; a record the mapping
+    cannot read makes its device invalid, as in the hub (unreadable is not clear)."""
+    from hub.logic.clearance import SiteEam
+
+    equipment, records = mapping.inbound("equipment", assets), mapping.inbound("maintenance_record", orders)
+    invalid: dict[str, list[str]] = {}
+    for item in [*equipment.quarantined, *records.quarantined]:
+        partial = item.partial or {}
+        if partial.get("device_id") and partial.get("site", site) == site:
+            invalid.setdefault(partial["device_id"], []).append(item.reason)
+    known = {e.device_id: e for e in equipment.records}
+    return SiteEam(site, known, records.records, {d: now for d in known}, invalid)
+
+
 def _id(device: str) -> str:
     """A device number as the hub matches it (the mappings' `id` transform): PTW records write
     the same device as `HZ-P-301`, `hz-p-301` or ` HZ-P-301 `."""
@@ -346,7 +361,7 @@ def _pool(plant: Path, sites: list[str], rules, seed: int, taken: set[tuple[str,
     """Devices in service with nothing open, isolated or falling due in the next two days (by
     the pure logic, on the plant's own records), that no permit names and not `taken` (site,
     device) by the load: what the stream may change freely."""
-    from hub.logic.clearance import SiteEam, build_profiles, reasons_at
+    from hub.logic.clearance import build_profiles, reasons_at
     from hub.mappings.engine import load_mapping
 
     assets = json.loads((plant / "eam/assets.json").read_text(encoding="utf-8"))
@@ -365,10 +380,8 @@ def _pool(plant: Path, sites: list[str], rules, seed: int, taken: set[tuple[str,
     now = datetime.now(timezone.utc)
     pool = []
     for site, site_assets in chosen.items():
-        equipment = mapping.inbound("equipment", site_assets).records
-        records = mapping.inbound("maintenance_record", [w for w in orders if w["siteid"] == site]).records
-        eam = SiteEam(site, {e.device_id: e for e in equipment}, records, {e.device_id: now for e in equipment})
-        profiles = build_profiles([e.device_id for e in equipment], eam, rules, now)
+        eam = _site_eam(mapping, site, site_assets, [w for w in orders if w["siteid"] == site], now)
+        profiles = build_profiles(sorted(eam.equipment), eam, rules, now)
         # Clear for the stream's permits: nothing blocks from now until well after their work ends.
         horizon = now + timedelta(hours=48)
         clear = [d for d, p in profiles.items() if p.known and not reasons_at(p, now, horizon, rules, now)]
@@ -379,7 +392,7 @@ def _pool(plant: Path, sites: list[str], rules, seed: int, taken: set[tuple[str,
 def false_allows(stream: Stream, env: dict[str, str], rules) -> tuple[int, list[str], dict[str, list[str]]]:
     """(permits decided, false allows, needless blocks with the reason codes of their holds): the
     pure logic on the mocks' final state."""
-    from hub.logic.clearance import SiteEam, build_profiles
+    from hub.logic.clearance import build_profiles
     from hub.logic.gate import decide
     from hub.mappings.engine import load_mapping
     from hub.resources import resources_from_settings
@@ -394,12 +407,12 @@ def false_allows(stream: Stream, env: dict[str, str], rules) -> tuple[int, list[
     missed, needless, decided = [], {}, 0
     for site in sorted({d.site for d in stream.devices}):
         devices = sorted({d.number for d in stream.devices if d.site == site})
-        equipment, records = {}, []
+        assets, orders = [], []
         with eam.client() as client:
             for page in client.pages("maintenance", ids=devices, site=site):
-                equipment.update({e.device_id: e for e in eam_mapping.inbound("equipment", page.get("equipment", [])).records})
-                records += eam_mapping.inbound("maintenance_record", page.get("maintenance_record", [])).records
-        profiles = build_profiles(devices, SiteEam(site, equipment, records, {d: now for d in equipment}), rules, now)
+                assets += page.get("equipment", [])
+                orders += page.get("maintenance_record", [])
+        profiles = build_profiles(devices, _site_eam(eam_mapping, site, assets, orders, now), rules, now)
         for ticket, device in stream.created:
             if device.site != site:
                 continue
