@@ -89,9 +89,8 @@ class GateApiSettings(BaseModel):
     requests_per_second: float = Field(default=200, gt=0)
     # The most a gate check waits for the EAM when it must ask again, all of it.
     eam_deadline_s: float = Field(default=2.0, gt=0)
-    # Gate checks one server process decides at once; the rest wait their turn. Python runs
-    # one thread at a time, so more threads only add switching. A check waiting on the EAM or
-    # the PTW gives its turn up meanwhile (up to 32 such waits per process).
+    # Gate checks one server process works on at once; the rest wait their turn. Python runs
+    # one thread at a time, so more threads only add switching.
     concurrent_checks: int = Field(default=4, ge=1, le=64)
     # Re-pull, ahead of the checks, the devices of gated permits whose EAM data nears
     # decision_data_age, so that a check answers without asking the EAM while the PTW waits.

@@ -28,8 +28,6 @@ log = logging.getLogger("hub.service")
 GATE_CHECKS_PATH = "/api/v1/gate-checks"
 HEALTH_PATH = "/api/v1/health"
 HEALTH_READ_EVERY_S = 1.0
-#: Checks that may wait on the EAM or the PTW at once, beside those deciding.
-WAITING_CHECKS = 32
 TICKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
@@ -169,9 +167,7 @@ def create_app(settings: HubSettings, service: GateCheckService | None = None) -
         )
     expected = f"Bearer {token}".encode()
     limit = RateLimit(api.requests_per_second)
-    # Threads for checks: those deciding (the service's turns, `concurrent_checks`) and those
-    # waiting on the EAM or PTW meanwhile, which hold no turn.
-    checking = CapacityLimiter(api.concurrent_checks + WAITING_CHECKS)
+    checking = CapacityLimiter(api.concurrent_checks)
     service = service or GateCheckService(settings)
     health_read: list = [float("-inf"), None]  # when the store was last read for /health, and what it said
 

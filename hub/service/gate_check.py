@@ -18,8 +18,6 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,8 +138,6 @@ class GateCheckService:
         self.eam: EamResource = quick_resources["eam"].process_config_and_initialize()
         self.ptw: PtwResource = quick_resources["ptw"].process_config_and_initialize()
         self.keep_fresh = KeepFresh(self, resources_from_settings(settings)["eam"].process_config_and_initialize())
-        # Checks deciding at once; a check waiting on the EAM or the PTW gives its turn up (`_waiting`).
-        self._turns = threading.BoundedSemaphore(settings.gate_api.concurrent_checks)
         self.ptw_mapping = load_mapping(self.ptw.mapping)
         self.eam_mapping = load_mapping(self.eam.mapping)
         self._store: HubStore | None = None
@@ -208,22 +204,8 @@ class GateCheckService:
 
     # -- one check --------------------------------------------------------------------------
 
-    @contextmanager
-    def _waiting(self) -> Iterator[None]:
-        """Around a wait on another system: the other checks decide meanwhile, so one slow EAM or
-        PTW reply holds up the checks that wait for it, never those answering from the hub's data."""
-        self._turns.release()
-        try:
-            yield
-        finally:
-            self._turns.acquire()
-
     def check(self, *, permit: dict[str, Any] | None = None, ticket_no: str | None = None) -> GateAnswer:
         """The answer for a permit given as the PTW's record or by ticket number; never raises."""
-        with self._turns:
-            return self._check(permit, ticket_no)
-
-    def _check(self, permit: dict[str, Any] | None, ticket_no: str | None) -> GateAnswer:
         now = datetime.now(timezone.utc)
         permit_id = ticket_no or self.ptw_mapping.record_key("permit", permit)
         permit_id = permit_id if isinstance(permit_id, str) and permit_id.strip() else UNREADABLE
@@ -231,11 +213,7 @@ class GateCheckService:
         try:
             rules = self.rules()
             rules_version = rules.version
-            if permit is not None:
-                record = permit
-            else:
-                with self._waiting():
-                    record = self.read_permit(str(ticket_no))
+            record = permit if permit is not None else self.read_permit(str(ticket_no))
             answer = self._decide(record, rules, now)
         except PermitNotRead as exc:
             log.error("gate check of %s: %s", permit_id, exc)
@@ -277,8 +255,7 @@ class GateCheckService:
                 if not refreshed:
                     profiles = clearance_profiles(hub_store, permit.site, devices, rules, now, answered)
             if refreshed:
-                with self._waiting():
-                    eam_error = self.refresh_eam(hub_store, permit.site, refreshed)
+                eam_error = self.refresh_eam(hub_store, permit.site, refreshed)
                 now = datetime.now(timezone.utc)
                 with hub_store.transaction():
                     profiles = clearance_profiles(hub_store, permit.site, devices, rules, now)
@@ -342,10 +319,9 @@ class GateCheckService:
             try:
                 # Most answers repeat a decision whose hold is at the PTW already: no client, no write.
                 if hub_store.holds_needing_write({decision.permit_id: fingerprint}):
-                    with self._waiting():
-                        written = write_holds(
-                            hub_store, self.ptw.client(), self.ptw_mapping, self.ptw.hold_source, [decision], reconcile=False
-                        )
+                    written = write_holds(
+                        hub_store, self.ptw.client(), self.ptw_mapping, self.ptw.hold_source, [decision], reconcile=False
+                    )
                     answer.hold_error = "; ".join(written.failed) or None
             except Exception as exc:
                 answer.hold_error = f"{type(exc).__name__}: {exc}"
