@@ -1,6 +1,10 @@
 from pathlib import Path
 
 import os
+import queue
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,3 +180,22 @@ def materialize_sites(assets, sites=("NJ01", "HZ02"), **kwargs) -> SitesResult:
     # The site as the run's partition tag, as the schedules give it: a checks-only selection
     # cannot take a partition key.
     return SitesResult([materialize(assets, tags={"dagster/partition": site}, **kwargs) for site in sites])
+
+
+@contextmanager
+def mock_systems_cli(*options: str) -> Iterator[queue.Queue]:
+    """`mock-systems serve` on free ports with `options`, as a process; yields the lines it prints.
+    It must stop cleanly on SIGTERM when the block ends (killed if it does not)."""
+    command = [sys.executable, "-m", "mock_systems", "serve", *options]
+    command += [arg for name in ("ptw", "eam", "mes", "erp", "eam-oslc", "mes-odata") for arg in (f"--{name}-port", "0")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    try:
+        yield lines
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

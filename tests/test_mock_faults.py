@@ -9,14 +9,10 @@ what docs/protocols.md says.
 from __future__ import annotations
 
 import json
-import queue
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from conftest import mock_systems_cli
 import httpx
 import pytest
 import zeep
@@ -25,7 +21,7 @@ from lxml import etree
 
 from mock_systems.base import AuthConfigError, Credentials
 from mock_systems.faults import FaultPlan, FaultPlanError
-from mock_systems.servers import SYSTEMS, RunningSystems, start_systems
+from mock_systems.servers import RunningSystems, start_systems
 
 REPO_ROOT = Path(__file__).parents[1]
 FIXTURES = REPO_ROOT / "fixtures"
@@ -457,12 +453,7 @@ def test_auth_for_an_unknown_system_fails_before_anything_starts():
 def test_cli_takes_auth_from_a_file(tmp_path):
     auth_file = tmp_path / "auth.json"
     auth_file.write_text(json.dumps({"erp": {"bearer": "cli-token"}}), encoding="utf-8")
-    command = [sys.executable, "-m", "mock_systems", "serve", "--fixtures", str(FIXTURES), "--auth", str(auth_file)]
-    command += [arg for name in SYSTEMS for arg in (f"--{name.replace('_', '-')}-port", "0")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    try:
+    with mock_systems_cli("--fixtures", str(FIXTURES), "--auth", str(auth_file)) as lines:
         urls: dict[str, str] = {}
         while "erp" not in urls:
             name, _, url = lines.get(timeout=60).strip().partition(": ")
@@ -471,12 +462,6 @@ def test_cli_takes_auth_from_a_file(tmp_path):
         assert httpx.get(ledger, params={"page": 1}, timeout=10).status_code == 401
         authorised = httpx.get(ledger, params={"page": 1}, headers={"Authorization": "Bearer cli-token"}, timeout=10)
         assert authorised.status_code == 200
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 # ---------------------------------------------------------------------------- empty and shrunken answers

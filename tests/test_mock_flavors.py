@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from conftest import mock_systems_cli
 import httpx
 import pytest
 from lxml import etree
@@ -186,13 +182,7 @@ def test_fault_plans_at_start_reach_the_flavors():
 
 
 def test_cli_takes_the_flavor_ports():
-    command = [sys.executable, "-m", "mock_systems", "serve", "--fixtures", str(FIXTURES)]
-    for flag in ("ptw", "eam", "mes", "erp", "eam-oslc", "mes-odata"):
-        command += [f"--{flag}-port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    try:
+    with mock_systems_cli("--fixtures", str(FIXTURES)) as lines:
         urls = {}
         while "mes_odata" not in urls or "eam_oslc" not in urls:
             name, _, url = lines.get(timeout=60).strip().partition(": ")
@@ -203,12 +193,6 @@ def test_cli_takes_the_flavor_ports():
         odata_url = f"{urls['mes_odata']}/MaterialParameterSet"
         rows = httpx.get(odata_url, params={"$filter": material_filter("苯")}, timeout=10).json()["d"]["results"]
         assert {r["Material"] for r in rows} == {"苯"}
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 # ---------------------------------------------------------------------------- EAM, OSLC

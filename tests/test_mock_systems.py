@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import ast
 import json
-import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +23,7 @@ import zeep
 import zeep.exceptions
 from lxml import etree
 
+from conftest import mock_systems_cli
 from mock_systems.faults import FaultPlan, FaultPlanError, split_by_system
 from mock_systems.servers import start_systems
 
@@ -1006,12 +1004,7 @@ def test_admin_state_of_eam_and_mes_is_empty(mock_systems, http):
 
 
 def test_cli_serves_until_sigterm():
-    command = [sys.executable, "-m", "mock_systems", "serve", "--fixtures", str(FIXTURES)]
-    command += [arg for name in ("ptw", "eam", "mes", "erp", "eam-oslc", "mes-odata") for arg in (f"--{name}-port", "0")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    try:
+    with mock_systems_cli("--fixtures", str(FIXTURES)) as lines:
         urls = {}
         while len(urls) < 4:
             line = lines.get(timeout=60)
@@ -1020,31 +1013,14 @@ def test_cli_serves_until_sigterm():
                 urls[name] = url
         assert urls["eam"].endswith("/eam/soap")
         assert httpx.get(f"{urls['ptw']}/api/v1/permits", params={"page_size": 1}, timeout=10).status_code == 200
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_cli_serves_only_the_systems_named_and_refuses_an_unknown_one():
-    command = [sys.executable, "-m", "mock_systems", "serve", "--fixtures", str(FIXTURES), "--only", "ptw,erp"]
-    command += [arg for name in ("ptw", "eam", "mes", "erp", "eam-oslc", "mes-odata") for arg in (f"--{name}-port", "0")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    try:
+    with mock_systems_cli("--fixtures", str(FIXTURES), "--only", "ptw,erp") as lines:
         named = []
         while not (line := lines.get(timeout=60)).startswith("mock systems running"):
             named.append(line.strip().partition(": ")[0])
         assert named == ["ptw", "erp"]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     refused = subprocess.run(
         [sys.executable, "-m", "mock_systems", "serve", "--only", "ptw,sap"], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT
     )
