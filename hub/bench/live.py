@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,8 +40,9 @@ from hub.bench.databases import DEFAULT_PG_URL, FreshDatabases
 from hub.bench.loadclient import LoadConnection
 from hub.bench.mocks_process import MocksProcess, server_root
 from hub.bench.plant import cost_rules_file, generated_plant, plant_sites
-from hub.bench.run import SQLITE_DAGSTER_YAML, BenchFailed, Environment, machine_facts, run_child
+from hub.bench.run import BenchFailed, Environment, machine_facts, run_child
 from hub.bench.scales import Scale
+from hub.mappings.compile import TRANSFORMS
 from hub.live import LiveGate
 
 #: An approval while the EAM has shown a block for longer than this is too late.
@@ -349,10 +349,9 @@ def _site_eam(mapping, site: str, assets: list, orders: list, now: datetime):
     return SiteEam(site, known, records.records, {d: now for d in known}, invalid)
 
 
-def _id(device: str) -> str:
-    """A device number as the hub matches it (the mappings' `id` transform): PTW records write
-    the same device as `HZ-P-301`, `hz-p-301` or ` HZ-P-301 `."""
-    return device.strip().upper()
+#: A device number as the hub matches it: PTW records write the same device as `HZ-P-301`,
+#: `hz-p-301` or ` HZ-P-301 `.
+_id = TRANSFORMS["id"]
 
 
 def _named_devices(plant: Path) -> set[tuple[str, str]]:
