@@ -29,6 +29,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster_celery import celery_executor
 from sqlalchemy.engine import make_url
 
+from hub import dagster_sqlite
 from hub.assets.analytics import CROSS_SYSTEM_KEYS, KPI_KEYS, AnalyticsRulesResource, permit_analytics
 from hub.assets.quality import mes_quality_rates
 from hub.assets.clearance import clearance_covers_every_device, equipment_clearance
@@ -45,6 +46,10 @@ from hub.logic.rules import RULES_DIR
 from hub.resources import resources_from_settings
 from hub.sensors import regate_sensor
 from hub.settings import HubSettings
+
+# Every process that loads the code location (code servers, runs, steps, `hub sync`) writes
+# Dagster's SQLite storage with its engines kept.
+dagster_sqlite.install()
 
 # What one site's run materializes and checks; the permits of other sites have a job of their own.
 ASSETS = [permits, eam_pull, process_parameters, mes_quality_rates, equipment_clearance, permit_gate_decisions, safety_cost_entries, erp_postings]

@@ -6,6 +6,10 @@ from pathlib import Path
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
+from hub import dagster_sqlite
+
+dagster_sqlite.install()  # the CLI's instance keeps its SQLite engines (hub.dagster_sqlite)
+
 
 #: A new Dagster home's config: telemetry off; runs the sensors ask for launched at once, not
 #: queued for the next dequeue (a re-gate run is awaited by people at height, and the sensor

@@ -349,6 +349,9 @@ class GateCheckService:
             if self._instance is None:
                 from dagster import DagsterInstance
 
+                from hub import dagster_sqlite
+
+                dagster_sqlite.install()  # each report is one event: its engines are kept
                 self._instance = DagsterInstance.get()
             return self._instance
 
