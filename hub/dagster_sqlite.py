@@ -30,6 +30,9 @@ from sqlalchemy import Connection, Engine, create_engine
 KEPT = 8
 #: Dagster's own busy timeout for SQLite (seconds).
 BUSY_TIMEOUT_S = 30
+#: A forked child's copies of its parent's engines: kept, never used, never closed (closing or
+#: collecting them would roll back or close connections that are the parent's).
+_PARENTS: list[OrderedDict] = []
 
 
 class _Engines:
@@ -44,8 +47,8 @@ class _Engines:
     def get(self, conn_string: str) -> Engine:
         with self._lock:
             if self._pid != os.getpid():
-                self._engines.clear()  # the parent's connections are the parent's to close
-                self._pid = os.getpid()
+                _PARENTS.append(self._engines)
+                self._engines, self._pid = OrderedDict(), os.getpid()
             engine = self._engines.pop(conn_string, None)
             if engine is None:
                 # Connections kept for the next use, each handed to one caller at a time, from any thread.
@@ -63,10 +66,10 @@ class _Engines:
 
     def close(self) -> None:
         with self._lock:
+            if self._pid != os.getpid():
+                return  # a forked child's copies are its parent's (`_PARENTS`)
             while self._engines:
-                _, engine = self._engines.popitem()
-                if self._pid == os.getpid():
-                    engine.dispose()
+                self._engines.popitem()[1].dispose()
 
 
 def _engines(storage) -> _Engines:

@@ -26,9 +26,6 @@ WORKSPACE = REPO / "workspace.yaml"
 #: How long the service may take to answer its first request.
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
-#: The daemon (its sensors, code servers and runs inherit it) yields the CPU to the service when
-#: both want it: a gate check is awaited by someone approving a permit, a run by no one.
-DAEMON_NICENESS = 10
 
 
 class LiveGateFailed(RuntimeError):
@@ -45,8 +42,7 @@ class LiveGate:
     """`hub serve` and `dagster-daemon run` with `env` (HUB_* settings and DAGSTER_HOME), logs in `folder`.
 
     On entry the PTW at `ptw_url` is told to ask the service before approve and start, and to
-    suspend active work a block lands on; on exit both processes are stopped with SIGTERM. The
-    daemon runs at `DAEMON_NICENESS`, as on a host the two share.
+    suspend active work a block lands on; on exit both processes are stopped with SIGTERM.
     """
 
     def __init__(
@@ -69,8 +65,7 @@ class LiveGate:
         try:
             self._start("service", [str(Path(sys.executable).with_name("hub")), "serve", "--port", str(self.port), "--workers", str(self.workers)])
             self._await_service()
-            daemon = [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(WORKSPACE)]
-            self._start("daemon", daemon, niceness=DAEMON_NICENESS)
+            self._start("daemon", [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(WORKSPACE)])
             with httpx.Client(timeout=10) as admin:
                 admin.put(f"{self.ptw_admin}/gate-hook", json={"url": self.url, "token": self.token}).raise_for_status()
                 admin.put(f"{self.ptw_admin}/suspend-on-block", json={"enabled": True}).raise_for_status()
@@ -85,9 +80,7 @@ class LiveGate:
     def log(self, name: str) -> Path:
         return self.folder / f"{name}.log"
 
-    def _start(self, name: str, command: list[str], niceness: int = 0) -> None:
-        # `nice` runs the command in its own place (same process), so the signals still reach it.
-        command = ["nice", "-n", str(niceness), *command] if niceness else command
+    def _start(self, name: str, command: list[str]) -> None:
         with self.log(name).open("a", encoding="utf-8") as log:
             process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         self._processes.append((name, process))
