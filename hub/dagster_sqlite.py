@@ -119,7 +119,7 @@ _installed = threading.Lock()
 def install() -> None:
     """Keep the engines of Dagster's SQLite storages in this process; calling it again does nothing."""
     with _installed:
-        if getattr(SqliteEventLogStorage, "_hub_engines_kept", False):
+        if installed():
             return
         SqliteEventLogStorage._connect = _event_log_connect
         SqliteEventLogStorage.wipe = _closing_first(SqliteEventLogStorage.wipe)
