@@ -27,11 +27,12 @@ def fixture_permit(ticket: str) -> dict:
 
 
 @contextmanager
-def running(app):
-    """The app under uvicorn on a free loopback port, in a thread."""
+def running(app, lifespan: str = "off"):
+    """The app under uvicorn on a free loopback port, in a thread (`lifespan="on"`: with its
+    start-up and shutdown, keep-fresh included)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan=lifespan))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -290,6 +291,32 @@ def test_answer_is_reported_to_dagster(service, fresh_mocks, tmp_path, monkeypat
     assert row.data["decision_id"] == answer["decision_id"]
     assert row.data["decision"] == "block"
     assert materialization.metadata["blocked_permit_ids"].value == "PTW-NJ-2026-0001"
+
+
+def test_answers_still_waiting_to_be_reported_reach_dagster_when_the_service_stops(
+    fresh_mocks, sqlite_url, make_settings, tmp_path, monkeypatch
+):
+    from dagster import AssetKey, DagsterInstance
+
+    from hub.service import gate_check
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = DagsterInstance.get()
+    # Far longer than the test: only the flush at shutdown can report the answer.
+    monkeypatch.setattr(gate_check, "REPORT_EVERY_S", 600.0)
+    settings = make_settings(
+        sqlite_url, fresh_mocks.urls, gate_api={"token": TOKEN, "keep_fresh": False}
+    )
+    with running(create_app(settings), lifespan="on") as url:
+        answer = check(url, {"ticket_no": "PTW-NJ-2026-0001"}).json()
+        time.sleep(0.5)
+        reported = instance.fetch_materializations(AssetKey("permit_gate_decisions"), limit=100).records
+        assert not any(answer["decision_id"] in _decision_ids(r.asset_materialization) for r in reported)
+    reported = instance.fetch_materializations(AssetKey("permit_gate_decisions"), limit=100).records
+    assert any(answer["decision_id"] in _decision_ids(r.asset_materialization) for r in reported)
 
 
 def test_after_a_sync_the_service_decides_from_the_store_as_the_batch_gate_did(service, fresh_mocks, sqlite_url):

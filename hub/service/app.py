@@ -179,6 +179,9 @@ def create_app(settings: HubSettings, service: GateCheckService | None = None) -
             yield
         finally:
             await anyio.to_thread.run_sync(service.keep_fresh.stop)
+            # The last answers reach Dagster before the process ends (the audit log has them all).
+            if not await anyio.to_thread.run_sync(service.flush_reports):
+                log.warning("stopping: some gate-check answers were not reported to Dagster (they are in the audit log)")
 
     app = FastAPI(
         lifespan=lifespan,
