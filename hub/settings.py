@@ -91,7 +91,7 @@ class GateApiSettings(BaseModel):
     eam_deadline_s: float = Field(default=2.0, gt=0)
     # Gate checks one server process works on at once; the rest wait their turn. A check spends
     # most of its time waiting for its audit commit, which it shares with the checks in flight:
-    # at 4, answers queued for seconds at 200 checks/s; at 16, a commit served 16.
+    # at 4, answers queued for seconds at 200 checks/s; at 16, up to 16 share one commit.
     concurrent_checks: int = Field(default=16, ge=1, le=64)
     # Re-pull, ahead of the checks, the devices of gated permits whose EAM data nears
     # decision_data_age, so that a check answers without asking the EAM while the PTW waits.
