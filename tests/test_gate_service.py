@@ -45,9 +45,6 @@ def running(app, lifespan: str = "off"):
         server.should_exit = True
         thread.join(10)
         sock.close()
-        # Its answers are reported now, not seconds later into another test's Dagster home,
-        # where opening a new instance runs Dagster's migrations beside that test's own.
-        app.state.service.flush_reports()
 
 
 @pytest.fixture

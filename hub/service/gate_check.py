@@ -147,6 +147,7 @@ class GateCheckService:
         self._open_lock = threading.RLock()
         self._instance_lock = threading.Lock()
         self._instance: Any = None
+        self._dagster_home = os.environ.get("DAGSTER_HOME")
         self._rules: tuple[tuple[float, int], GateRules] | None = None
         self._analytics_rules: AnalyticsRules | None = None
         self._similar = SimilarWorkAdvice(self.analytics_rules)
@@ -345,8 +346,10 @@ class GateCheckService:
     # -- Dagster ------------------------------------------------------------------------------
 
     def dagster_instance(self):
-        """The Dagster instance of DAGSTER_HOME, opened once; None when there is none."""
-        if not os.environ.get("DAGSTER_HOME"):
+        """The Dagster instance of the DAGSTER_HOME this service started with, opened once; None
+        when there was none, or when DAGSTER_HOME names another home now (a service never
+        reports into a home it was not started for)."""
+        if not self._dagster_home or os.environ.get("DAGSTER_HOME") != self._dagster_home:
             return None
         with self._instance_lock:
             if self._instance is None:
